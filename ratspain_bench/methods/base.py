@@ -1,0 +1,144 @@
+"""The method interface: a small class with a frozen config, `fit(train)` and `predict(test)`.
+
+`fit` sees images, labels and subject ids of the training rats only; `predict` sees test images and
+subject ids, never their labels (the harness holds them and scores).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True, eq=False)
+class TrainSet:
+    images: np.ndarray  # (N, H, W, 3) uint8 RGB at the config's image_size
+    labels: np.ndarray  # (N,) int, 0 no pain, 1 pain
+    subjects: np.ndarray  # (N,) str
+    keys: tuple[str, ...]  # content digest per image: a cache key for per-image features
+    meta: pd.DataFrame | None = None  # pose columns when known; never labels or AU scores
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True, eq=False)
+class TestSet:
+    images: np.ndarray
+    subjects: np.ndarray
+    keys: tuple[str, ...]
+    meta: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    labels: np.ndarray  # (N,) int 0/1
+    scores: np.ndarray  # (N,) probability of pain in [0, 1]
+    attention: np.ndarray | None = None  # (N, M, M) region weights (PainSeeker's beta), optional
+
+    def __post_init__(self):
+        labels, scores = np.asarray(self.labels), np.asarray(self.scores, dtype=float)
+        if labels.shape != scores.shape or labels.ndim != 1:
+            raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be 1-d of one length")
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError("predicted labels must be 0 or 1")
+        if len(scores) and (np.nanmin(scores) < 0 or np.nanmax(scores) > 1 or np.isnan(scores).any()):
+            raise ValueError("scores must be probabilities in [0, 1]")
+        object.__setattr__(self, "labels", labels.astype(int))
+        object.__setattr__(self, "scores", scores)
+
+
+def _quiet(*_a, **_k) -> None:
+    return None
+
+
+@dataclass
+class Context:
+    """What the harness lends a method for one fold."""
+
+    seed: int = 0
+    device: str = "cpu"
+    profile: str = "quick"
+    cache_dir: Path | None = None
+    work_dir: Path | None = None  # files written here are logged as artifacts of the fold
+    progress: Callable[..., None] = _quiet  # progress(epoch=i, epochs=n, loss=x): shown on a terminal
+    log_metric: Callable[[str, float, int | None], None] = _quiet  # log_metric(name, value, step)
+
+
+class Method:
+    """Base class of every method. Subclasses set `Config` (a frozen dataclass) and implement fit/predict.
+
+    `Config.PROFILES` may map a profile name (`quick`, `paper`) to field overrides; `image_size`
+    (a config field, default 224) is the side of the square images handed to fit/predict.
+    """
+
+    Config: ClassVar[type]
+    family: ClassVar[str] = ""
+
+    def __init__(self, config, context: Context | None = None):
+        self.config = config
+        self.context = context or Context()
+
+    def fit(self, train: TrainSet) -> None:  # pragma: no cover - interface
+        raise TypeError(f"{type(self).__name__} must implement fit(train)")
+
+    def predict(self, test: TestSet) -> Predictions:  # pragma: no cover - interface
+        raise TypeError(f"{type(self).__name__} must implement predict(test)")
+
+
+def image_size(config) -> int:
+    return int(getattr(config, "image_size", 224))
+
+
+# ---------------------------------------------------------------- configs and their public names
+
+
+def public_name(f: dataclasses.Field) -> str:
+    """A config field's name on the command line and in outputs (metadata `name`, e.g. `lambda`)."""
+    return f.metadata.get("name", f.name)
+
+
+def config_params(config) -> dict[str, Any]:
+    """The config as {public name: value}."""
+    return {public_name(f): getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def make_config(cls, profile: str | None = None, **params):
+    """Build a config from public names, applying `cls.PROFILES[profile]` first; unknown names raise."""
+    fields = {public_name(f): f for f in dataclasses.fields(cls)}
+    values = dict(getattr(cls, "PROFILES", {}).get(profile, {})) if profile else {}
+    for key, value in params.items():
+        if key not in fields:
+            import difflib
+
+            near = difflib.get_close_matches(key, list(fields), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else f"; known: {', '.join(fields)}"
+            raise KeyError(f"{cls.__qualname__} has no parameter {key!r}{hint}")
+        values[key] = _coerce(fields[key], value)
+    return cls(**{fields[k].name: v for k, v in values.items()})
+
+
+def _coerce(f: dataclasses.Field, value):
+    """Turn command-line strings into the field's type (int, float, bool, str)."""
+    if not isinstance(value, str):
+        return value
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    if kind == "bool":
+        return value.lower() in ("1", "true", "yes", "on")
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    return value
+
+
+def field_of(name: str, default, **kw):
+    """A config field whose public name differs from its Python name (e.g. `lambda`)."""
+    return field(default=default, metadata={"name": name, **kw})

@@ -1,0 +1,17 @@
+"""Where the project keeps its caches and runs (overridable by environment variables)."""
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """`RATSPAIN_CACHE_DIR`, default `~/.cache/ratspain_bench`: decoded images, features, the replica."""
+    return Path(os.environ.get("RATSPAIN_CACHE_DIR", Path.home() / ".cache" / "ratspain_bench"))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary sibling and rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
