@@ -1,0 +1,50 @@
+"""`ratspain-bench synth OUT_DIR`: render the synthetic RatsPain replica."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("synth", help="render the synthetic RatsPain replica (manifest.csv + images/)")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    p.add_argument("--per-subject-counts", default="ratspain",
+                   help="'ratspain' (the paper's Table 2) or a JSON object {subject: {no_pain: n, moderate: n, severe: n}}")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: up to 2)")
+    p.set_defaults(func=run)
+
+
+def parse_counts(text: str) -> dict | None:
+    if text == "ratspain":
+        return None
+    try:
+        counts = json.loads(Path(text).read_text() if Path(text).is_file() else text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"--per-subject-counts: not 'ratspain' nor valid JSON ({e.msg})") from None
+    for subject, c in counts.items():
+        if not isinstance(c, dict) or not set(c) <= {"no_pain", "moderate", "severe"} or not all(isinstance(v, int) and v >= 0 for v in c.values()):
+            raise InputError(f"--per-subject-counts: subject {subject!r} needs non-negative integer no_pain/moderate/severe counts")
+    return counts
+
+
+def run(args) -> int:
+    from ..data.synth import generate_replica
+
+    counts = parse_counts(args.per_subject_counts)
+    if args.out_dir.exists() and any(args.out_dir.iterdir()):
+        raise InputError(f"{args.out_dir}: exists and is not empty (choose a new folder)")
+    from tqdm import tqdm
+
+    with tqdm(desc="rendering", unit="img", disable=None) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        manifest = generate_replica(args.out_dir, seed=args.seed, size=args.size, counts=counts, jobs=args.jobs, progress=progress)
+    print(f"wrote {manifest}")
+    return 0

@@ -1,0 +1,1 @@
+"""Hand-crafted features shared across methods and folds (cached per image content)."""
