@@ -21,8 +21,8 @@ def n_bins(points: int, variant: str) -> int:
 
 def gray(images: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma of uint8 RGB images, as uint8 (what skimage.color.rgb2gray does, rounded)."""
-    if images.ndim == 3:
-        return images
+    if images.shape[-1] != 3:
+        return images  # already gray
     w = np.array([0.2125, 0.7154, 0.0721], np.float32)
     return np.clip(np.rint(images.astype(np.float32) @ w), 0, 255).astype(np.uint8)
 

@@ -28,6 +28,7 @@ class TrainSet:
 
 @dataclass(frozen=True, eq=False)
 class TestSet:
+    __test__ = False  # not a pytest class
     images: np.ndarray
     subjects: np.ndarray
     keys: tuple[str, ...]

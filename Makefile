@@ -1,0 +1,33 @@
+# make demo: install into .venv (once) and run the CPU-sized benchmark on the synthetic replica.
+# make test: install into .venv (once) and run the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BENCH := $(VENV)/bin/ratspain-bench
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-all bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BENCH) data imbalance
+	$(BENCH) run --suite quick
+	$(BENCH) leaderboard
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m ""
+
+bench: $(STAMP)
+	$(PY) benchmarks/lbp_grid.py
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf ratspain-runs .pytest_cache

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+from skimage.feature import local_binary_pattern
+from sklearn.svm import SVC
+
+from ratspain_bench.features.lbp import gray, grid_histograms
+from ratspain_bench.methods.base import Context, TestSet, TrainSet
+from ratspain_bench.methods.lbp_svm import LbpSvm, LbpSvmConfig
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, (12, 32, 32, 3)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("radius,grid", [(1, 4), (3, 8), (3, 16)])
+def test_features_match_direct_skimage_histograms(images, radius, grid, tmp_path):
+    m = LbpSvm(LbpSvmConfig(radius=radius, grid=grid, image_size=32), Context(cache_dir=tmp_path))
+    keys = [f"k{i}-{radius}" for i in range(len(images))]
+    feats = m.features(images, keys)
+    for img, f in zip(images, feats):
+        codes = local_binary_pattern(gray(img), 8, radius, "nri_uniform")
+        step = 32 // grid
+        expected = []
+        for r in range(grid):
+            for c in range(grid):
+                h = np.histogram(codes[r * step:(r + 1) * step, c * step:(c + 1) * step], bins=59, range=(0, 59))[0]
+                expected.append(h / h.sum())
+        np.testing.assert_allclose(f, np.concatenate(expected), rtol=0, atol=1e-6)
+    # a second call reads the code images back from the disk cache
+    assert any((tmp_path / "lbp").rglob("*.npy"))
+
+
+def test_gray_matches_skimage_rgb2gray(images):
+    from skimage.color import rgb2gray
+
+    np.testing.assert_array_less(np.abs(gray(images).astype(float) - rgb2gray(images) * 255), 0.5 + 1e-9)
+
+
+def test_grid_histograms_uneven_size():
+    codes = np.zeros((1, 10, 10), np.uint8)
+    h = grid_histograms(codes, 3, 59).reshape(9, 59)
+    np.testing.assert_allclose(h[:, 0], 1.0)
+
+
+def test_precomputed_gram_svm_equals_linear_svm(images, tmp_path):
+    labels = np.array([0, 1] * 6)
+    subjects = np.array(list("aaabbbcccddd"))
+    keys = tuple(f"g{i}" for i in range(12))
+    train = TrainSet(images[:9], labels[:9], subjects[:9], keys[:9])
+    test = TestSet(images[9:], subjects[9:], keys[9:])
+    m = LbpSvm(LbpSvmConfig(radius=1, grid=4, image_size=32), Context(cache_dir=tmp_path))
+    m.fit(train)
+    pred = m.predict(test)
+    x = m.features(images, keys)
+    ref = SVC(kernel="linear", C=1.0).fit(x[:9], labels[:9])
+    np.testing.assert_array_equal(pred.labels, ref.predict(x[9:]))
+    np.testing.assert_allclose(np.log(pred.scores / (1 - pred.scores)), ref.decision_function(x[9:]), atol=1e-6)
