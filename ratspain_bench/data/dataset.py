@@ -168,7 +168,10 @@ def _parse_row(raw: dict, line: int, path: Path) -> tuple[dict | None, list[Prob
 
 def read_annotation_json(path: Path) -> tuple[list[dict], list[Problem]]:
     """WhiteFurredMice-style JSON: {"img.png": [{"AnimalNumber": "1", "GrimaceScale": "0", ...}]}."""
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        return [], [Problem("error", str(path), f"not UTF-8 text ({e.reason} at byte {e.start})")]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
