@@ -16,6 +16,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", choices=("json", "md"), default="json", help="output format (default json)")
     p.add_argument("--method", default=None, help="score only the rows of this method")
     p.add_argument("--seed", default=None, help="score only the rows of this seed")
+    p.add_argument("--compare", metavar="OTHER.csv", default=None,
+                   help="instead of scoring, McNemar's test of this file against OTHER.csv on the images both share")
     p.set_defaults(func=run_score)
 
 
@@ -35,6 +37,10 @@ def run_score(args) -> int:
     from ..scoring import score_runs, to_json, to_markdown
 
     preds = load_selected(args.predictions, args.method, args.seed)
+    if args.compare:
+        from ..leaderboard.compare import run_compare
+
+        return run_compare(preds, args.compare, args.format)
     scored = score_runs(preds)
     if args.format == "json":
         print_json(to_json(scored))

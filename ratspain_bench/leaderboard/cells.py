@@ -1,0 +1,85 @@
+"""Table cells shared by the Markdown and HTML renderings ("F1/Acc%" the way the paper prints them)."""
+from __future__ import annotations
+
+import math
+
+from ..metrics import cell
+from .table import MARKER, Leaderboard, Row
+
+DASH = "–"
+
+
+def _pm(value: float, std: float | None, scale: float = 1.0, digits: int = 4) -> str:
+    s = f"{scale * value:.{digits}f}"
+    return s if std is None else f"{s}±{scale * std:.{digits}f}"
+
+
+def pooled_cell(row: Row) -> str:
+    """Pooled "F1/Acc%", mean ± std over seeds when there are several, † when it differs from the top row."""
+    f1, acc = row.pooled["f1"], row.pooled["accuracy"]
+    sf, sa = row.pooled_std.get("f1"), row.pooled_std.get("accuracy")
+    text = cell(f1, acc) if sf is None else f"{_pm(f1, sf)}/{_pm(acc, sa, 100, 2)}"
+    return text + (f" {MARKER}" if row.significant else "")
+
+
+def mean_cell(row: Row) -> str:
+    m, s = row.mean_over_subjects, row.mean_over_subjects_std
+    if s.get("f1") is None:
+        return cell(m["f1"], m["accuracy"])
+    return f"{_pm(m['f1'], s['f1'])}/{_pm(m['accuracy'], s['accuracy'], 100, 2)}"
+
+
+def rat_cell(row: Row, subject: str) -> str:
+    v = row.per_subject.get(subject)
+    return cell(v["f1"], v["accuracy"]) if v else DASH
+
+
+def ci_cell(row: Row, key: str = "pooled_f1") -> str:
+    lo, hi = row.ci.get(key, (None, None))
+    if lo is None or math.isnan(lo):
+        return DASH
+    return f"[{lo:.4f}, {hi:.4f}]"
+
+
+def p_text(p: float) -> str:
+    """"p=0.0123" or "p<0.0001"."""
+    return "p<0.0001" if p < 1e-4 else f"p={p:.4f}"
+
+
+def vs_top_cell(row: Row) -> str:
+    if row.rank == 1:
+        return "top"
+    if row.mcnemar is None:
+        return DASH
+    m = row.mcnemar
+    return f"{p_text(m['p_value'])} (b={m['b']}, c={m['c']})" + (f" {MARKER}" if row.significant else "")
+
+
+def metric_cell(row: Row, key: str) -> str:
+    return _pm(row.pooled[key], row.pooled_std.get(key))
+
+
+def seeds_cell(row: Row) -> str:
+    if not row.seeds:
+        return DASH
+    return ",".join(row.seeds) + (f" (n={len(row.seeds)})" if len(row.seeds) > 1 else "")
+
+
+def train_cell(row: Row) -> str:
+    return DASH if row.train_seconds is None else f"{row.train_seconds:.1f}"
+
+
+def rank_cell(row: Row) -> str:
+    return str(row.rank) if row.rank is not None else row.kind
+
+
+def reference_cells(ref: dict, subjects) -> list[str]:
+    per = ref["per_subject"]
+    return ([ref["label"]] + [cell(per[s]["f1"], per[s]["accuracy"]) if s in per else DASH for s in subjects]
+            + [cell(ref["pooled"]["f1"], ref["pooled"]["accuracy"]),
+               cell(ref["mean_over_subjects"]["f1"], ref["mean_over_subjects"]["accuracy"])])
+
+
+def pain_share(lb: Leaderboard) -> float:
+    pos = sum(d["test_pain"] for d in lb.imbalance)
+    return pos / lb.n_images if lb.n_images else 0.0

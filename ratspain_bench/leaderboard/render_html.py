@@ -1,0 +1,253 @@
+"""`index.html`: one self-contained page (inline CSS and JS, figures as base64 PNG; no network, works from file://)."""
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from . import cells, figures, paper
+from .render_md import definitions
+from .table import Leaderboard, Row
+
+CSS = """
+:root { --fg:#1d2330; --muted:#5b6475; --line:#d9dde5; --head:#f3f5f9; --accent:#2f5fb3; --base:#fbf7ea; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: var(--fg); }
+header { padding: 18px 24px 8px; border-bottom: 1px solid var(--line); }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 26px 0 8px; } h3 { font-size: 15px; margin: 8px 0; }
+main { padding: 0 24px 40px; }
+.meta { color: var(--muted); margin: 0; }
+.row { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+.row > div { min-width: 0; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13px; }
+th, td { border: 1px solid var(--line); padding: 3px 6px; text-align: right; white-space: nowrap; }
+th { background: var(--head); font-weight: 600; position: sticky; top: 0; }
+td.text, th.text { text-align: left; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th:hover { background: #e6ebf5; }
+table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; font-size: 10px; }
+table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; font-size: 10px; }
+tr.baseline td { background: var(--base); font-style: italic; }
+tr.top td { font-weight: 600; }
+.small { font-size: 12px; color: var(--muted); }
+code { background: #f1f3f7; padding: 1px 4px; border-radius: 3px; }
+a { color: var(--accent); }
+img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+ul.defs li { margin: 3px 0; }
+.warn { background: #fff1e6; border: 1px solid #f0b27a; padding: 6px 10px; }
+"""
+
+JS = """
+(function () {
+  function key(td, numeric) {
+    var v = td.getAttribute("data-sort");
+    if (v === null) { v = td.textContent.trim(); }
+    if (numeric) { var x = parseFloat(v); return isNaN(x) ? null : x; }
+    return v === "" ? null : v.toLowerCase();
+  }
+  function sortBy(table, th, col) {
+    var numeric = th.getAttribute("data-type") === "num";
+    var current = th.getAttribute("aria-sort");
+    var dir = current ? (current === "ascending" ? "descending" : "ascending") : (th.getAttribute("data-first") || "ascending");
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var ka = key(a.cells[col], numeric), kb = key(b.cells[col], numeric);
+      if (ka === null && kb === null) { return 0; }
+      if (ka === null) { return 1; }
+      if (kb === null) { return -1; }
+      var c = ka < kb ? -1 : (ka > kb ? 1 : 0);
+      return dir === "ascending" ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    Array.prototype.forEach.call(th.parentNode.cells, function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", dir);
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.tabIndex = 0;
+      th.title = "sort by this column";
+      th.addEventListener("click", function () { sortBy(table, th, col); });
+      th.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(table, th, col); }
+      });
+    });
+  });
+})();
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def _th(text: str, numeric: bool = True, first: str = "descending", title: str = "") -> str:
+    attrs = ' data-type="num"' if numeric else ' class="text" data-type="text"'
+    if numeric:
+        attrs += f' data-first="{first}"'
+    if title:
+        attrs += f' data-help="{escape(title)}"'
+    return f"<th{attrs}>{escape(text)}</th>"
+
+
+def _td(text: str, sort=None, cls: str = "", raw: bool = False) -> str:
+    attrs = f' class="{cls}"' if cls else ""
+    if sort is not None:
+        attrs += f' data-sort="{sort:.10g}"' if isinstance(sort, float) else f' data-sort="{escape(str(sort))}"'
+    return f"<td{attrs}>{text if raw else escape(text)}</td>"
+
+
+def _runs_html(row: Row) -> str:
+    if not row.run_ids:
+        return cells.DASH
+    links = []
+    for seed, rid, url in zip(row.seeds, row.run_ids, row.run_urls):
+        label = f"{rid[:8]}" + (f" (seed {seed})" if len(row.seeds) > 1 else "")
+        links.append(f'<a href="{escape(url)}" title="MLflow run {escape(rid)}">{escape(label)}</a>')
+    return " ".join(links)
+
+
+def results_table(lb: Leaderboard) -> str:
+    head = ([_th("Rank", first="ascending"), _th("Method", numeric=False)]
+            + [_th(f"Rat#{s}") for s in lb.subjects]
+            + [_th("LORO (pooled)"), _th("Mean over rats"), _th("Pooled F1 95% CI"), _th("Bal. acc."), _th("MCC"),
+               _th("vs top: McNemar p", first="ascending"), _th("Seeds"), _th("Train (s)", first="ascending"),
+               _th("Hardware", numeric=False), _th("Source", numeric=False), _th("MLflow run", numeric=False)])
+    body = []
+    for r in lb.rows:
+        cls = "baseline" if r.kind == "baseline" else ("top" if r.rank == 1 else "")
+        p = r.mcnemar["p_value"] if r.mcnemar else None
+        tds = ([_td(cells.rank_cell(r), "" if r.rank is None else r.rank), _td(r.label, cls="text")]
+               + [_td(cells.rat_cell(r, s), r.per_subject[s]["f1"] if s in r.per_subject else "") for s in lb.subjects]
+               + [_td(cells.pooled_cell(r), r.pooled["f1"]), _td(cells.mean_cell(r), r.mean_over_subjects["f1"]),
+                  _td(cells.ci_cell(r), r.ci["pooled_f1"][0] if "pooled_f1" in r.ci else ""),
+                  _td(cells.metric_cell(r, "balanced_accuracy"), r.pooled["balanced_accuracy"]),
+                  _td(cells.metric_cell(r, "mcc"), r.pooled["mcc"]),
+                  _td(cells.vs_top_cell(r), "" if p is None else p),
+                  _td(cells.seeds_cell(r), len(r.seeds) if r.seeds else ""),
+                  _td(cells.train_cell(r), "" if r.train_seconds is None else r.train_seconds),
+                  _td(r.hardware or cells.DASH, cls="text"), _td(r.source or r.note, cls="text small"),
+                  _td(_runs_html(r), cls="text", raw=True)])
+        body.append(f'<tr class="{cls}">' + "".join(tds) + "</tr>")
+    return ('<table id="results-table" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"
+            + "\n".join(body) + "</tbody></table>")
+
+
+def imbalance_table(lb: Leaderboard) -> str:
+    head = [_th("Held-out rat", first="ascending"), _th("Train no pain"), _th("Train pain"), _th("Test no pain"),
+            _th("Test pain"), _th("Test pain %"), _th("Majority (train)", numeric=False), _th("Majority baseline F1/Acc")]
+    body = []
+    for d in lb.imbalance:
+        subj = d["subject"]
+        tds = [_td(f"Rat#{subj}", float(subj) if subj.lstrip("-").isdigit() else subj),
+               _td(str(d["train_no_pain"]), d["train_no_pain"]), _td(str(d["train_pain"]), d["train_pain"]),
+               _td(str(d["test_no_pain"]), d["test_no_pain"]), _td(str(d["test_pain"]), d["test_pain"]),
+               _td(f"{100 * d['test_pain_share']:.1f}", d["test_pain_share"]), _td(d["majority_class"], cls="text"),
+               _td(cells.cell(d["majority_f1"], d["majority_accuracy"]), d["majority_f1"])]
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    return ('<table id="imbalance-table" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"
+            + "\n".join(body) + "</tbody></table>")
+
+
+def _reference_table(lb: Leaderboard) -> str:
+    head = [_th("Method", numeric=False)] + [_th(f"Rat#{s}") for s in lb.subjects] + [_th("LORO (pooled)"), _th("Mean over rats")]
+    body = []
+    for ref in lb.reference:
+        texts = cells.reference_cells(ref, lb.subjects)
+        sorts = ([""] + [ref["per_subject"][s]["f1"] if s in ref["per_subject"] else "" for s in lb.subjects]
+                 + [ref["pooled"]["f1"], ref["mean_over_subjects"]["f1"]])
+        body.append("<tr>" + _td(texts[0], cls="text") + "".join(_td(t, s) for t, s in zip(texts[1:], sorts[1:])) + "</tr>")
+    return ('<table id="reference-table" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"
+            + "\n".join(body) + "</tbody></table>")
+
+
+def _incomplete_table(lb: Leaderboard) -> str:
+    rows = []
+    for r in lb.incomplete:
+        links = " ".join(f'<a href="{escape(u)}" title="MLflow run {escape(i)}">{escape(i[:8])}</a>' for i, u in zip(r.run_ids, r.run_urls))
+        rows.append("<tr>" + _td(r.label, cls="text") + _td(",".join(r.seeds), cls="text") + _td(r.folds, cls="text")
+                    + _td("; ".join(r.reasons), cls="text") + _td(links, cls="text", raw=True) + "</tr>")
+    return ('<table id="incomplete-table"><thead><tr><th class="text">Method</th><th class="text">Seeds</th>'
+            '<th class="text">Folds complete</th><th class="text">Why</th><th class="text">MLflow run</th></tr></thead><tbody>'
+            + "\n".join(rows) + "</tbody></table>")
+
+
+def _md_inline(text: str) -> str:
+    """The few Markdown marks used in the definitions (**bold**, `code`) as HTML."""
+    out, parts = [], escape(text).split("**")
+    for i, p in enumerate(parts):
+        out.append(f"<strong>{p}</strong>" if i % 2 else p)
+    s = "".join(out)
+    parts = s.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
+    meta = f"Leave-one-rat-out (LORO): {len(lb.subjects)} rats, {lb.n_images:,} images"
+    if lb.imbalance:
+        meta += f", {100 * cells.pain_share(lb):.1f}% pain"
+    if lb.fingerprint:
+        meta += f"; dataset fingerprint <code>{escape(lb.fingerprint)}</code>"
+    parts = [
+        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">', '<link rel="icon" href="data:,">',
+        f"<title>Leaderboard: {escape(lb.dataset)}</title>", f"<style>{CSS}</style></head><body>",
+        f"<header><h1>Leaderboard: {escape(lb.dataset)}</h1><p class=\"meta\">{meta}. "
+        "Ranked by pooled F1; click a column header to sort.</p></header><main>",
+    ]
+    for w in lb.warnings:
+        parts.append(f'<p class="warn">Warning: {escape(w)}</p>')
+    if lb.ui_command:
+        mlflow = (f"Run links open the MLflow UI at http://127.0.0.1:5000 after <code>{escape(lb.ui_command)}</code> "
+                  f"(tracking store <code>{escape(lb.tracking_uri)}</code>).")
+    else:
+        mlflow = f'Run links open the tracking server <a href="{escape(lb.tracking_uri)}">{escape(lb.tracking_uri)}</a>.'
+    parts += ['<section id="results"><h2>Results</h2><div class="row">',
+              f'<div class="scroll">{results_table(lb) if lb.rows else "<p>No complete run yet.</p>"}'
+              f'<p class="small">{mlflow}</p></div>']
+    if lb.imbalance:
+        parts.append('<div id="imbalance"><h3>Class imbalance per fold</h3>'
+                     '<p class="small">From the predictions: all test images over the folds are the dataset; '
+                     'a fold trains on every other rat.</p>'
+                     f'<div class="scroll">{imbalance_table(lb)}</div>'
+                     + (_img(figures.imbalance_bars(lb), "class balance per rat") if with_figures else "") + "</div>")
+    parts.append("</div>")
+    parts.append('<ul class="defs">' + "".join(f"<li>{_md_inline(d)}</li>" for d in definitions(lb)) + "</ul></section>")
+    if lb.incomplete:
+        parts += ['<section id="incomplete"><h2>Incomplete (not ranked)</h2>',
+                  "<p>Missing folds, failed or still running: listed here, never ranked and never averaged.</p>",
+                  f'<div class="scroll">{_incomplete_table(lb)}</div></section>']
+    if lb.reference:
+        parts += ['<section id="reference"><h2>Reference: the paper\'s reported Table 3 (not reproduced, never ranked)</h2>',
+                  f"<p>Copied from the paper ({escape(paper.SOURCE)}); F1/accuracy %. They come from the real RatsPain "
+                  "images, which a replica dataset does not contain: compare with care.</p>",
+                  f'<div class="scroll">{_reference_table(lb)}</div>',
+                  f'<p class="small">{escape(paper.NOTE)}</p></section>']
+    if with_figures and lb.rows:
+        parts += ['<section id="figures"><h2>Figures</h2>',
+                  '<h3>F1 per held-out rat</h3>', _img(figures.f1_heatmap(lb), "per-rat F1 heatmap"),
+                  '<h3>Per-rat F1 and accuracy</h3>', _img(figures.per_rat_bars(lb), "per-rat bar charts"),
+                  '<h3>Pooled confusion matrices</h3>', _img(figures.confusion_matrices(lb), "confusion matrices"),
+                  "</section>"]
+    parts += ["</main>", f"<script>{JS}</script>", "</body></html>", ""]
+    return "\n".join(parts)
+
+
+def render_index_html(entries) -> str:
+    """The top-level page when there are several datasets: `entries` are (leaderboard, relative folder)."""
+    rows = []
+    for lb, rel in entries:
+        top = lb.ranked[0] if lb.ranked else None
+        rows.append("<tr>" + _td(f'<a href="{escape(rel)}/index.html">{escape(lb.dataset)}</a>', lb.dataset, cls="text", raw=True)
+                    + _td(str(len(lb.subjects)), len(lb.subjects)) + _td(f"{lb.n_images:,}", lb.n_images)
+                    + _td(str(len(lb.ranked)), len(lb.ranked)) + _td(str(len(lb.incomplete)), len(lb.incomplete))
+                    + _td(top.label if top else cells.DASH, cls="text")
+                    + _td(cells.pooled_cell(top) if top else cells.DASH, top.pooled["f1"] if top else "") + "</tr>")
+    head = [_th("Dataset", numeric=False), _th("Rats"), _th("Images"), _th("Ranked"), _th("Incomplete"),
+            _th("Top (pooled F1)", numeric=False), _th("Top LORO (pooled)")]
+    return "\n".join([
+        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', '<link rel="icon" href="data:,">',
+        "<title>Leaderboards</title>", f"<style>{CSS}</style></head><body>",
+        "<header><h1>Leaderboards</h1><p class=\"meta\">One leaderboard per dataset, never mixed.</p></header><main>",
+        '<table id="datasets-table" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>" + "\n".join(rows)
+        + "</tbody></table>", "</main>", f"<script>{JS}</script>", "</body></html>", ""])

@@ -1,0 +1,116 @@
+"""`README.md`: the paper's Table 3 layout (per-rat "F1/Acc" cells and the pooled LORO cell) with tabulate."""
+from __future__ import annotations
+
+from . import cells, paper
+from .table import MARKER, SIGNIFICANCE, Leaderboard
+
+
+def _tab(rows, headers) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def results_headers(lb: Leaderboard) -> list[str]:
+    return (["Rank", "Method"] + [f"Rat#{s}" for s in lb.subjects]
+            + ["LORO (pooled)", "Mean over rats", "Pooled F1 95% CI", "Bal. acc.", "MCC", "vs top (McNemar)", "Seeds", "Train (s)"])
+
+
+def results_rows(lb: Leaderboard) -> list[list[str]]:
+    return [[cells.rank_cell(r), r.label] + [cells.rat_cell(r, s) for s in lb.subjects]
+            + [cells.pooled_cell(r), cells.mean_cell(r), cells.ci_cell(r), cells.metric_cell(r, "balanced_accuracy"),
+               cells.metric_cell(r, "mcc"), cells.vs_top_cell(r), cells.seeds_cell(r), cells.train_cell(r)]
+            for r in lb.rows]
+
+
+def imbalance_table(lb: Leaderboard) -> str:
+    rows = [[f"Rat#{d['subject']}", d["train_no_pain"], d["train_pain"], d["test_no_pain"], d["test_pain"],
+             f"{100 * d['test_pain_share']:.1f}", d["majority_class"],
+             cells.cell(d["majority_f1"], d["majority_accuracy"])] for d in lb.imbalance]
+    return _tab([[str(x) for x in r] for r in rows],
+                ["Held-out rat", "Train no pain", "Train pain", "Test no pain", "Test pain", "Test pain %",
+                 "Majority class (train)", "Majority baseline F1/Acc"])
+
+
+def definitions(lb: Leaderboard) -> list[str]:
+    return [
+        "Cells are **F1 of the pain class / accuracy in %** (the paper's \"0.7731/74.17\").",
+        "**LORO (pooled) = one confusion matrix over all folds**: the held-out rats' confusion matrices summed, "
+        "then F1 and accuracy computed once (the paper's LORO column).",
+        "**Mean over rats** = the unweighted mean of the per-rat F1 and accuracy (each rat counts once, whatever its size).",
+        "**Ranking: by pooled F1** (the paper's headline metric), ties broken by pooled accuracy. "
+        "Baselines, the paper's reported numbers and incomplete runs are never ranked.",
+        f"**95% CI**: percentile bootstrap over rats ({lb.n_resamples:,} resamples of whole animals with replacement, "
+        f"seed {lb.bootstrap_seed}; a resample's confusion matrix is the sum of its rats' matrices).",
+        "**Several seeds** of one configuration: mean ± sample standard deviation over seeds (pooled and mean-over-rats "
+        "cells); per-rat cells are seed means. Never the best seed.",
+        f"**vs top (McNemar)**: McNemar's exact two-sided binomial test on the images both rows scored, against the "
+        f"top-ranked row; b = images only this row gets right, c = images only the top row gets right; "
+        f"{MARKER} = p < {SIGNIFICANCE}. With several seeds the seeds are paired and the largest p is shown.",
+        "**Train (s)**: training time summed over the folds of a run (mean over seeds); hardware and MLflow run ids "
+        "are in `results.csv` and on the web page.",
+        "**majority class**: each fold predicts the majority class of its training rats (a tie predicts no pain). "
+        "**chance**: a fair coin per image; accuracy and balanced accuracy are exactly 0.5, MCC 0, F1 is the exact expectation "
+        "E[2TP/(TP+FP+P)] with TP ~ Bin(P, 1/2), FP ~ Bin(N, 1/2) (close to 2p/(1+2p), p = share of pain images).",
+    ]
+
+
+def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
+    out = [f"# Leaderboard: {lb.dataset}", ""]
+    meta = f"Leave-one-rat-out (LORO), {len(lb.subjects)} rats, {lb.n_images:,} images"
+    if lb.imbalance:
+        meta += f", {100 * cells.pain_share(lb):.1f}% pain"
+    if lb.fingerprint:
+        meta += f"; dataset fingerprint `{lb.fingerprint}`"
+    out += [meta + ".", "", f"Figures, a sortable table and links to every MLflow run: [{html_name}]({html_name}).", ""]
+    for w in lb.warnings:
+        out += [f"> **Warning:** {w}", ""]
+    out += ["## Results", ""]
+    if lb.rows:
+        out += [_tab(results_rows(lb), results_headers(lb)), ""]
+    else:
+        out += ["No complete run yet.", ""]
+    out += [f"- {d}" for d in definitions(lb)] + [""]
+    if lb.incomplete:
+        out += ["## Incomplete (not ranked)", "",
+                "Missing folds, failed or still running: listed here, never ranked and never averaged.", ""]
+        out += [_tab([[r.label, ",".join(r.seeds), r.folds, "; ".join(r.reasons), " ".join(r.run_ids)] for r in lb.incomplete],
+                     ["Method", "Seeds", "Folds complete", "Why", "MLflow run ids"]), ""]
+    if lb.reference:
+        out += ["## Reference: the paper's reported Table 3 (not reproduced, never ranked)", "",
+                f"Numbers copied from the paper ({paper.SOURCE}), F1/accuracy %, LORO pooled over the six folds; "
+                "the mean over rats is computed here from the paper's per-rat cells. They come from the real RatsPain "
+                "images, which a replica dataset does not contain: compare with care.", ""]
+        out += [_tab([cells.reference_cells(ref, lb.subjects) for ref in lb.reference],
+                     ["Method"] + [f"Rat#{s}" for s in lb.subjects] + ["LORO (pooled)", "Mean over rats"]), ""]
+        out += [f"Note from the paper's transcription: {paper.NOTE}", ""]
+    if lb.imbalance:
+        out += ["## Class imbalance per fold", "",
+                "Derived from the predictions (all test images over the folds are the dataset). The training set of "
+                "a fold is every other rat.", "", imbalance_table(lb), ""]
+    out += ["## MLflow", ""]
+    if lb.ui_command:
+        out += [f"Tracking store: `{lb.tracking_uri}`. Open it with `{lb.ui_command}` and browse "
+                "http://127.0.0.1:5000; the run ids of every row are in `results.csv` (`mlflow_run_ids`).", ""]
+    else:
+        out += [f"Tracking server: {lb.tracking_uri}; the run ids of every row are in `results.csv` (`mlflow_run_ids`).", ""]
+    return "\n".join(out)
+
+
+def render_index_markdown(entries) -> str:
+    """The top-level README when there are several datasets: one line per leaderboard.
+
+    `entries`: (leaderboard, relative folder) pairs.
+    """
+    out = ["# Leaderboards", "",
+           "One leaderboard per dataset, never mixed: each folder holds its own README.md, index.html, results.csv "
+           "and results.json. `results.csv`/`results.json` here hold every dataset's rows, with a `dataset` column "
+           "(ranks are within a dataset).", ""]
+    rows = []
+    for lb, rel in entries:
+        top = lb.ranked[0] if lb.ranked else None
+        rows.append([f"[{lb.dataset}]({rel}/README.md)", str(len(lb.subjects)), f"{lb.n_images:,}", str(len(lb.ranked)),
+                     str(len(lb.incomplete)), top.label if top else cells.DASH, cells.pooled_cell(top) if top else cells.DASH,
+                     f"[page]({rel}/index.html)"])
+    out += [_tab(rows, ["Dataset", "Rats", "Images", "Ranked", "Incomplete", "Top (pooled F1)", "Top LORO (pooled)", "Web page"]), ""]
+    return "\n".join(out)

@@ -1,0 +1,353 @@
+"""From run records to leaderboards: a pure function of its inputs (golden-tested).
+
+Rules, in the order they apply:
+1. One leaderboard per dataset (the run's `ratspain.dataset`); when one name carries several data
+   fingerprints, each fingerprint gets its own leaderboard `<name>@<fingerprint[:8]>`.
+2. A row is one configuration: (method, config hash, profile, source). For each seed, the latest run
+   that is complete is used; a seed with no complete run makes the whole row incomplete.
+3. A run is complete when its status is `complete`, every expected fold has a complete child run,
+   and its predictions cover every image of the dataset (the union of all complete runs' images).
+4. Incomplete rows are listed with the reason and never ranked, never averaged.
+5. Complete rows are ranked by pooled F1 (the paper's headline metric), ties by pooled accuracy;
+   several seeds are shown as mean and sample standard deviation (ddof=1), never the best seed.
+6. McNemar's test (exact, two-sided) of every row against the top-ranked one on the shared images;
+   with several seeds, seeds are paired (the same seed where both have it) and the largest p-value
+   is reported, so a marker means every pair differs.
+7. Baselines are rows of their own, unranked: the majority class of each fold's training rats
+   (ties go to no pain, like scikit-learn's most_frequent) and chance (a fair coin per image).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics
+from ..data.dataset import sort_subjects
+from . import paper, stats
+from .collect import RunRecord, run_url, ui_command
+
+SIGNIFICANCE = 0.05
+MARKER = "†"
+RANK_BY = "pooled_f1"
+POOLED_KEYS = ("f1", "accuracy", "balanced_accuracy", "mcc")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a leaderboard: a reproduced configuration (kind `method`) or a baseline."""
+
+    kind: str                                # method | baseline
+    label: str
+    method: str
+    seeds: tuple[str, ...]
+    pooled: dict                             # metric -> mean over seeds
+    pooled_std: dict                         # metric -> sample std over seeds (None with one seed)
+    per_subject: dict                        # subject -> {"f1", "accuracy", "n"} (means over seeds)
+    mean_over_subjects: dict                 # {"f1", "accuracy"} (means over seeds)
+    mean_over_subjects_std: dict
+    confusion: dict                          # pooled tp/fp/fn/tn (mean over seeds)
+    ci: dict = field(default_factory=dict)   # key -> (low, high), bootstrap over animals
+    rank: int | None = None
+    mcnemar: dict | None = None              # against the top row: b, c, n_shared, p_value, pairs
+    family: str = ""
+    source: str = ""
+    profile: str = ""
+    config_hash: str = ""
+    train_seconds: float | None = None
+    hardware: str = ""
+    run_ids: tuple[str, ...] = ()
+    run_urls: tuple[str, ...] = ()
+    experiment_id: str = ""
+    note: str = ""
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.mcnemar and self.mcnemar["p_value"] < SIGNIFICANCE)
+
+
+@dataclass(frozen=True)
+class IncompleteRow:
+    label: str
+    method: str
+    seeds: tuple[str, ...]
+    reasons: tuple[str, ...]
+    folds: str                               # "3/6" per seed, joined
+    source: str = ""
+    run_ids: tuple[str, ...] = ()
+    run_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    dataset: str
+    fingerprint: str
+    subjects: tuple[str, ...]
+    n_images: int
+    rows: tuple[Row, ...]                    # ranked rows, then baselines
+    incomplete: tuple[IncompleteRow, ...]
+    imbalance: tuple[dict, ...]              # per fold: subject, train/test counts, majority class
+    reference: tuple[dict, ...]              # the paper's rows (RatsPain-like datasets only)
+    tracking_uri: str
+    ui_command: str | None
+    warnings: tuple[str, ...] = ()
+    n_resamples: int = 2000
+    bootstrap_seed: int = 0
+
+    @property
+    def ranked(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.rank is not None)
+
+    @property
+    def baselines(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.kind == "baseline")
+
+
+def _seed_key(s: str):
+    return (0, int(s), s) if str(s).lstrip("-").isdigit() else (1, 0, str(s))
+
+
+# ---------------------------------------------------------------- run validity
+
+
+def _images(records) -> pd.DataFrame:
+    """image -> subject, y_true over the predictions of every run marked complete (the dataset)."""
+    frames = [r.predictions[["image", "subject", "y_true"]] for r in records if r.predictions is not None]
+    if not frames:
+        return pd.DataFrame(columns=["image", "subject", "y_true"])
+    return pd.concat(frames, ignore_index=True).drop_duplicates()
+
+
+def _incomplete_reason(r: RunRecord, all_images: set[str], n_subjects: int) -> str:
+    if r.status != "complete":
+        return f"seed {r.seed}: status {r.status}" + (f" ({r.error.splitlines()[0][:160]})" if r.error else "")
+    expected = r.folds_expected if r.folds_expected is not None else n_subjects
+    done = len(r.complete_subjects)
+    if done < expected:
+        return f"seed {r.seed}: {done} of {expected} folds complete"
+    if r.predictions is None:
+        return f"seed {r.seed}: {r.predictions_problem or 'no predictions'}"
+    missing = all_images - set(r.predictions["image"])
+    if missing:
+        return f"seed {r.seed}: predictions cover {len(all_images) - len(missing)} of {len(all_images)} images"
+    return ""
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def _per_subject_cm(frame: pd.DataFrame, subjects) -> np.ndarray:
+    out = np.zeros((len(subjects), 4))
+    for i, s in enumerate(subjects):
+        g = frame[frame["subject"] == s]
+        c = metrics.confusion(g["y_true"], g["y_pred"])
+        out[i] = (c.tp, c.fp, c.fn, c.tn)
+    return out
+
+
+def _confusion(a) -> metrics.Confusion:
+    return metrics.Confusion(*(int(round(x)) for x in a))
+
+
+def _metric_block(cms: np.ndarray, subjects) -> tuple[dict, dict, dict, dict, dict, dict]:
+    """cms: (K seeds, S, 4) -> pooled mean/std, per-subject means, mean-over-subjects mean/std, pooled confusion."""
+    pooled_each = [metrics.summary(_confusion(c.sum(axis=0))) for c in cms]
+    pooled, pooled_std = {}, {}
+    for k in POOLED_KEYS:
+        pooled[k], pooled_std[k] = stats.mean_std([p[k] for p in pooled_each])
+    per_subject = {}
+    for i, s in enumerate(subjects):
+        each = [_confusion(c[i]) for c in cms]
+        per_subject[s] = {"f1": float(np.mean([metrics.f1(e) for e in each])),
+                          "accuracy": float(np.mean([metrics.accuracy(e) for e in each])), "n": each[0].n}
+    mean, mean_std = {}, {}
+    for k, fn in (("f1", metrics.f1), ("accuracy", metrics.accuracy)):
+        mean[k], mean_std[k] = stats.mean_std([np.mean([fn(_confusion(x)) for x in c]) for c in cms])
+    conf = dict(zip(("tp", "fp", "fn", "tn"), (float(x) for x in cms.sum(axis=1).mean(axis=0))))
+    return pooled, pooled_std, per_subject, mean, mean_std, conf
+
+
+def _ci(cms: np.ndarray, n_resamples: int, seed: int) -> dict:
+    return {k: (v.low, v.high) for k, v in stats.bootstrap_over_subjects(cms, n_resamples, seed).items()}
+
+
+def _majority(images: pd.DataFrame, subjects) -> tuple[pd.DataFrame, list[dict]]:
+    """Per fold, predict the training rats' majority class; returns predictions and the imbalance table."""
+    counts = {s: (int(((images["subject"] == s) & (images["y_true"] == 0)).sum()),
+                  int(((images["subject"] == s) & (images["y_true"] == 1)).sum())) for s in subjects}
+    tot_neg, tot_pos = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+    table, cls = [], {}
+    for s in subjects:
+        neg, pos = counts[s]
+        tr_neg, tr_pos = tot_neg - neg, tot_pos - pos
+        cls[s] = 1 if tr_pos > tr_neg else 0
+        c = metrics.confusion([0] * neg + [1] * pos, [cls[s]] * (neg + pos))
+        table.append({"subject": s, "train_no_pain": tr_neg, "train_pain": tr_pos, "test_no_pain": neg, "test_pain": pos,
+                      "test_pain_share": pos / (neg + pos) if neg + pos else 0.0,
+                      "majority_class": "pain" if cls[s] else "no pain",
+                      "majority_f1": metrics.f1(c), "majority_accuracy": metrics.accuracy(c)})
+    preds = images.assign(y_pred=images["subject"].map(cls).astype(int))
+    return preds, table
+
+
+def _mcnemar_vs(top_preds: dict, other_preds: dict) -> dict | None:
+    """Seed-paired McNemar tests (shared seeds, else seeds paired in order); the largest p is kept."""
+    shared = sorted(set(top_preds) & set(other_preds), key=_seed_key)
+    pairs = [(s, s) for s in shared] or list(zip(sorted(top_preds, key=_seed_key), sorted(other_preds, key=_seed_key)))
+    worst = None
+    for st, so in pairs:
+        m = top_preds[st][["image", "y_true", "y_pred"]].merge(other_preds[so][["image", "y_pred"]], on="image", suffixes=("_top", ""))
+        if not len(m):
+            continue
+        # b: only this row right, c: only the top row right
+        t = stats.mcnemar(m["y_true"], m["y_pred"], m["y_pred_top"])
+        if worst is None or t.p_value > worst.p_value:
+            worst = t
+    if worst is None:
+        return None
+    return {"b": worst.b, "c": worst.c, "n_shared": worst.n_shared, "p_value": worst.p_value, "method": worst.method,
+            "pairs": len(pairs)}
+
+
+def _label(method: str, key, duplicates: set[str]) -> str:
+    if method not in duplicates:
+        return method
+    _, chash, profile, _ = key
+    return f"{method} [{profile}, cfg {chash[:8]}]" if profile else f"{method} [cfg {chash[:8]}]"
+
+
+def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str = "", n_resamples: int = 2000,
+                      bootstrap_seed: int = 0) -> Leaderboard:
+    """The leaderboard of one dataset from its parent runs (all with the same dataset and fingerprint)."""
+    warnings = []
+    images = _images([r for r in records if r.status == "complete"])
+    conflicts = images["image"].duplicated(keep=False)
+    if conflicts.any():
+        bad = images.loc[conflicts, "image"].iloc[0]
+        warnings.append(f"runs disagree on the subject or label of {images.loc[conflicts, 'image'].nunique()} image(s), e.g. {bad!r}")
+        images = images.drop_duplicates("image")
+    subjects = tuple(sort_subjects(images["subject"].unique()))
+    all_images = set(images["image"])
+
+    groups: dict[tuple, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        groups[(r.method, r.config_hash, r.profile, r.source)][r.seed].append(r)
+    methods_count = defaultdict(int)
+    for key in groups:
+        methods_count[key[0]] += 1
+    duplicates = {m for m, n in methods_count.items() if n > 1}
+
+    complete_rows, incomplete, preds_by_label = [], [], {}
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3])):
+        method = key[0]
+        label = _label(method, key, duplicates)
+        chosen, reasons, folds = {}, [], []
+        for seed in sorted(groups[key], key=_seed_key):
+            runs = sorted(groups[key][seed], key=lambda r: r.start_time, reverse=True)
+            verdicts = [(r, _incomplete_reason(r, all_images, len(subjects))) for r in runs]
+            good = [r for r, why in verdicts if not why]
+            run = good[0] if good else runs[0]
+            chosen[seed] = run
+            expected = run.folds_expected if run.folds_expected is not None else len(subjects)
+            folds.append(f"{len(run.complete_subjects)}/{expected}")
+            if not good:
+                reasons.append(verdicts[0][1])
+        seeds = tuple(chosen)
+        ids = tuple(r.run_id for r in chosen.values())
+        urls = tuple(run_url(tracking_uri, r.experiment_id, r.run_id) for r in chosen.values())
+        first = next(iter(chosen.values()))
+        if reasons:
+            incomplete.append(IncompleteRow(label, method, seeds, tuple(reasons), ", ".join(folds), first.source, ids, urls))
+            continue
+        cms = np.stack([_per_subject_cm(r.predictions, subjects) for r in chosen.values()])
+        pooled, pooled_std, per_subject, mean, mean_std, conf = _metric_block(cms, subjects)
+        seconds = [r.metrics.get("train_seconds", sum(f.metrics.get("train_seconds", 0.0) for f in r.folds)) for r in chosen.values()]
+        hardware = ", ".join(sorted({r.hardware for r in chosen.values() if r.hardware}))
+        complete_rows.append(Row(
+            kind="method", label=label, method=method, seeds=seeds, pooled=pooled, pooled_std=pooled_std,
+            per_subject=per_subject, mean_over_subjects=mean, mean_over_subjects_std=mean_std, confusion=conf,
+            ci=_ci(cms, n_resamples, bootstrap_seed), family=first.family, source=first.source, profile=first.profile,
+            config_hash=first.config_hash, train_seconds=float(np.mean(seconds)), hardware=hardware, run_ids=ids,
+            run_urls=urls, experiment_id=first.experiment_id))
+        preds_by_label[label] = {s: r.predictions for s, r in chosen.items()}
+
+    complete_rows.sort(key=lambda r: (-r.pooled["f1"], -r.pooled["accuracy"], r.label))
+    ranked = []
+    for i, row in enumerate(complete_rows):
+        tied = ranked and abs(ranked[-1].pooled["f1"] - row.pooled["f1"]) < 1e-12
+        rank = ranked[-1].rank if tied else i + 1
+        ranked.append(_replace(row, rank=rank))
+    top_preds = preds_by_label[ranked[0].label] if ranked else None
+    if ranked:
+        ranked = [ranked[0]] + [_replace(r, mcnemar=_mcnemar_vs(top_preds, preds_by_label[r.label])) for r in ranked[1:]]
+
+    baselines, imbalance = [], []
+    if len(images):
+        maj_preds, imbalance = _majority(images, subjects)
+        cms = _per_subject_cm(maj_preds, subjects)[None]
+        pooled, pooled_std, per_subject, mean, mean_std, conf = _metric_block(cms, subjects)
+        baselines.append(Row(
+            kind="baseline", label="majority class (baseline)", method="majority", seeds=(), pooled=pooled,
+            pooled_std=pooled_std, per_subject=per_subject, mean_over_subjects=mean, mean_over_subjects_std=mean_std,
+            confusion=conf, ci=_ci(cms, n_resamples, bootstrap_seed),
+            mcnemar=_mcnemar_vs(top_preds, {"": maj_preds}) if top_preds else None,
+            note="each fold predicts the majority class of its training rats (tie: no pain)"))
+        baselines.append(_chance_row(images, subjects))
+
+    reference = tuple(_reference_rows(subjects)) if paper.is_ratspain_like(dataset.split("@")[0]) else ()
+    fingerprint = next((r.fingerprint for r in records if r.fingerprint), "")
+    return Leaderboard(dataset, fingerprint, subjects, len(images), tuple(ranked) + tuple(baselines), tuple(incomplete),
+                       tuple(imbalance), reference, tracking_uri, ui_command(tracking_uri) if tracking_uri else None,
+                       tuple(warnings), n_resamples, bootstrap_seed)
+
+
+def _replace(row: Row, **changes) -> Row:
+    from dataclasses import replace
+
+    return replace(row, **changes)
+
+
+def _chance_row(images: pd.DataFrame, subjects) -> Row:
+    per_subject = {}
+    for s in subjects:
+        g = images[images["subject"] == s]
+        pos = int(g["y_true"].sum())
+        per_subject[s] = {"f1": stats.chance_f1(pos, len(g) - pos), "accuracy": 0.5, "n": len(g)}
+    pos = int(images["y_true"].sum())
+    neg = len(images) - pos
+    pooled = {"f1": stats.chance_f1(pos, neg), "accuracy": 0.5, "balanced_accuracy": 0.5, "mcc": 0.0}
+    mean = {"f1": float(np.mean([v["f1"] for v in per_subject.values()])), "accuracy": 0.5}
+    return Row(kind="baseline", label="chance (fair coin, baseline)", method="chance", seeds=(), pooled=pooled,
+               pooled_std={k: None for k in POOLED_KEYS}, per_subject=per_subject, mean_over_subjects=mean,
+               mean_over_subjects_std={"f1": None, "accuracy": None},
+               confusion={"tp": pos / 2, "fp": neg / 2, "fn": pos / 2, "tn": neg / 2},
+               note="expected values of calling each image pain with probability 1/2: exact E[F1], accuracy 1/2")
+
+
+def _reference_rows(subjects) -> list[dict]:
+    out = []
+    for method, v in paper.TABLE3_LORO.items():
+        per = {s: {"f1": x["f1"], "accuracy": x["accuracy_pct"] / 100} for s, x in v["per_rat"].items()}
+        out.append({"method": method, "label": f"{v['label']} (paper, reported)",
+                    "per_subject": per,
+                    "pooled": {"f1": v["loro_pooled"]["f1"], "accuracy": v["loro_pooled"]["accuracy_pct"] / 100},
+                    "mean_over_subjects": {"f1": float(np.mean([x["f1"] for x in per.values()])),
+                                           "accuracy": float(np.mean([x["accuracy"] for x in per.values()]))}})
+    return out
+
+
+def build_leaderboards(records: list[RunRecord], tracking_uri: str = "", n_resamples: int = 2000,
+                       bootstrap_seed: int = 0) -> list[Leaderboard]:
+    """One leaderboard per dataset (per fingerprint when one name has several), sorted by name."""
+    by_name: dict[str, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        by_name[r.dataset][r.fingerprint].append(r)
+    out = []
+    for name in sorted(by_name):
+        fps = by_name[name]
+        for fp in sorted(fps):
+            label = name if len(fps) == 1 else f"{name}@{fp[:8] or 'unknown'}"
+            out.append(build_leaderboard(label, fps[fp], tracking_uri, n_resamples, bootstrap_seed))
+    return out
