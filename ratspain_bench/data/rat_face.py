@@ -228,7 +228,7 @@ def _background(look: Look, rng: np.random.Generator, n: int) -> Image.Image:
         x = off + i * step
         d.line([(x, 0), (x + tilt, horizon)], fill=(235, 240, 245, 150), width=w)
         d.line([(x + w, 0), (x + w + tilt, horizon)], fill=(40, 45, 55, 90), width=max(1, w // 2))
-    k = n // 8  # wood shavings
+    k = n // 12  # wood shavings
     xy = np.stack([rng.uniform(0, n, k), rng.uniform(horizon, n, k)], 1)
     ang, r, f = rng.uniform(0, np.pi, k), rng.uniform(3, 12, k) * n / 512, rng.uniform(0.7, 1.2, k)
     end = xy + np.stack([np.cos(ang), np.sin(ang)], 1) * r[:, None]
@@ -445,7 +445,7 @@ def draw_face(look: Look, au: dict, pose: tuple, rng: np.random.Generator, size:
     g = light * (1 + rng.uniform(-0.25, 0.25) * x[None, :] + rng.uniform(-0.25, 0.25) * x[:, None]
                  - 0.5 * (x[None, :] ** 2 + x[:, None] ** 2))
     tint = (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
-    a = a * g[..., None] * tint + rng.standard_normal(a.shape, np.float32) * np.float32(noise)
+    a = a * g[..., None] * tint + rng.standard_normal((size, size, 1), np.float32) * np.float32(noise)  # luminance noise
     buf = io.BytesIO()
     Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=int(quality))
     return buf.getvalue(), face.boxes
