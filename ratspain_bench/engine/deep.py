@@ -1,0 +1,176 @@
+"""`DeepMethod`: fit/predict for a timm backbone (seen as K region features) plus a trainable head.
+
+Subclasses give `make_head(num_features, num_regions)` (a module mapping (B, K, C) region features to
+logits, or to (logits, attention)) and may override `loss(output, y)` (default: cross-entropy).
+`finetune="full"` trains backbone and head on augmented image batches; `finetune="frozen"` trains
+the head only, on region features cached per image and view (see `features`).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from ..methods.base import Method, Predictions, TestSet, TrainSet
+from .augment import Normalizer, check_crop, eval_view, to_uint8_tensor
+from .backbone import RegionBackbone
+from .device import cpu_threads, deterministic, resolve_device, seed_everything
+from .features import FeatureCache, fill, space_id
+from .train import FeatureBatches, ImageBatches, make_optimizer, train
+from .weights import create_backbone, input_size_kwargs, weights_id
+
+
+class DeepNet(nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def logits_of(output) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+class DeepMethod(Method):
+    predict_batch = 128
+
+    def __init__(self, config, context=None):
+        super().__init__(config, context)
+        config.validate()
+        self.backbone: RegionBackbone | None = None
+        self.head: nn.Module | None = None
+        self.net: nn.Module | None = None
+        self.device = torch.device("cpu")
+        self.losses: list[float] = []
+
+    # ------------------------------------------------------------ what subclasses give
+
+    def make_head(self, num_features: int, num_regions: int) -> nn.Module:  # pragma: no cover - interface
+        raise TypeError(f"{type(self).__name__} must implement make_head")
+
+    def loss(self, output, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits_of(output).float(), y)
+
+    # ------------------------------------------------------------ pieces
+
+    def build_backbone(self) -> RegionBackbone:
+        """The timm backbone with its weights; random initialisation is seeded by the context's seed."""
+        if self.backbone is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.context.seed)
+                net, self.weights_report = create_backbone(self.config.model, self.config.weights,
+                                                           **input_size_kwargs(self.config.model, self.config.crop_size))
+            self.backbone = RegionBackbone(net).to(self.device)
+            if self.config.channels_last:
+                self.backbone.to(memory_format=torch.channels_last)
+        return self.backbone
+
+    def probe(self) -> tuple[int, int]:
+        """(K regions, C features) of the backbone at the crop size."""
+        bb = self.build_backbone()
+        was = bb.training
+        bb.eval()
+        with torch.no_grad():
+            r = bb(torch.zeros(1, 3, self.config.crop_size, self.config.crop_size, device=self.device))
+        bb.train(was)
+        return r.shape[1], r.shape[2]
+
+    def _new_head(self, c: int, k: int) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.context.seed + 1)
+            return self.make_head(c, k).to(self.device)
+
+    def feature_cache(self) -> FeatureCache:
+        c = self.config
+        space = space_id(c.model, weights_id(c.weights, self.context.seed), c.image_size, c.crop_size, c.test_crop)
+        return FeatureCache(space, self.context.cache_dir)
+
+    def _encode(self):
+        bb = self.build_backbone().eval()
+        norm = Normalizer(bb.mean, bb.std, self.device, self.config.channels_last)
+
+        def encode(batch_uint8):
+            with torch.inference_mode():
+                return bb(norm(batch_uint8))
+
+        return encode
+
+    def cached_features(self, keys, images: np.ndarray, views) -> torch.Tensor:
+        """(len(views), N, K, C) features (as cached: float16 or float32), computing what the cache lacks."""
+        cache = self.feature_cache()
+        if any(cache.missing(keys, v) for v in views):
+            imgs = to_uint8_tensor(images)
+            check_crop(imgs, self.config.crop_size)
+            fill(cache, keys, imgs, views, self._encode(), self.config.crop_size, self.config.test_crop,
+                 self.config.flip, batch_size=self.predict_batch)
+        return torch.from_numpy(np.stack([cache.get(keys, v) for v in views]))
+
+    # ------------------------------------------------------------ fit / predict
+
+    def fit(self, train_set: TrainSet) -> None:
+        c, ctx = self.config, self.context
+        self.device = resolve_device(ctx.device)
+        generator = seed_everything(ctx.seed)
+        labels = torch.as_tensor(np.asarray(train_set.labels), dtype=torch.long)
+        if len(labels) < 2:
+            raise InputError("training needs at least two images")
+        with deterministic(self.device):
+            if c.finetune == "frozen":
+                feats = self.cached_features(train_set.keys, train_set.images, range(1, c.views + 1))
+                k, ch = feats.shape[2], feats.shape[3]
+                self.head = self._new_head(ch, k)
+                batches = FeatureBatches(feats, labels, c.batch_size, self.device)
+                model = self.head
+            else:
+                images = to_uint8_tensor(train_set.images)
+                check_crop(images, c.crop_size)
+                k, ch = self.probe()
+                self.head = self._new_head(ch, k)
+                model = DeepNet(self.backbone, self.head)
+                batches = ImageBatches(images, labels, c.crop_size,
+                                       Normalizer(self.backbone.mean, self.backbone.std, self.device, c.channels_last),
+                                       c.batch_size, c.flip)
+            self.net = DeepNet(self.backbone, self.head) if self.backbone is not None else None
+            runner = torch.compile(model) if c.compile and c.finetune == "full" else model
+            opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.weight_decay)
+            small = c.finetune == "frozen" and self.device.type == "cpu"
+            with cpu_threads(1) if small else contextlib.nullcontext():
+                self.losses = train(runner, self.loss, batches, epochs=c.epochs, optimizer=opt, generator=generator,
+                                    device=self.device, amp=c.amp, progress=ctx.progress, log_metric=ctx.log_metric)
+
+    def forward_test(self, test: TestSet) -> list:
+        """Head outputs on the test view, in batches (cached features in frozen mode)."""
+        if self.head is None:
+            raise InputError(f"{type(self).__name__}: predict() before fit()")
+        c = self.config
+        self.head.eval()
+        outs = []
+        if c.finetune == "frozen":
+            feats = self.cached_features(test.keys, test.images, [0])[0]
+            with torch.inference_mode():
+                for s in range(0, len(feats), self.predict_batch):
+                    outs.append(self.head(feats[s:s + self.predict_batch].to(self.device).float()))
+            return outs
+        images = to_uint8_tensor(test.images)
+        check_crop(images, c.crop_size)
+        bb = self.build_backbone().eval()
+        norm = Normalizer(bb.mean, bb.std, self.device, c.channels_last)
+        from .device import autocast
+
+        with torch.inference_mode(), autocast(self.device, c.amp):
+            for s in range(0, len(images), self.predict_batch):
+                x = norm(eval_view(images[s:s + self.predict_batch], c.crop_size, c.test_crop))
+                outs.append(self.head(bb(x)))
+        return outs
+
+    def predict(self, test: TestSet) -> Predictions:
+        outs = self.forward_test(test)
+        logits = torch.cat([logits_of(o).float() for o in outs]) if outs else torch.zeros(0, 2)
+        prob = torch.softmax(logits, 1)[:, 1].cpu().numpy().astype(float)
+        return Predictions(labels=logits.argmax(1).cpu().numpy(), scores=prob)

@@ -1,0 +1,106 @@
+"""The frozen-backbone feature cache: region features (K, C) per image and view, computed once.
+
+A cache "space" is one (model, weights, image size, crop size, test view) setting; inside it, view
+0 is the test view (centre crop or resize) and views 1..V are training views, each a crop + flip
+whose offsets are a hash of (image key, view) — so a view of an image is the same whichever batch
+or fold computes it, and the cache is shared by every fold, by `timm:<model>` and PainSeeker on the
+same backbone, and by every point of a sensitivity study.
+
+Storage: a process-wide memory dict, plus (when a cache folder is given) one `.npz` shard per
+computation under `<cache>/features/<space>/view<v>/`, read back on first use in a process.
+Features are stored as float16 when they fit (|x| < 6e4), else float32.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .augment import crop_flip, eval_view
+
+_MEMORY: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+_LOADED: set[tuple[str, int]] = set()
+
+
+def space_id(model: str, weights_id: str, image_size: int, crop_size: int, test_crop: str) -> str:
+    text = f"{model}|{weights_id}|{image_size}|{crop_size}|{test_crop}|v1"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+    return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+def view_params(keys, view: int, h: int, w: int, crop: int, flip: bool):
+    """Deterministic (tops, lefts, flips) of training view `view` (>= 1) for each image key."""
+    tops, lefts, flips = [], [], []
+    for k in keys:
+        d = hashlib.sha1(f"{k}|view{view}".encode()).digest()
+        tops.append(int.from_bytes(d[:4], "little") % (h - crop + 1))
+        lefts.append(int.from_bytes(d[4:8], "little") % (w - crop + 1))
+        flips.append(bool(d[8] & 1) and flip)
+    return torch.tensor(tops), torch.tensor(lefts), torch.tensor(flips, dtype=torch.bool)
+
+
+class FeatureCache:
+    def __init__(self, space: str, root: Path | None = None):
+        self.space = space
+        self.root = Path(root) / "features" / space if root else None
+
+    def _store(self, view: int) -> dict[str, np.ndarray]:
+        slot = (self.space, view)
+        store = _MEMORY.setdefault(slot, {})
+        if slot not in _LOADED and self.root is not None:
+            _LOADED.add(slot)
+            for shard in sorted((self.root / f"view{view}").glob("*.npz")):
+                try:
+                    with np.load(shard) as z:
+                        for k, f in zip(z["keys"].tolist(), z["features"]):
+                            store.setdefault(str(k), f)
+                except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                    continue  # a partial or foreign file: recomputed as needed
+        return store
+
+    def missing(self, keys, view: int) -> list[int]:
+        store = self._store(view)
+        return [i for i, k in enumerate(keys) if k not in store]
+
+    def put(self, keys, view: int, feats: np.ndarray) -> None:
+        store = self._store(view)
+        feats = feats.astype(np.float16) if np.abs(feats).max(initial=0) < 6e4 else feats.astype(np.float32)
+        for k, f in zip(keys, feats):
+            store[k] = f
+        if self.root is not None and len(keys):
+            folder = self.root / f"view{view}"
+            folder.mkdir(parents=True, exist_ok=True)
+            name = hashlib.sha1("|".join(keys).encode()).hexdigest()[:20]
+            tmp = folder / f".{name}.{os.getpid()}.tmp.npz"
+            np.savez(tmp, keys=np.asarray(keys), features=feats)
+            os.replace(tmp, folder / f"{name}.npz")
+
+    def get(self, keys, view: int) -> np.ndarray:
+        """(N, K, C) features as stored (float16 or float32; the engine widens each batch to float32)."""
+        store = self._store(view)
+        return np.stack([store[k] for k in keys])
+
+
+def fill(cache: FeatureCache, keys, images: torch.Tensor, views, encode, crop: int, test_crop: str, flip: bool,
+         batch_size: int = 64) -> None:
+    """Compute and store the features of every (image, view) the cache lacks. `encode(uint8 NHWC) -> (B, K, C)`."""
+    keys = list(keys)
+    h, w = images.shape[1:3]
+    for view in views:
+        todo = cache.missing(keys, view)
+        if not todo:
+            continue
+        out = []
+        for s in range(0, len(todo), batch_size):
+            idx = todo[s:s + batch_size]
+            if view == 0:
+                batch = eval_view(images[idx], crop, test_crop)
+            else:
+                batch = crop_flip(images, *view_params([keys[i] for i in idx], view, h, w, crop, flip), crop,
+                                  index=torch.as_tensor(idx))
+            out.append(encode(batch).float().cpu().numpy())
+        cache.put([keys[i] for i in todo], view, np.concatenate(out))

@@ -1,0 +1,116 @@
+"""PainSeeker (the paper's Sec. "Painseeker for evaluating pain of rats by non-frontal facial expressions").
+
+- Eq. (1): the backbone's last feature map f(X) in R^{M x M x d_x} reshaped to K = M x M region
+  features x_j (ViT-style backbones: the patch tokens, class/register tokens dropped).
+- Eq. (2): g, a linear layer, scores each region; beta_j = sigmoid(g(x_j)) / sum_k sigmoid(g(x_k)).
+- Eq. (3): y^p = softmax(h(sum_j beta_j x_j)), h a linear layer.
+- Eq. (4)-(6): loss = CE + lambda * PRSC, PRSC (Eq. 5) per image = mean over the k_high largest
+  beta_j of max(0, delta - (beta_j - mean of the other K - k_high betas)), averaged over the batch.
+
+The paper's setting: ResNet-18 convolutional layers, lambda 0.1, delta 0.2, k_high 5, and the
+training settings of `ratspain_bench.engine.config` (`paper` profile). `painseeker-noprsc` is
+lambda = 0 (CE only). Command-line and output names: `lambda`, `delta`, `k_high`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine.augment import eval_view, to_uint8_tensor
+from ..engine.backbone import grid_shape
+from ..engine.config import DeepConfig
+from ..engine.deep import DeepMethod
+from ..errors import InputError
+from .base import Predictions, TestSet, TrainSet, field_of
+
+
+def prsc_loss(beta: torch.Tensor, k_high: int, margin: float) -> torch.Tensor:
+    """Pain-related score calibration, Eq. (5), averaged over the batch.
+
+    `beta` (N, K) region scores. For each image: the mean, over its k_high largest scores b, of
+    max(0, margin - (b - mean of the remaining K - k_high scores)).
+    """
+    if beta.ndim != 2:
+        raise ValueError(f"beta must be (N, K), got shape {tuple(beta.shape)}")
+    k = beta.shape[1]
+    if not 1 <= int(k_high) < k:
+        raise ValueError(f"k_high must satisfy 1 <= k_high < K = {k}, got {k_high}")
+    ranked = beta.sort(dim=1, descending=True).values
+    high, rest = ranked[:, :k_high], ranked[:, k_high:]
+    gap = high - rest.mean(dim=1, keepdim=True)
+    return F.relu(margin - gap).mean(dim=1).mean()
+
+
+class PainSeekerHead(nn.Module):
+    """g (region scores, Eq. 2), the beta-weighted fusion and h (Eq. 3). Returns (logits, beta)."""
+
+    def __init__(self, num_features: int, num_classes: int = 2):
+        super().__init__()
+        self.g = nn.Linear(num_features, 1)
+        self.h = nn.Linear(num_features, num_classes)
+
+    def forward(self, regions: torch.Tensor):  # (B, K, C)
+        s = torch.sigmoid(self.g(regions).squeeze(-1))  # (B, K)
+        beta = s / s.sum(dim=1, keepdim=True)
+        fused = torch.bmm(beta.unsqueeze(1).to(regions.dtype), regions).squeeze(1)  # sum_j beta_j x_j
+        return self.h(fused), beta
+
+
+@dataclass(frozen=True)
+class PainSeekerConfig(DeepConfig):
+    """PainSeeker's settings: `lambda` (PRSC weight), `delta` (margin), `k_high` (high-score regions);
+    `heatmaps`: how many beta heatmaps over test faces to save in the fold's work_dir (0: none).
+    The other fields and the profiles are those of `DeepConfig` (see `ratspain_bench.engine.config`)."""
+
+    prsc_lambda: float = field_of("lambda", 0.1)
+    prsc_delta: float = field_of("delta", 0.2)
+    k_high: int = field_of("k_high", 5)
+    heatmaps: int = 6
+
+
+class PainSeeker(DeepMethod):
+    Config = PainSeekerConfig
+    family = "painseeker"
+
+    def make_head(self, num_features: int, num_regions: int) -> nn.Module:
+        c = self.config
+        if not 1 <= c.k_high < num_regions:
+            m = grid_shape(num_regions)
+            raise InputError(
+                f"k_high={c.k_high} must be at least 1 and smaller than the number of regions K={num_regions} "
+                f"({m[0]}x{m[1]} grid of {c.model} at crop_size {c.crop_size}); lower k_high or raise crop_size")
+        self.num_regions = num_regions
+        return PainSeekerHead(num_features)
+
+    def loss(self, output, y: torch.Tensor) -> torch.Tensor:
+        logits, beta = output
+        ce = F.cross_entropy(logits.float(), y)
+        if self.config.prsc_lambda == 0:
+            return ce
+        return ce + self.config.prsc_lambda * prsc_loss(beta.float(), self.config.k_high, self.config.prsc_delta)
+
+    def predict(self, test: TestSet) -> Predictions:
+        outs = self.forward_test(test)
+        if not outs:
+            return Predictions(np.zeros(0, int), np.zeros(0), np.zeros((0, 1, 1)))
+        logits = torch.cat([o[0].float() for o in outs])
+        beta = torch.cat([o[1].float() for o in outs]).cpu().numpy()
+        prob = torch.softmax(logits, 1)[:, 1].cpu().numpy().astype(float)
+        attention = beta.reshape(len(beta), *grid_shape(beta.shape[1]))
+        pred = Predictions(labels=logits.argmax(1).cpu().numpy(), scores=prob, attention=attention)
+        if self.context.work_dir is not None and self.config.heatmaps > 0:
+            self.save_heatmaps(test, pred)
+        return pred
+
+    def save_heatmaps(self, test: TestSet, pred: Predictions) -> None:
+        """The paper's Figure 4: beta over a few test faces, across pose bins when they are known."""
+        from ..engine.heatmaps import choose, save_heatmaps
+
+        picked = choose(test.meta, pred.scores, self.config.heatmaps)
+        idx = [i for i, _ in picked]
+        faces = eval_view(to_uint8_tensor(np.asarray(test.images)[idx]), self.config.crop_size, self.config.test_crop).numpy()
+        save_heatmaps(faces, pred.attention[idx], [t for _, t in picked], pred.scores[idx], self.context.work_dir)

@@ -1,0 +1,40 @@
+"""`timm:<model>`: any timm backbone + global average pooling over its regions + a linear 2-class head.
+
+`resnet18` (= `timm:resnet18`) is the paper's deep baseline (Table 3 row ResNet-18), trained with the
+same settings as PainSeeker: batch 64, Adam, lr 1e-4, weight decay 0.01, 256 px images with random
+224 crops and horizontal flips. Settings the paper leaves open (epochs, pretraining, test view) and
+the `quick` profile are described in `ratspain_bench.engine.config`.
+For ViT-style backbones the pooled regions are the patch tokens (class/register tokens dropped).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..engine.config import DeepConfig
+from ..engine.deep import DeepMethod
+
+
+class GapLinear(nn.Module):
+    """Global average pooling over the K regions, then a linear layer to 2 logits."""
+
+    def __init__(self, num_features: int, num_classes: int = 2):
+        super().__init__()
+        self.fc = nn.Linear(num_features, num_classes)
+
+    def forward(self, regions):  # (B, K, C)
+        return self.fc(regions.mean(1))
+
+
+@dataclass(frozen=True)
+class TimmLinearConfig(DeepConfig):
+    """A timm backbone with a linear head; fields and profiles as in `DeepConfig`."""
+
+
+class TimmLinear(DeepMethod):
+    Config = TimmLinearConfig
+    family = "timm"
+
+    def make_head(self, num_features: int, num_regions: int) -> nn.Module:
+        return GapLinear(num_features)
