@@ -32,6 +32,7 @@ PAPER_COUNTS: dict[str, dict[str, int]] = {  # RatsPain Table 2 (1,138 high-conf
     "5": {"no_pain": 63, "moderate": 116, "severe": 3},
     "6": {"no_pain": 34, "moderate": 62, "severe": 1},
 }
+REPLICA_VERSION = 1  # bump whenever the rendering changes, so caches keyed on it are refreshed
 LEVEL_KEYS = ("no_pain", "moderate", "severe")
 FRONTAL_MAX_YAW = 15.0  # |yaw| < 15 deg: frontal
 MODERATE_MAX_YAW = 40.0  # 15 <= |yaw| < 40: moderate; otherwise extreme
