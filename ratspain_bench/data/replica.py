@@ -12,10 +12,11 @@ DEFAULT_SIZE = 256
 
 def default_replica(seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE) -> Path:
     """Folder of the default replica (Table 2 counts), rendering it once if the cache lacks it."""
-    out = cache_dir() / "replica" / f"seed{seed}-{size}px"
+    from .synth import REPLICA_VERSION, generate_replica
+
+    out = cache_dir() / "replica" / f"v{REPLICA_VERSION}-seed{seed}-{size}px"
     if (out / "manifest.csv").is_file():
         return out
-    from .synth import generate_replica
 
     print(f"Rendering the synthetic RatsPain replica (seed {seed}, {size} px) into {out} ...", file=sys.stderr)
     try:
