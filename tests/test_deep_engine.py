@@ -12,6 +12,15 @@ from ratspain_bench.methods.base import Context, TestSet, TrainSet
 from ratspain_bench.methods.registry import get_method
 from ratspain_bench.methods.timm_linear import TimmLinear
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is as fast alone and far faster when other processes share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY = dict(image_size=48, crop_size=40, epochs=2, batch_size=8, weights="none", views=2)
 
 

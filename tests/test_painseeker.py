@@ -10,6 +10,15 @@ from ratspain_bench.methods.base import Context, TestSet, TrainSet
 from ratspain_bench.methods.painseeker import PainSeeker, PainSeekerHead, prsc_loss
 from ratspain_bench.methods.registry import get_method
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is as fast alone and far faster when other processes share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY = dict(image_size=48, crop_size=40, epochs=2, batch_size=8, weights="none", views=2)
 
 

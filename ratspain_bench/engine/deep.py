@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..methods.base import Method, Predictions, TestSet, TrainSet
 from .augment import Normalizer, check_crop, eval_view, to_uint8_tensor
 from .backbone import RegionBackbone
-from .device import cpu_threads, deterministic, resolve_device, seed_everything
+from .device import autocast, cpu_threads, deterministic, resolve_device, seed_everything
 from .features import FeatureCache, fill, space_id
 from .train import FeatureBatches, ImageBatches, make_optimizer, train
 from .weights import create_backbone, input_size_kwargs, weights_id
@@ -96,7 +96,7 @@ class DeepMethod(Method):
         norm = Normalizer(bb.mean, bb.std, self.device, self.config.channels_last)
 
         def encode(batch_uint8):
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.device, self.config.amp):
                 return bb(norm(batch_uint8))
 
         return encode
@@ -161,8 +161,6 @@ class DeepMethod(Method):
         check_crop(images, c.crop_size)
         bb = self.build_backbone().eval()
         norm = Normalizer(bb.mean, bb.std, self.device, c.channels_last)
-        from .device import autocast
-
         with torch.inference_mode(), autocast(self.device, c.amp):
             for s in range(0, len(images), self.predict_batch):
                 x = norm(eval_view(images[s:s + self.predict_batch], c.crop_size, c.test_crop))
