@@ -1,0 +1,112 @@
+"""`ratspain-bench study sensitivity|tune`: Optuna studies over the LORO protocol."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from .common import add_data_option, add_runs_dir_option
+
+
+def _common(p, method_default: str) -> None:
+    add_data_option(p)
+    p.add_argument("--method", default=method_default, help=f"a registered method (default {method_default}; see `ratspain-bench methods`)")
+    p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="quick: sized for a 2-core CPU; paper: the paper's settings")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="hold a config parameter at this value in every trial (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage shared by workers: sqlite:///x.db, postgresql://user:pw@host/db, journal:PATH, redis://... "
+                        "(default: journal file RUNS_DIR/optuna.journal)")
+    p.add_argument("--study-name", default=None, help="Optuna study name (default: derived from method, settings and data, so a rerun resumes)")
+    p.add_argument("--out", default=None, metavar="DIR", help="report folder (default RUNS_DIR/studies/<study-name>)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_runs_dir_option(p)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("study", help="Optuna studies: sensitivity grids (Figure 5) and nested-LORO tuning")
+    ss = p.add_subparsers(dest="study_command", required=True, metavar="STUDY")
+
+    s = ss.add_parser("sensitivity", help="one-at-a-time sensitivity grid (default: the paper's Figure 5 for PainSeeker)",
+                      description="Each grid point is a full leave-one-rat-out run scored by pooled F1, one parameter varied at a "
+                                  "time with the others at their defaults. The scores use the test rats: this is an analysis, not a "
+                                  "tuning result (see `study tune`). Writes DIR/sensitivity.csv (param,value,pooled_f1,pooled_accuracy), "
+                                  "DIR/sensitivity.png, DIR/sensitivity.md; rerunning resumes from the Optuna storage.")
+    _common(s, "painseeker")
+    s.add_argument("--param", action="append", default=[], metavar="NAME=v1,v2,...",
+                   help="a parameter and its grid values (repeatable); default: lambda 0.05,0.1,0.5,1,1.5; delta 0.05,0.1,0.15,0.2,0.5; k_high 3,5,10,15,20")
+    s.add_argument("--finetune", choices=("frozen", "full"), default=None, help="deep methods: frozen backbone (cached features) or full fine-tuning")
+    s.add_argument("--n-trials", type=int, default=None, help="at most this many grid points in this worker (default: until the grid is done)")
+    s.add_argument("--jobs", type=int, default=1, help="worker processes on this machine sharing the study (default 1; "
+                                                        "2 on a 2-core CPU: one torch thread each, usually faster for frozen heads)")
+    s.set_defaults(func=run_sensitivity)
+
+    t = ss.add_parser("tune", help="nested-LORO hyper-parameter search (TPE, pruning across inner folds)",
+                      description="For each held-out rat, an inner leave-one-rat-out over the training rats chooses the "
+                                  "hyper-parameters; the held-out rat scores the choice. Search space: the method's declared "
+                                  "space ([search_space] of a submission, built-in for painseeker/lbp/timm) or --space.")
+    _common(t, "painseeker")
+    t.add_argument("--n-trials", type=int, default=20, help="trials per outer fold in this worker (default 20; 0: only rewrite the report)")
+    t.add_argument("--space", action="append", default=[], metavar="NAME=SPEC",
+                   help="search NAME over LOW..HIGH, LOW..HIGH:log or a,b,c (repeatable; replaces the declared space)")
+    t.add_argument("--no-prune", action="store_true", help="never prune trials (default: MedianPruner across inner folds)")
+    t.set_defaults(func=run_tune)
+
+
+def _data(args):
+    from ..data import load_dataset
+
+    ds = load_dataset(args.data, args.include_low_confidence)
+    ds.require_images()
+    return ds
+
+
+def run_sensitivity(args) -> int:
+    from ..study.sensitivity import SensitivityOptions, parse_param, run_sensitivity as run
+    from .run import parse_overrides
+
+    grid = None
+    if args.param:
+        grid = {}
+        for item in args.param:
+            name, values = parse_param(item)
+            if name in grid:
+                raise InputError(f"--param {name} is given twice")
+            grid[name] = values
+    if args.n_trials is not None and args.n_trials < 0:
+        raise InputError("--n-trials must be 0 or more")
+    opts = SensitivityOptions(method=args.method, grid=grid, profile=args.profile, finetune=args.finetune, fixed=parse_overrides(args.set),
+                              seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir), tracking_uri=args.tracking_uri,
+                              storage=args.storage, study_name=args.study_name, out_dir=Path(args.out) if args.out else None,
+                              n_trials=args.n_trials, jobs=max(1, args.jobs), data=args.data,
+                              include_low_confidence=args.include_low_confidence, quiet=args.quiet)
+    res = run(_data(args), opts)
+    from tabulate import tabulate
+
+    print(tabulate(res.rows.values.tolist(), headers=list(res.rows.columns), tablefmt="github", floatfmt=".4f"))
+    print(f"\nThese scores use the test rats: an analysis of sensitivity, not a tuning result (use `study tune`).")
+    for n in res.notes:
+        print(f"Note: {n}")
+    for point, err in res.failed.items():
+        print(f"FAILED {point}: {err}")
+    state = ("complete" if res.complete else f"incomplete: {len(res.failed)} point(s) failed" if res.failed
+             else "incomplete (other workers may still be running; rerun to resume)")
+    print(f"Study {res.study_name} in {res.storage}: {state}; this worker ran {res.ran} point(s) in {res.seconds:.1f} s")
+    print(f"CSV: {res.csv}\nFigure: {res.png}\nReport: {res.report}")
+    return 1 if res.failed else 0
+
+
+def run_tune(args) -> int:
+    from ..study.tune import TuneOptions, run_tune as run
+    from .run import parse_overrides
+
+    if args.n_trials < 0:
+        raise InputError("--n-trials must be 0 or more")
+    opts = TuneOptions(method=args.method, n_trials=args.n_trials, profile=args.profile, fixed=parse_overrides(args.set), space=args.space,
+                       seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir), tracking_uri=args.tracking_uri, storage=args.storage,
+                       study_name=args.study_name, out_dir=Path(args.out) if args.out else None, prune=not args.no_prune, quiet=args.quiet)
+    res = run(_data(args), opts)
+    sys.stdout.write(res.report.read_text())
+    print(f"\nReport: {res.report}  (also tune.json, tune_outer.csv, importance.csv in {res.out_dir})")
+    return 0

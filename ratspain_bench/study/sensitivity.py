@@ -1,0 +1,389 @@
+"""One-at-a-time sensitivity analysis (the paper's Figure 5), driven by Optuna's GridSampler.
+
+Design: one Optuna study over the grid's points, a categorical parameter `point` = "NAME=VALUE"
+(e.g. `lambda=0.5`), so that a single `--study-name` covers the whole figure and any number of
+parameters and values; the grid sampler hands each worker an unvisited point. Each point is a full
+leave-one-rat-out run of the method with NAME=VALUE and every other parameter at its default (plus
+`--set` fixed settings), scored by pooled F1 (one confusion matrix summed over the folds).
+
+Resuming: a point with a COMPLETE trial in the storage is never rerun. A point whose trial failed,
+or was left RUNNING by a dead worker (see `workers`), is enqueued again. Two points that are the
+same config (the defaults appear once per panel) share their fold predictions on disk, so the
+default config is fitted once. Several workers (`--storage` shared) split the points; a trial that
+finds its point already complete, or running in a lower-numbered trial, is pruned without fitting.
+
+These scores use the test rats: an analysis of sensitivity, not a tuning result.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+from ..methods.base import Context, config_params
+from ..methods.registry import get_method
+from ..runner import config_hash, safe_name
+from . import report, runs
+from .evaluate import Evaluator, pooled
+from .storage import default_storage_url, open_storage, redact
+from .workers import Heartbeat, fail_stale_trials
+
+FIGURE5_GRID: dict[str, list] = {"lambda": [0.05, 0.1, 0.5, 1, 1.5], "delta": [0.05, 0.1, 0.15, 0.2, 0.5],
+                                 "k_high": [3, 5, 10, 15, 20]}
+FIGURE5_DEFAULTS = {"lambda": 0.1, "delta": 0.2, "k_high": 5}
+
+
+@dataclass
+class SensitivityOptions:
+    method: str = "painseeker"
+    grid: dict | None = None  # {name: [values]}; None: the paper's Figure 5 grid
+    profile: str = "quick"
+    finetune: str | None = None
+    fixed: dict = field(default_factory=dict)  # other config settings held fixed (--set)
+    seed: int = 0
+    device: str = "auto"
+    runs_dir: Path = Path("ratspain-runs")
+    tracking_uri: str | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    out_dir: Path | None = None
+    n_trials: int | None = None  # at most this many points in this worker (default: until the grid is done)
+    jobs: int = 1  # worker processes on this machine (each with cores // jobs torch threads)
+    data: str | None = None  # the --data argument, for worker processes
+    include_low_confidence: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Point:
+    param: str
+    value: object  # typed as the config field
+    label: str  # "param=value", the Optuna categorical choice
+    config: object
+
+
+@dataclass
+class SensitivityResult:
+    rows: pd.DataFrame
+    csv: Path
+    png: Path
+    report: Path
+    study_name: str
+    storage: str
+    complete: bool
+    failed: dict
+    ran: int  # points fitted by this worker
+    seconds: float
+    notes: list
+
+
+def folder_name(name: str) -> str:
+    """A study name as a portable folder name (`painseeker:resnet10t` -> `painseeker_resnet10t`)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def parse_param(item: str) -> tuple[str, list[str]]:
+    """`NAME=v1,v2,...` -> (name, [v1, v2, ...])."""
+    name, sep, values = item.partition("=")
+    vals = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not name.strip() or not vals:
+        raise InputError(f"--param {item!r}: expected NAME=v1,v2,... (e.g. --param lambda=0.05,0.1,0.5)")
+    return name.strip(), vals
+
+
+def _log(opts, msg: str) -> None:
+    if not opts.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def plan(opts: SensitivityOptions) -> tuple[object, list[Point], list[str]]:
+    """(base config, grid points, notes); every point's config is built now, so a typo fails before any work."""
+    spec = get_method(opts.method)
+    fixed = dict(opts.fixed)
+    if opts.finetune is not None:
+        fixed["finetune"] = opts.finetune
+    notes = []
+    try:
+        base = spec.config(opts.profile, **fixed)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{opts.method}: {e.args[0] if e.args else e}") from None
+    params = config_params(base)
+    grid = opts.grid if opts.grid is not None else FIGURE5_GRID
+    for name in grid:
+        if name not in params:
+            import difflib
+
+            near = difflib.get_close_matches(name, list(params), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else f"; its parameters: {', '.join(params)}"
+            raise InputError(f"--param {name}: {opts.method} has no parameter {name!r}{hint}")
+    if opts.grid is None and "k_high" in grid and "crop_size" not in fixed:
+        fixed, note = _regions_for(spec, opts, fixed, max(int(v) for v in grid["k_high"]))
+        if note:
+            notes.append(note)
+            base = spec.config(opts.profile, **fixed)
+    points = []
+    for name, values in grid.items():
+        for raw in values:
+            try:
+                cfg = spec.config(opts.profile, **{**fixed, name: str(raw)})  # typed by the config field (1 -> 1.0 for floats)
+            except (KeyError, TypeError, ValueError) as e:
+                raise InputError(f"--param {name}={raw}: {e.args[0] if e.args else e}") from None
+            value = config_params(cfg)[name]
+            label = f"{name}={value}"
+            if any(p.label == label for p in points):
+                raise InputError(f"--param {name}: value {value} is listed twice")
+            points.append(Point(name, value, label, cfg))
+    opts.fixed = fixed
+    return base, points, notes
+
+
+def _regions_for(spec, opts, fixed: dict, k_max: int) -> tuple[dict, str]:
+    """PainSeeker needs K regions > k_high: widen the crop (and image) until the backbone gives K > k_max."""
+    try:
+        cfg = spec.config(opts.profile, **fixed)
+        params = config_params(cfg)
+        if "crop_size" not in params or "image_size" not in params:
+            return fixed, ""
+        method = spec.load()(cfg, Context(seed=opts.seed, device="cpu", profile=opts.profile))
+        if not hasattr(method, "probe"):
+            return fixed, ""
+        k, _ = method.probe()
+        if k > k_max:
+            return fixed, ""
+        crop, size = int(params["crop_size"]), int(params["image_size"])
+        margin = size - crop
+        for _ in range(24):  # the smallest crop (in steps of 8 px) that gives K > k_max: features cost ~ crop^2
+            crop += 8
+            trial = {**fixed, "crop_size": crop, "image_size": crop + margin}
+            k, _ = spec.load()(spec.config(opts.profile, **trial), Context(seed=opts.seed, device="cpu")).probe()
+            if k > k_max:
+                return trial, (f"k_high up to {k_max} needs more than {k_max} regions: crop_size raised to {crop} and "
+                               f"image_size to {crop + margin} ({k} regions) for every point of this study")
+    except Exception as e:  # a backbone that cannot be probed here: run as configured
+        return fixed, f"could not check the number of regions ({type(e).__name__}: {e})"
+    return fixed, ""
+
+
+def _worker_main(opts: SensitivityOptions) -> None:
+    from ..data import load_dataset
+
+    run_sensitivity(load_dataset(opts.data, opts.include_low_confidence), opts, write_outputs=False)
+
+
+def _spawn_workers(opts: SensitivityOptions, study_name: str, storage_url: str) -> list:
+    """`jobs - 1` worker processes on the same study; every process gets cores // jobs threads."""
+    import dataclasses
+    import multiprocessing as mp
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // opts.jobs)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    sub = dataclasses.replace(opts, jobs=1, study_name=study_name, storage=storage_url, n_trials=None)
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    try:
+        procs = [mp.get_context("spawn").Process(target=_worker_main, args=(sub,), daemon=False) for _ in range(opts.jobs - 1)]
+        for p in procs:
+            p.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return procs
+
+
+def default_study_name(opts: SensitivityOptions, points: list[Point], fingerprint: str) -> str:
+    text = json.dumps({"m": opts.method, "p": opts.profile, "f": opts.fixed, "g": [p.label for p in points], "s": opts.seed,
+                       "d": fingerprint}, sort_keys=True, default=str)
+    return f"sensitivity-{safe_name(opts.method)}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def rows_of(study, points: list[Point]) -> tuple[pd.DataFrame, dict]:
+    """CSV rows (one per grid point, in grid order) from the COMPLETE trials; and the points that failed."""
+    from optuna.trial import TrialState
+
+    done, failed = {}, {}
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        label = t.params.get("point")
+        if t.state == TrialState.COMPLETE and label not in done:
+            done[label] = t
+        elif t.state == TrialState.FAIL and label:
+            failed[label] = str(t.user_attrs.get("error", "failed"))
+    rows = []
+    for p in points:
+        t = done.get(p.label)
+        rows.append({"param": p.param, "value": p.value,
+                     "pooled_f1": t.user_attrs.get("pooled_f1") if t else float("nan"),
+                     "pooled_accuracy": t.user_attrs.get("pooled_accuracy") if t else float("nan")})
+    frame = pd.DataFrame(rows, columns=report.SENSITIVITY_COLUMNS)
+    frame["value"] = pd.Series([r["value"] for r in rows], dtype=object)  # ints stay ints next to floats
+    for col in ("pooled_f1", "pooled_accuracy"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame, {k: v for k, v in failed.items() if k not in done}
+
+
+def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outputs: bool = True) -> SensitivityResult | None:
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    spec = get_method(opts.method)
+    base, points, notes = plan(opts)
+    for n in notes:
+        _log(opts, f"note: {n}")
+    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer)
+    study_name = opts.study_name or default_study_name(opts, points, ev.fingerprint)
+    storage_url = opts.storage or default_storage_url(opts.runs_dir)
+    storage = open_storage(storage_url, opts.runs_dir)
+    labels = [p.label for p in points]
+    by_label = {p.label: p for p in points}
+    sampler = optuna.samplers.GridSampler({"point": labels}, seed=opts.seed)
+    study = optuna.create_study(storage=storage, sampler=sampler, study_name=study_name, direction="maximize", load_if_exists=True)
+    old = study.user_attrs.get("points")
+    if old is not None and old != labels:
+        raise InputError(f"study {study_name!r} in {redact(storage_url)} holds another grid ({len(old)} points); "
+                         "pick another --study-name or the same --param values")
+    if old is None:
+        for k, v in {"kind": "sensitivity", "method": opts.method, "dataset": dataset.name, "profile": opts.profile,
+                     "fixed": json.dumps(opts.fixed, default=str), "points": labels, "fingerprint": ev.fingerprint}.items():
+            study.set_user_attr(k, v)
+
+    c = runs.client(opts.runs_dir, opts.tracking_uri)
+    exp = runs.experiment(c, dataset.name, opts.runs_dir)
+    sid = runs.study_id(redact(storage_url), study_name)
+    defaults = {p: config_params(base)[p] for p in dict.fromkeys(pt.param for pt in points)}
+    parent = runs.parent_run(c, exp, sid, f"sensitivity {opts.method} ({study_name})", {
+        "ratspain.study_kind": "sensitivity", "ratspain.study": study_name, "ratspain.method": opts.method,
+        "ratspain.dataset": dataset.name, "ratspain.dataset_fingerprint": ev.fingerprint, "ratspain.profile": opts.profile,
+        "ratspain.scored_on": "test rats (analysis, not tuning)", "ratspain.storage": redact(storage_url)},
+        {"method": opts.method, "profile": opts.profile, "seed": opts.seed, "grid": ";".join(labels),
+         "fixed": json.dumps(opts.fixed, default=str), "defaults": json.dumps(defaults, default=str),
+         "study": study_name, "storage": redact(storage_url), "dataset": dataset.name})
+
+    def log_child(t) -> None:
+        p = by_label[t.params["point"]]
+        runs.trial_run(c, exp, parent, t.number, f"{p.label}", {"ratspain.param": p.param, "ratspain.value": str(p.value),
+                                                                 "ratspain.status": "complete"},
+                       {"point": p.label, "param": p.param, "value": p.value, "config_hash": t.user_attrs.get("config_hash", ""),
+                        **{f"cfg.{k}": v for k, v in config_params(p.config).items()}},
+                       {"pooled_f1": t.user_attrs["pooled_f1"], "pooled_accuracy": t.user_attrs["pooled_accuracy"],
+                        "seconds": t.user_attrs.get("seconds", 0.0)})
+
+    current: dict = {}
+
+    def objective(trial):
+        current["number"] = trial.number
+        label = trial.suggest_categorical("point", labels)
+        p = by_label[label]
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if t.params.get("point") == label and t.number != trial.number and (t.state == TrialState.COMPLETE or t.number < trial.number):
+                trial.set_user_attr("skipped", f"duplicate of trial {t.number}")
+                raise optuna.TrialPruned(f"{label} is done by trial {t.number}")
+        trial.set_user_attr("param", p.param)
+        trial.set_user_attr("value", p.value if isinstance(p.value, (int, float, str, bool)) else str(p.value))
+        trial.set_user_attr("config_hash", config_hash(spec, p.config))
+        with Heartbeat(trial):
+            t0 = time.perf_counter()
+            _log(opts, f"[sensitivity] {label}: LORO over {len(ev.folds)} rats (trial {trial.number})")
+            try:
+                frame = ev.run(spec, p.config)
+            except Exception as e:
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+                raise
+            s = pooled(frame)["pooled"]
+            trial.set_user_attr("pooled_f1", float(s["f1"]))
+            trial.set_user_attr("pooled_accuracy", float(s["accuracy"]))
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+            _log(opts, f"[sensitivity] {label}: pooled F1 {s['f1']:.4f}, accuracy {100 * s['accuracy']:.2f}%")
+        return float(s["f1"])
+
+    retried: set = set()
+
+    def work(budget: int | None) -> int:
+        """Run points until the grid is done (or `budget` points); returns how many this process fitted."""
+        ran = 0
+        while budget is None or ran < budget:
+            fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            complete = {t.params.get("point") for t in trials if t.state == TrialState.COMPLETE}
+            running = {t.params.get("point") for t in trials if t.state == TrialState.RUNNING}
+            todo = [lab for lab in labels if lab not in complete and lab not in running]
+            if not todo:
+                break
+            attempted = {t.params.get("point") for t in trials if t.state in (TrialState.FAIL, TrialState.PRUNED)}
+            if not [lab for lab in todo if lab not in attempted]:  # only failed or abandoned points left: enqueue one again
+                again = [lab for lab in todo if lab not in retried]
+                if not again:
+                    break
+                retried.add(again[0])
+                study.enqueue_trial({"point": again[0]}, user_attrs={"retry": True})
+            current.clear()
+            study.optimize(objective, n_trials=1, catch=(Exception,))
+            if "number" not in current:
+                break
+            last = next(t for t in study.get_trials(deepcopy=False) if t.number == current["number"])
+            if last.state == TrialState.COMPLETE:
+                ran += 1
+                try:
+                    log_child(last)
+                except Exception as e:  # MLflow trouble must not lose the Optuna result; logged again at the end
+                    _log(opts, f"warning: MLflow logging of trial {last.number} failed: {e}")
+            elif last.state == TrialState.FAIL:
+                _log(opts, f"[sensitivity] {last.params.get('point')}: FAILED: {last.user_attrs.get('error', 'see the log above')}")
+        return ran
+
+    if opts.jobs > 1:
+        # the first point here (it fills the decoded-image and feature caches), then jobs - 1 more worker processes
+        ran = work(1)
+        budget = None if opts.n_trials is None else opts.n_trials - ran
+        helpers = _spawn_workers(opts, study_name, storage_url) if budget is None or budget > 0 else []
+        ran += work(budget)
+        for proc in helpers:
+            proc.join()
+            if proc.exitcode:
+                _log(opts, f"warning: a worker process exited with code {proc.exitcode}; rerun to finish what it left")
+    else:
+        ran = work(opts.n_trials)
+    if not write_outputs:
+        return None
+
+    rows, failed = rows_of(study, points)
+    done_trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    have = runs.logged_trials(c, exp, parent)
+    for t in done_trials:
+        if str(t.number) not in have and t.params.get("point") in by_label and "pooled_f1" in t.user_attrs:
+            log_child(t)
+    complete = bool(rows["pooled_f1"].notna().all())
+    out = Path(opts.out_dir) if opts.out_dir else Path(opts.runs_dir) / "studies" / folder_name(study_name)
+    seconds = time.perf_counter() - start
+    csv = report.atomic_csv(rows, out / "sensitivity.csv")
+    title = (f"{opts.method} sensitivity on {dataset.name} ({opts.profile} profile): pooled LORO F1, one parameter at a time\n"
+             "scored on the test rats: an analysis, not a tuning result")
+    png = report.sensitivity_figure(rows, out / "sensitivity.png", title, defaults)
+    meta = {"method": opts.method, "dataset": dataset.name, "defaults": defaults, "profile": opts.profile, "fixed": opts.fixed,
+            "study": study_name, "storage": redact(storage_url), "seed": opts.seed, "seconds": seconds, "failed": failed}
+    md = report.write_text(out / "sensitivity.md", report.sensitivity_markdown(rows, meta) +
+                           "".join(f"\nNote: {n}\n" for n in notes))
+    report.write_text(out / "sensitivity.json", json.dumps({**meta, "notes": notes, "complete": complete,
+                                                            "rows": json.loads(rows.to_json(orient="records"))}, indent=1, default=str))
+    metrics = {}
+    for p_name, g in rows.groupby("param", sort=False):
+        f = pd.to_numeric(g["pooled_f1"], errors="coerce").dropna()
+        if len(f):
+            metrics.update({f"f1_min_{p_name}": f.min(), f"f1_max_{p_name}": f.max(), f"f1_range_{p_name}": f.max() - f.min()})
+    metrics["points_complete"] = int(rows["pooled_f1"].notna().sum())
+    runs.finish(c, parent, "complete" if complete else "incomplete", metrics,
+                [csv, png, md, out / "sensitivity.json"] if complete else [])
+    return SensitivityResult(rows, csv, png, md, study_name, redact(storage_url), complete, failed, ran, seconds, notes)

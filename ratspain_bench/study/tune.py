@@ -1,0 +1,236 @@
+"""Hyper-parameter search with nested leave-one-rat-out (Optuna TPE, median pruning across inner folds).
+
+For each outer fold (one held-out rat):
+1. an Optuna study `<study-name>/outer-<rat>` searches the method's declared space; a trial's score
+   is the pooled F1 of an inner LORO over the *training rats only* (the held-out rat is not in any
+   inner fold: `evaluate.inner_folds` asserts it, and tests check the indices the inner loop saw);
+   after each inner fold the running pooled F1 is reported, and Optuna's MedianPruner stops trials
+   that fall below the median of earlier trials at the same inner fold;
+2. the best trial's config is fitted on all training rats and scores the held-out rat.
+The outer predictions, pooled over the outer folds, are the nested-LORO estimate: no test rat ever
+chose a hyper-parameter. Parameter importances (Optuna, fANOVA) are averaged over the outer studies.
+
+Workers: `--n-trials` is per worker and per outer fold; workers with one `--storage` and
+`--study-name` add trials to the same studies. The report reflects the storage when a worker ends;
+`--n-trials 0` rewrites it from the storage without running trials.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..methods.base import config_params
+from ..methods.registry import get_method
+from ..runner import config_hash, safe_name
+from . import report, runs
+from .evaluate import Evaluator, inner_folds, pooled
+from .sensitivity import folder_name
+from .space import check_against_config, declared_space, parse_cli_dim
+from .storage import default_storage_url, open_storage, redact
+from .workers import Heartbeat, fail_stale_trials, worker_id
+
+
+@dataclass
+class TuneOptions:
+    method: str = "painseeker"
+    n_trials: int = 20  # per worker, per outer fold
+    profile: str = "quick"
+    fixed: dict = field(default_factory=dict)
+    space: list = field(default_factory=list)  # --space NAME=SPEC items (replace the declared space)
+    seed: int = 0
+    device: str = "auto"
+    runs_dir: Path = Path("ratspain-runs")
+    tracking_uri: str | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    out_dir: Path | None = None
+    prune: bool = True
+    startup_trials: int = 5  # MedianPruner: trials finished before pruning starts
+    quiet: bool = False
+
+
+@dataclass
+class TuneResult:
+    summary: dict
+    report: Path
+    out_dir: Path
+    complete: bool
+
+
+def _log(opts, msg: str) -> None:
+    if not opts.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _jsonable(v):
+    return v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+
+
+def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    spec = get_method(opts.method)
+    try:
+        base = spec.config(opts.profile, **opts.fixed)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{opts.method}: {e.args[0] if e.args else e}") from None
+    if opts.space:
+        space = {d.name: d for d in map(parse_cli_dim, opts.space)}
+        source = "--space"
+    else:
+        space, source = declared_space(spec)
+    if not space:
+        raise InputError(f"{opts.method} declares no search space: add a [search_space] table to its submission.toml, "
+                         "a SEARCH_SPACE dict to its class, or pass --space NAME=LOW..HIGH")
+    check_against_config(space, config_params(base), opts.method)
+    if dataset.table["subject"].nunique() < 3:
+        raise InputError(f"{dataset.source}: nested LORO needs at least 3 subjects (an inner LORO over at least 2 training rats)")
+
+    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer)
+    described = [d.describe() for d in space.values()]
+    digest = hashlib.sha1(json.dumps({"m": opts.method, "p": opts.profile, "f": opts.fixed, "s": described, "seed": opts.seed,
+                                      "d": ev.fingerprint}, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    study_name = opts.study_name or f"tune-{safe_name(opts.method)}-{digest}"
+    storage_url = opts.storage or default_storage_url(opts.runs_dir)
+    storage = open_storage(storage_url, opts.runs_dir)
+
+    c = runs.client(opts.runs_dir, opts.tracking_uri)
+    exp = runs.experiment(c, dataset.name, opts.runs_dir)
+    parent = runs.parent_run(c, exp, runs.study_id(redact(storage_url), study_name), f"tune {opts.method} ({study_name})", {
+        "ratspain.study_kind": "tune", "ratspain.study": study_name, "ratspain.method": opts.method, "ratspain.dataset": dataset.name,
+        "ratspain.dataset_fingerprint": ev.fingerprint, "ratspain.profile": opts.profile, "ratspain.scored_on": "nested LORO",
+        "ratspain.storage": redact(storage_url)},
+        {"method": opts.method, "profile": opts.profile, "seed": opts.seed, "space": "; ".join(described), "space_source": source,
+         "fixed": json.dumps(opts.fixed, default=str), "study": study_name, "storage": redact(storage_url), "dataset": dataset.name})
+
+    outer_rows, outer_frames, imps = [], [], []
+    for i, outer in enumerate(ev.folds):
+        inner = inner_folds(dataset, outer)
+        name = f"{study_name}/outer-{outer.subject}"
+        probe = optuna.load_study(study_name=name, storage=storage) if name in _names(storage) else None
+        busy = probe is not None and any(t.state == TrialState.RUNNING for t in probe.get_trials(deepcopy=False))
+        seed = opts.seed * 1000 + i if not busy else int(hashlib.sha1(f"{worker_id()}|{i}".encode()).hexdigest()[:8], 16)
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, opts.n_trials // 2))),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=opts.startup_trials, n_warmup_steps=0) if opts.prune
+            else optuna.pruners.NopPruner())
+        study.set_user_attr("outer_subject", outer.subject)
+        study.set_user_attr("inner_subjects", [f.subject for f in inner])
+
+        def objective(trial, outer=outer, inner=inner):
+            params = {n: d.suggest(trial) for n, d in space.items()}
+            try:
+                cfg = spec.config(opts.profile, **{**opts.fixed, **params})
+            except (KeyError, TypeError, ValueError) as e:
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+                raise
+            trial.set_user_attr("config_hash", config_hash(spec, cfg))
+
+            def on_fold(k: int, frame: pd.DataFrame) -> None:
+                f1 = float(pooled(frame)["pooled"]["f1"])
+                trial.report(f1, k)
+                if opts.prune and k < len(inner) - 1 and trial.should_prune():
+                    trial.set_user_attr("pruned_after_inner_folds", k + 1)
+                    raise optuna.TrialPruned(f"inner F1 {f1:.4f} after {k + 1} inner folds is below the median")
+
+            with Heartbeat(trial):
+                try:
+                    frame = ev.run(spec, cfg, inner, stage="inner", outer=outer.subject, on_fold=on_fold)
+                except optuna.TrialPruned:
+                    raise
+                except Exception as e:
+                    trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+                    raise
+            s = pooled(frame)["pooled"]
+            trial.set_user_attr("inner_pooled_f1", float(s["f1"]))
+            trial.set_user_attr("inner_pooled_accuracy", float(s["accuracy"]))
+            return float(s["f1"])
+
+        fail_stale_trials(study)
+        if opts.n_trials > 0:
+            _log(opts, f"[tune] outer rat {outer.subject}: {opts.n_trials} trials, inner LORO over rats {', '.join(f.subject for f in inner)}")
+            study.optimize(objective, n_trials=opts.n_trials, catch=(Exception,))
+        trials = study.get_trials(deepcopy=False)
+        counts = {s: sum(t.state == st for t in trials) for s, st in (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED),
+                                                                       ("failed", TrialState.FAIL))}
+        row = {"subject": outer.subject, **counts, "params": None, "inner_f1": None, "f1": None, "accuracy": None, "best_trial": None}
+        if counts["complete"]:
+            best = study.best_trial
+            cfg = spec.config(opts.profile, **{**opts.fixed, **best.params})
+            frame = ev.fold_predictions(spec, cfg, outer, stage="outer", outer=outer.subject)
+            s = pooled(frame)["pooled"]
+            row.update(params={k: _jsonable(v) for k, v in best.params.items()}, inner_f1=float(best.value), f1=float(s["f1"]),
+                       accuracy=float(s["accuracy"]), best_trial=best.number)
+            outer_frames.append(frame.assign(**{f"chosen_{k}": v for k, v in best.params.items()}))
+            _log(opts, f"[tune] outer rat {outer.subject}: chose {best.params} (inner F1 {best.value:.4f}); "
+                       f"held-out F1 {s['f1']:.4f}, accuracy {100 * s['accuracy']:.2f}%")
+            imp = report.importances(study)
+            if imp:
+                imps.append(imp)
+        outer_rows.append(row)
+        _log_trials(c, exp, parent, study, outer.subject)
+
+    nested = {"folds_scored": len(outer_frames)}
+    preds = pd.concat(outer_frames, ignore_index=True) if outer_frames else None
+    if preds is not None:
+        p = pooled(preds)["pooled"]
+        nested.update({k: float(p[k]) for k in ("f1", "accuracy", "balanced_accuracy", "mcc")})
+    importance = {}
+    if imps:
+        names = list(dict.fromkeys(k for d in imps for k in d))
+        importance = {k: float(np.mean([d.get(k, 0.0) for d in imps])) for k in names}
+        importance = dict(sorted(importance.items(), key=lambda kv: -kv[1]))
+    complete = len(outer_frames) == len(ev.folds)
+    summary = {"method": opts.method, "dataset": dataset.name, "study": study_name, "storage": redact(storage_url), "profile": opts.profile,
+               "seed": opts.seed, "space": described, "space_source": source, "fixed": opts.fixed, "nested": nested, "outer": outer_rows,
+               "importance": importance, "complete": complete, "seconds": time.perf_counter() - start,
+               "note": "nested LORO: hyper-parameters chosen on the training rats of each outer fold only"}
+    out = Path(opts.out_dir) if opts.out_dir else Path(opts.runs_dir) / "studies" / folder_name(study_name)
+    md = report.write_text(out / "tune.md", report.tune_markdown(summary))
+    report.write_text(out / "tune.json", json.dumps(summary, indent=1, default=str))
+    report.atomic_csv(pd.DataFrame([{**{k: v for k, v in r.items() if k != "params"}, **{f"chosen_{k}": v for k, v in (r["params"] or {}).items()}}
+                                    for r in outer_rows]), out / "tune_outer.csv")
+    report.atomic_csv(pd.DataFrame({"param": list(importance), "importance": list(importance.values())}), out / "importance.csv")
+    files = [md, out / "tune.json", out / "tune_outer.csv", out / "importance.csv"]
+    if preds is not None:
+        files.append(report.atomic_csv(preds, out / "tune_predictions.csv"))
+    metrics = {f"nested_pooled_{k}": v for k, v in nested.items() if k != "folds_scored"}
+    metrics.update({f"importance_{k}": v for k, v in importance.items()})
+    metrics["outer_folds_scored"] = nested["folds_scored"]
+    runs.finish(c, parent, "complete" if complete else "incomplete", metrics, files)
+    return TuneResult(summary, md, out, complete)
+
+
+def _names(storage) -> set[str]:
+    import optuna
+
+    return set(optuna.study.get_all_study_names(storage))
+
+
+def _log_trials(c, exp, parent, study, outer_subject: str) -> None:
+    """A child MLflow run per finished trial of an outer study (once; several workers may call this)."""
+    from optuna.trial import TrialState
+
+    have = runs.logged_trials(c, exp, parent)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        key = f"{outer_subject}#{t.number}"
+        if key in have:
+            continue
+        steps = t.intermediate_values
+        metrics = {"inner_pooled_f1": t.value} if t.value is not None else {}
+        metrics.update({f"inner_f1_after_{k + 1}_folds": v for k, v in steps.items()})
+        runs.trial_run(c, exp, parent, key, f"outer {outer_subject} trial {t.number}",
+                       {"ratspain.outer": outer_subject, "ratspain.trial_state": t.state.name.lower(), "ratspain.status": "complete"},
+                       {**{k: _jsonable(v) for k, v in t.params.items()}, "config_hash": t.user_attrs.get("config_hash", "")}, metrics)

@@ -1,0 +1,87 @@
+"""Outside submissions: validation of method folders and of prediction-only submissions.
+
+`validate(path)` returns a `Report` (one `Check` per line: PASS/FAIL/WARN/SKIP and what to fix):
+- a folder with `submission.toml` of kind `method`: metadata schema, then the code in child
+  processes with time and memory limits (import; interface; determinism; a LORO smoke run on a
+  tiny replica with the data files hidden), see `code`;
+- a folder of kind `predictions` (with `predictions.csv`), or a bare `.csv` file: the predictions
+  are checked against a dataset and scored by the harness; `record=True` adds them to MLflow as a
+  `predictions-only` run the leaderboard lists, see `predictions`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .checks import FAIL, PASS, SKIP, Check, Report
+
+__all__ = ["Check", "Report", "validate"]
+
+
+def validate(path, *, data=None, name: str | None = None, record: bool = False, runs_dir="ratspain-runs", tracking_uri=None,
+             time_limit: float = 600, import_timeout: float = 120, memory_mb: int = 4096, seed: int = 0) -> Report:
+    from . import code, metadata
+
+    path = Path(path)
+    if not path.exists():
+        r = Report(str(path))
+        r.add("path", FAIL, f"{path}: no such file or folder", "pass a submission folder (with submission.toml) or a predictions .csv")
+        return r
+    meta: dict = {}
+    if path.is_dir():
+        meta_or_none, first = metadata.read(path)
+        kind = (meta_or_none or {}).get("kind", "method") if isinstance(meta_or_none, dict) else "method"
+        report = Report(str(path), kind if kind in ("method", "predictions") else "method")
+        report.checks.append(first)
+        if meta_or_none is None:
+            report.add("code", SKIP, "not checked: submission.toml is missing or invalid")
+            return report
+        meta = meta_or_none
+        report.extend(metadata.check_metadata(meta, path, code.builtin_names()))
+        if not report.failed("metadata.name") and isinstance(meta.get("name"), str):
+            clash = code.registered_elsewhere(meta["name"], path)
+            if clash:
+                report.checks.append(clash)
+        if report.kind == "method":
+            if report.failed("metadata.entry_point") or report.failed("metadata.file"):
+                report.add("code", SKIP, "not checked: fix entry_point first")
+                return report
+            code.check_code(report, path, meta, time_limit=time_limit, import_timeout=import_timeout, memory_mb=memory_mb, seed=seed)
+            return report
+        csv_path = path / str(meta.get("predictions", "predictions.csv"))
+    else:
+        report = Report(str(path), "predictions")
+        report.add("metadata", SKIP, "a bare predictions file: no submission.toml (authors, licence) checked",
+                   "for the leaderboard, prefer a folder with predictions.csv and submission.toml (kind = \"predictions\")")
+        csv_path = path
+    return _predictions(report, csv_path, meta, data=data, name=name, record=record, runs_dir=runs_dir, tracking_uri=tracking_uri)
+
+
+def _predictions(report: Report, csv_path: Path, meta: dict, *, data, name, record, runs_dir, tracking_uri) -> Report:
+    from ..data import load_dataset
+    from ..errors import InputError
+    from . import predictions
+
+    try:
+        dataset = load_dataset(data)
+    except InputError as e:
+        report.add("dataset", FAIL, str(e), "pass --data with the dataset the predictions are for")
+        return report
+    want = meta.get("dataset")
+    if want and want != dataset.name:
+        report.add("dataset", WARN, f"submission.toml names dataset {want!r}, checking against {dataset.name!r}",
+                   f"pass --data for {want!r}")
+    else:
+        report.add("dataset", PASS, f"{dataset.name}: {len(dataset)} images of {dataset.table['subject'].nunique()} rats ({dataset.source})")
+    if not csv_path.is_file():
+        report.add("predictions.format", FAIL, f"{csv_path}: no such file", "put predictions.csv next to submission.toml")
+        return report
+    frame = predictions.check(report, csv_path, dataset)
+    if frame is None or not report.ok:
+        return report
+    label = name or meta.get("name") or (frame["_method"].iloc[0] if "_method" in frame.columns and frame["_method"].iloc[0] else csv_path.stem)
+    report.extra["name"] = label
+    if record:
+        predictions.record(report, frame, dataset, str(label), meta, runs_dir, tracking_uri, str(csv_path))
+    else:
+        report.add("record", SKIP, "not recorded (add --record to put it on the leaderboard)")
+    return report
