@@ -30,8 +30,9 @@ from .protocol import Fold, leave_one_subject_out
 
 PAPER_SUITE = ("lbp-r1p8-4x4", "lbp-r1p8-8x8", "lbp-r1p8-16x16", "lbp-r3p8-4x4", "lbp-r3p8-8x8", "lbp-r3p8-16x16",
                "resnet18", "painseeker-noprsc", "painseeker")
-# The quick suite is the paper's nine methods run with the CPU-sized `quick` profile.
-SUITES = {"paper": PAPER_SUITE, "quick": PAPER_SUITE, "lbp": PAPER_SUITE[:6]}
+# The quick suite: the paper's nine methods in the CPU-sized `quick` profile, then two deep rows with
+# offline ImageNet weights (baselines/offline-pretrained.toml; the `lite0` extra, part of `dev`).
+SUITES = {"paper": PAPER_SUITE, "quick": PAPER_SUITE + ("lite0-linear", "painseeker-lite0"), "lbp": PAPER_SUITE[:6]}
 META_COLUMNS = ("pose_yaw", "pose_pitch", "pose_roll", "pose_bin")  # what a method may see besides pixels
 
 

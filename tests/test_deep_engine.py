@@ -6,6 +6,7 @@ import torch
 from ratspain_bench.engine import features
 from ratspain_bench.engine.augment import Normalizer, crop_flip, random_crop_flip, eval_view, to_uint8_tensor
 from ratspain_bench.engine.backbone import grid_shape
+from ratspain_bench.engine.deep import Standardized, channel_stats
 from ratspain_bench.engine.device import resolve_device
 from ratspain_bench.errors import InputError
 from ratspain_bench.methods.base import Context, TestSet, TrainSet
@@ -149,6 +150,31 @@ def test_frozen_features_are_cached_and_shared(tmp_path, monkeypatch):
     c = get_method("painseeker:resnet10t").build("quick", ctx, **{**TINY, "finetune": "frozen", "k_high": 1})
     c.fit(train)
     assert np.array_equal(c.predict(test).scores, pa.scores)
+
+
+def test_channel_stats_match_numpy():
+    x = torch.randn(3, 5, 4, 6, dtype=torch.float16) * 3 + 2
+    mean, std = channel_stats(x)
+    flat = x.float().numpy().reshape(-1, 6)
+    assert np.allclose(mean, flat.mean(0), atol=1e-5) and np.allclose(std, flat.std(0), atol=1e-4)
+
+
+def test_standardize_uses_training_features_only(tmp_path):
+    features._MEMORY.clear()
+    features._LOADED.clear()
+    train, test = sets(seed=6)
+    m = get_method("timm:resnet10t").build("quick", Context(seed=0, cache_dir=tmp_path),
+                                           **{**TINY, "finetune": "frozen", "standardize": True})
+    m.fit(train)
+    assert isinstance(m.head, Standardized)
+    mean, std = channel_stats(m.cached_features(train.keys, train.images, range(1, TINY["views"] + 1)))
+    assert torch.equal(m.head.mean, mean) and torch.equal(m.head.std, std)
+    regions = m.cached_features(test.keys, test.images, [0])[0].float()
+    assert torch.allclose(m.head(regions), m.head.head((regions - mean) / std))
+    plain = get_method("timm:resnet10t").build("quick", Context(seed=0, cache_dir=tmp_path),
+                                               **{**TINY, "finetune": "frozen", "standardize": False})
+    plain.fit(train)
+    assert not isinstance(plain.head, Standardized)
 
 
 def test_frozen_views_do_not_depend_on_batching():

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     add_data_option(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--methods", help="comma-separated method names (see `ratspain-bench methods`), e.g. lbp-r3p8-4x4,timm:resnet18")
-    g.add_argument("--suite", choices=("paper", "quick", "lbp"), help="paper: Table 3's nine methods; quick: the same nine (default); lbp: the six LBP-SVM rows")
+    g.add_argument("--suite", choices=("paper", "quick", "lbp"), help="paper: Table 3's nine methods; quick: the same nine in the quick profile plus two offline-pretrained EfficientNet-Lite0 rows (default); lbp: the six LBP-SVM rows")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="quick: sized for a 2-core CPU; paper: the paper's settings (GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")

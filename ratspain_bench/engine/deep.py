@@ -24,6 +24,40 @@ from .train import FeatureBatches, ImageBatches, make_optimizer, train
 from .weights import create_backbone, input_size_kwargs, weights_id
 
 
+class Standardized(nn.Module):
+    """A head behind a fixed per-channel standardisation of its (B, K, C) region features.
+
+    The mean and spread come from the training features of the fold (never the test rat's). Being
+    affine and fixed, it only re-parameterises the linear layers that follow; it matters for a frozen
+    backbone whose features are tiny (a random ResNet-18's are about 0.05), where the weight decay of
+    the paper's optimiser otherwise holds the head at the class prior."""
+
+    def __init__(self, head: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.head = head
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, regions):
+        return self.head((regions - self.mean) / self.std)
+
+
+def channel_stats(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of (V, N, K, C) features, over views, images and regions."""
+    c = feats.shape[-1]
+    total = torch.zeros(c, dtype=torch.float64)
+    sq = torch.zeros(c, dtype=torch.float64)
+    n = 0
+    for view in feats:
+        x = view.reshape(-1, c).double()
+        total += x.sum(0)
+        sq += (x * x).sum(0)
+        n += x.shape[0]
+    mean = total / n
+    std = (sq / n - mean * mean).clamp_min(0).sqrt()
+    return mean.float(), std.clamp_min(1e-6).float()
+
+
 class DeepNet(nn.Module):
     def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
@@ -125,6 +159,8 @@ class DeepMethod(Method):
                 feats = self.cached_features(train_set.keys, train_set.images, range(1, c.views + 1))
                 k, ch = feats.shape[2], feats.shape[3]
                 self.head = self._new_head(ch, k)
+                if c.standardize:
+                    self.head = Standardized(self.head, *(t.to(self.device) for t in channel_stats(feats)))
                 batches = FeatureBatches(feats, labels, c.batch_size, self.device)
                 model = self.head
             else:
