@@ -7,6 +7,7 @@ is marked `complete` only after every fold is logged, so a half run is never cou
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import pandas as pd
 from . import metrics, tracking
 from .data import Dataset, load_dataset
 from .data.cache import load_images
-from .methods.base import Context, TestSet, TrainSet, config_params, image_size
+from .methods.base import Context, TestSet, TrainSet, config_params, image_size, public_name
 from .methods.registry import MethodSpec, get_method
 from .paths import atomic_write_text, cache_dir
 from .protocol import Fold, leave_one_subject_out
@@ -45,7 +46,8 @@ class RunOptions:
     tracking_uri: str | None = None
     jobs: int = 1
     quiet: bool = False
-    overrides: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # --set: every method must declare each name
+    where_declared: dict = field(default_factory=dict)  # --weights/--finetune: only methods that declare them
     data: str | None = None  # the --data argument, so worker processes can reload the dataset
     include_low_confidence: bool = False
 
@@ -110,13 +112,14 @@ def run_fold(spec: MethodSpec, config, dataset: Dataset, images, keys, fold: Fol
             k = int(getattr(config, "k_high", 5))
             crop = getattr(config, "crop_size", None)
             size = image_size(config)
+            shown = crop / size if crop and getattr(config, "test_crop", "center") == "center" else 1.0  # resize: whole face
             with_image = t["image"].tolist()
             first = dataset.table["file"].iloc[fold.test[0]]
             from PIL import Image
 
             with Image.open(first) as im:
                 wh = im.size
-            extra.update(localisation(pred.attention, with_image, regions, wh, k, (crop / size) if crop else 1.0))
+            extra.update(localisation(pred.attention, with_image, regions, wh, k, shown))
     summary = {"subject": fold.subject, "train_seconds": train_seconds, "predict_seconds": time.perf_counter() - start - train_seconds,
                "n_test": len(test), **extra}
     tmp = job_dir / f".predictions.{os.getpid()}.tmp"
@@ -127,6 +130,13 @@ def run_fold(spec: MethodSpec, config, dataset: Dataset, images, keys, fold: Fol
     return summary
 
 
+def method_config(spec, opts: RunOptions):
+    """The method's config under the run's profile, `where_declared` settings it has, and `--set` overrides."""
+    declared = {public_name(f) for f in dataclasses.fields(spec.load().Config)}
+    extra = {k: v for k, v in opts.where_declared.items() if k in declared}
+    return spec.config(opts.profile, **{**extra, **opts.overrides})
+
+
 def _worker(args) -> dict:
     """A fold in a worker process: reload the (cached) dataset and images, then run the fold."""
     name, opts, fold, job_dir, threads = args
@@ -135,7 +145,7 @@ def _worker(args) -> dict:
     torch.set_num_threads(threads)
     dataset = load_dataset(opts.data, opts.include_low_confidence)
     spec = get_method(name)
-    config = spec.config(opts.profile, **opts.overrides)
+    config = method_config(spec, opts)
     images, keys = load_images(dataset, image_size(config))
     ctx = Context(seed=opts.seed, device=opts.device, profile=opts.profile, cache_dir=cache_dir())
     return run_fold(spec, config, dataset, images, keys, fold, Path(job_dir), ctx)
@@ -160,8 +170,13 @@ class Progress:
             self.bar.set_postfix(fold=subject, **kw)
 
     def epoch(self, subject: str):
-        def report(epoch=None, epochs=None, loss=None, **_):
-            if self.bar is not None:
+        def report(epoch=None, epochs=None, loss=None, stage=None, **_):
+            if stage is not None:  # a long step before training, e.g. computing backbone features
+                if self.bar is not None:
+                    self.bar.set_postfix(fold=subject, stage=stage)
+                else:
+                    print(f"[{self.method}] fold {subject}: {stage}", file=sys.stderr, flush=True)
+            elif self.bar is not None:
                 self.bar.set_postfix(fold=subject, epoch=f"{epoch}/{epochs}", loss=None if loss is None else f"{loss:.3f}")
         return report
 
@@ -179,7 +194,7 @@ class Progress:
 def run_method(name: str, dataset: Dataset, opts: RunOptions, client=None) -> MethodResult:
     dataset.require_images()
     spec = get_method(name)
-    config = spec.config(opts.profile, **opts.overrides)
+    config = method_config(spec, opts)
     chash = config_hash(spec, config)
     images, keys = load_images(dataset, image_size(config))
     fingerprint = hashlib.sha1((dataset.fingerprint() + "|".join(keys)).encode()).hexdigest()[:16]

@@ -367,3 +367,15 @@ def test_replica_checks_clean_and_fast(tmp_path):
     elapsed = time.perf_counter() - t
     assert [p for p in problems if p.severity != "info"] == []
     assert elapsed < 10, f"data check took {elapsed:.1f} s"
+
+
+def test_contact_sheet_one_row_per_subject(tmp_path, capsys):
+    from tinydata import make_dataset
+
+    data = make_dataset(tmp_path / "d", subjects=("a", "b", "c"), per_subject=6)
+    out = tmp_path / "sheet.png"
+    assert main(["data", "sheet", "--data", str(data), "--out", str(out), "--per-level", "2"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    with Image.open(out) as im:  # 3 levels x 2 faces per row at 1.1 in, 3 rows at 1.15 in, 100 dpi
+        assert im.size == (660, 345)
+    assert not list(tmp_path.glob(".*.tmp"))

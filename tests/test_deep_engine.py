@@ -12,17 +12,11 @@ from ratspain_bench.errors import InputError
 from ratspain_bench.methods.base import Context, TestSet, TrainSet
 from ratspain_bench.methods.registry import get_method
 from ratspain_bench.methods.timm_linear import TimmLinear
+from tinydata import TINY_DEEP as TINY
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is as fast alone and far faster when other processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = dict(image_size=48, crop_size=40, epochs=2, batch_size=8, weights="none", views=2)
 
 
 def toy(n=24, size=48, seed=0):
@@ -117,12 +111,16 @@ def test_timm_linear_learns_a_separable_toy():
 
 
 def test_log_metric_and_progress_each_epoch():
+    features._MEMORY.clear()
+    features._LOADED.clear()
     logged, seen = [], []
-    train, _ = sets()
+    train, _ = sets(seed=9)
     ctx = Context(seed=0, log_metric=lambda name, value, step: logged.append((name, step)))
-    ctx.progress = lambda **kw: seen.append(kw["epoch"])
-    get_method("timm:resnet10t").build("quick", ctx, **{**TINY, "epochs": 3}).fit(train)
-    assert logged == [("train_loss", 1), ("train_loss", 2), ("train_loss", 3)] and seen == [1, 2, 3]
+    ctx.progress = lambda **kw: seen.append(kw.get("epoch", kw.get("stage")))
+    get_method("timm:resnet10t").build("quick", ctx, **{**TINY, "epochs": 3, "finetune": "frozen"}).fit(train)
+    assert logged == [("train_loss", 1), ("train_loss", 2), ("train_loss", 3)]
+    # frozen mode first says it computes the 16 images x 2 training views, then reports each epoch
+    assert seen == ["computing resnet10t features for 32 image views (cached for reuse)", 1, 2, 3]
 
 
 # ---------------------------------------------------------------- frozen mode and its cache

@@ -9,17 +9,11 @@ from ratspain_bench.errors import InputError
 from ratspain_bench.methods.base import Context, TestSet, TrainSet
 from ratspain_bench.methods.painseeker import PainSeeker, PainSeekerHead, prsc_loss
 from ratspain_bench.methods.registry import get_method
+from tinydata import TINY_DEEP as TINY
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is as fast alone and far faster when other processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = dict(image_size=48, crop_size=40, epochs=2, batch_size=8, weights="none", views=2)
 
 
 def toy(n=24, size=48, seed=0):
@@ -141,7 +135,10 @@ def test_fit_predict_via_registry(tmp_path, finetune):
     m = get_method("painseeker:resnet10t").build("quick", ctx, **{**TINY, "finetune": finetune, "k_high": 2, "image_size": 48, "crop_size": 40})
     assert m.config.prsc_lambda == 0.1 and m.config.prsc_delta == 0.2
     m.fit(TrainSet(images[:24], labels[:24], np.array(["a"] * 24), keys[:24]))
-    assert [s["epoch"] for s in seen] == [1, 2] and all(np.isfinite(s["loss"]) for s in seen)
+    epochs = [s for s in seen if "epoch" in s]
+    assert [s["epoch"] for s in epochs] == [1, 2] and all(np.isfinite(s["loss"]) for s in epochs)
+    assert [s["stage"] for s in seen if "stage" in s] == (["computing resnet10t features for 48 image views (cached for reuse)"]
+                                                          if finetune == "frozen" else [])
     meta = pd.DataFrame({"pose_bin": ["frontal", "moderate", "extreme"] * 4})
     p = m.predict(TestSet(images[24:], np.array(["b"] * 12), keys[24:], meta))
     assert p.labels.shape == (12,) and ((p.scores >= 0) & (p.scores <= 1)).all()

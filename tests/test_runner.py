@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -149,3 +148,18 @@ def test_labels_only_dataset_refuses_training(tmp_path, capsys):
         "x3.png": [{"AnimalNumber": "1", "GrimaceScale": "2"}], "x4.png": [{"AnimalNumber": "2", "GrimaceScale": "0"}]}))
     assert main(["run", "--data", str(tmp_path / "labels.json"), "--methods", "lbp-r1p8-4x4", "--runs-dir", str(tmp_path / "r")]) == 2
     assert "labels only" in capsys.readouterr().err
+
+
+def test_weights_and_finetune_reach_only_methods_that_declare_them():
+    from ratspain_bench.methods.registry import get_method
+    from ratspain_bench.runner import RunOptions, method_config
+
+    opts = RunOptions(where_declared={"weights": "none", "finetune": "full"})
+    lbp = method_config(get_method("lbp-r1p8-4x4"), opts)
+    assert not hasattr(lbp, "weights")
+    deep = method_config(get_method("painseeker"), opts)
+    assert (deep.weights, deep.finetune) == ("none", "full")
+    lite = method_config(get_method("painseeker-lite0"), RunOptions())
+    assert lite.weights == "lite0" and lite.finetune == "frozen"  # the row's own weights, the quick profile's mode
+    with pytest.raises(KeyError, match="no parameter 'weights'"):  # --set still applies to every method
+        method_config(get_method("lbp-r1p8-4x4"), RunOptions(overrides={"weights": "none"}))

@@ -167,6 +167,18 @@ def test_predictions_only_valid_scored_and_recorded(tmp_path, capsys):
     assert len(fetch_runs(resolve_tracking_uri(runs))) == 1
 
 
+def test_predictions_for_another_dataset_warn(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data")
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    _predictions(data).to_csv(folder / "predictions.csv", index=False)
+    (folder / "submission.toml").write_text('kind = "predictions"\nname = "x"\nauthors = ["A"]\ncontact = "a@b.org"\n'
+                                            'paper = "-"\nlicence = "MIT"\ndataset = "ratspain-real"\n')
+    rc, out = validate(capsys, folder, "--data", data)
+    msg = line(out, "dataset")
+    assert msg.startswith("WARN") and "'ratspain-real'" in msg and "-> fix: pass --data" in msg
+
+
 @pytest.mark.parametrize("breakage,check,text", [
     (lambda p: p.iloc[1:], "predictions.images", "missing"),
     (lambda p: pd.concat([p, p.iloc[:1]]), "predictions.images", "more than once"),

@@ -7,17 +7,11 @@ import torch
 
 from ratspain_bench.engine import weights as W
 from ratspain_bench.errors import InputError
-from ratspain_bench.methods.base import Context, TestSet, TrainSet
+from ratspain_bench.methods.base import Context, TrainSet
 from ratspain_bench.methods.registry import get_method
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is as fast alone and far faster when other processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _outputs(net, seed=0):

@@ -6,6 +6,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# Deep-method settings small enough for a test: 48 px images, 40 px crops, two epochs, random weights.
+TINY_DEEP = dict(image_size=48, crop_size=40, epochs=2, batch_size=8, weights="none", views=2)
+
 
 def make_dataset(root: Path, subjects=("a", "b", "c"), per_subject: int = 8, size: int = 48, seed: int = 0) -> Path:
     """Write `root/manifest.csv` and PNG images; label 1 images have a bright blob, label 0 a dark one."""

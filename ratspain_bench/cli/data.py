@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from .common import add_data_option, print_json
 
@@ -21,6 +22,13 @@ def add_parser(subparsers) -> None:
     add_data_option(i)
     i.add_argument("--format", choices=("md", "json", "csv"), default="md", help="output format (default md)")
     i.set_defaults(func=run_imbalance)
+
+    s = sub.add_parser("sheet", help="a contact sheet PNG: a few faces per subject (rows) and level (columns)")
+    add_data_option(s)
+    s.add_argument("--out", type=Path, default=Path("replica-sheet.png"), help="PNG to write (default replica-sheet.png)")
+    s.add_argument("--per-level", type=int, default=2, help="faces per subject and level (default 2)")
+    s.add_argument("--seed", type=int, default=0, help="which faces are drawn (default 0)")
+    s.set_defaults(func=run_sheet)
 
 
 def run_check(args) -> int:
@@ -50,4 +58,14 @@ def run_imbalance(args) -> int:
         sys.stdout.write(to_csv(report))
     else:
         sys.stdout.write(to_markdown(report, title=ds.name))
+    return 0
+
+
+def run_sheet(args) -> int:
+    from ..data.dataset import load_dataset
+    from ..data.sheet import contact_sheet
+
+    ds = load_dataset(args.data, include_low_confidence=args.include_low_confidence)
+    ds.require_images()
+    print(f"wrote {contact_sheet(ds, args.out, per_level=args.per_level, seed=args.seed)}")
     return 0

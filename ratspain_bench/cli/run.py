@@ -16,6 +16,8 @@ def add_parser(sub) -> None:
     p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="quick: sized for a 2-core CPU; paper: the paper's settings (GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--weights", help="deep methods: none, hub (timm's pretrained, needs network), lite0 (the offline extra) or a local weights file")
+    p.add_argument("--finetune", choices=("full", "frozen"), help="deep methods: train the whole network, or only the head on cached backbone features")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a config parameter of every method run (repeatable), e.g. --set epochs=5")
     p.add_argument("--jobs", type=int, default=1, help="folds of one method in parallel processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
@@ -36,23 +38,23 @@ def parse_overrides(items: list[str]) -> dict:
 def run(args) -> int:
     from ..data import load_dataset
     from ..methods.registry import get_method
-    from ..runner import SUITES, RunOptions, run_methods
+    from ..runner import SUITES, RunOptions, method_config, run_methods
     from .table import results_table
 
     names = args.methods.split(",") if args.methods else list(SUITES[args.suite or "quick"])
     names = [n.strip() for n in names if n.strip()]
     overrides = parse_overrides(args.set)
+    deep = {k: v for k, v in (("weights", args.weights), ("finetune", args.finetune)) if v is not None}
+    opts = RunOptions(profile=args.profile, seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir),
+                      tracking_uri=args.tracking_uri, jobs=args.jobs, quiet=args.quiet, overrides=overrides,
+                      where_declared=deep, data=args.data, include_low_confidence=args.include_low_confidence)
     for n in names:  # fail fast on unknown names and parameters, before any work
-        spec = get_method(n)
         try:
-            spec.config(args.profile, **{k: v for k, v in overrides.items()})
+            method_config(get_method(n), opts)
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{n}: {e.args[0] if e.args else e}") from None
     dataset = load_dataset(args.data, args.include_low_confidence)
     dataset.require_images()
-    opts = RunOptions(profile=args.profile, seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir),
-                      tracking_uri=args.tracking_uri, jobs=args.jobs, quiet=args.quiet, overrides=overrides,
-                      data=args.data, include_low_confidence=args.include_low_confidence)
     results = run_methods(names, dataset, opts)
     print(results_table(results, dataset))
     failed = [r for r in results if r.status != "complete"]

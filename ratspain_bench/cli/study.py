@@ -85,7 +85,7 @@ def run_sensitivity(args) -> int:
     from tabulate import tabulate
 
     print(tabulate(res.rows.values.tolist(), headers=list(res.rows.columns), tablefmt="github", floatfmt=".4f"))
-    print(f"\nThese scores use the test rats: an analysis of sensitivity, not a tuning result (use `study tune`).")
+    print("\nThese scores use the test rats: an analysis of sensitivity, not a tuning result (use `study tune`).")
     for n in res.notes:
         print(f"Note: {n}")
     for point, err in res.failed.items():

@@ -138,7 +138,9 @@ class DeepMethod(Method):
     def cached_features(self, keys, images: np.ndarray, views) -> torch.Tensor:
         """(len(views), N, K, C) features (as cached: float16 or float32), computing what the cache lacks."""
         cache = self.feature_cache()
-        if any(cache.missing(keys, v) for v in views):
+        todo = sum(len(cache.missing(keys, v)) for v in views)
+        if todo:
+            self.context.progress(stage=f"computing {self.config.model} features for {todo} image views (cached for reuse)")
             imgs = to_uint8_tensor(images)
             check_crop(imgs, self.config.crop_size)
             fill(cache, keys, imgs, views, self._encode(), self.config.crop_size, self.config.test_crop,

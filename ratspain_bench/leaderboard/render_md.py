@@ -13,13 +13,14 @@ def _tab(rows, headers) -> str:
 
 def results_headers(lb: Leaderboard) -> list[str]:
     return (["Rank", "Method"] + [f"Rat#{s}" for s in lb.subjects]
-            + ["LORO (pooled)", "Mean over rats", "Pooled F1 95% CI", "Bal. acc.", "MCC", "vs top (McNemar)", "Seeds", "Train (s)"])
+            + ["LORO (pooled)", "Mean over rats", "Pooled F1 95% CI", "Bal. acc.", "MCC", "vs top (McNemar)", "Seeds", "Train (s)", "Source"])
 
 
 def results_rows(lb: Leaderboard) -> list[list[str]]:
     return [[cells.rank_cell(r), r.label] + [cells.rat_cell(r, s) for s in lb.subjects]
             + [cells.pooled_cell(r), cells.mean_cell(r), cells.ci_cell(r), cells.metric_cell(r, "balanced_accuracy"),
-               cells.metric_cell(r, "mcc"), cells.vs_top_cell(r), cells.seeds_cell(r), cells.train_cell(r)]
+               cells.metric_cell(r, "mcc"), cells.vs_top_cell(r), cells.seeds_cell(r), cells.train_cell(r),
+               r.source or cells.DASH]
             for r in lb.rows]
 
 

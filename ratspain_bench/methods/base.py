@@ -69,7 +69,7 @@ class Context:
     profile: str = "quick"
     cache_dir: Path | None = None
     work_dir: Path | None = None  # files written here are logged as artifacts of the fold
-    progress: Callable[..., None] = _quiet  # progress(epoch=i, epochs=n, loss=x): shown on a terminal
+    progress: Callable[..., None] = _quiet  # progress(epoch=i, epochs=n, loss=x) or progress(stage=text)
     log_metric: Callable[[str, float, int | None], None] = _quiet  # log_metric(name, value, step)
 
 

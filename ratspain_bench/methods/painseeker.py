@@ -25,7 +25,7 @@ from ..engine.backbone import grid_shape
 from ..engine.config import DeepConfig
 from ..engine.deep import DeepMethod
 from ..errors import InputError
-from .base import Predictions, TestSet, TrainSet, field_of
+from .base import Predictions, TestSet, field_of
 
 
 def prsc_loss(beta: torch.Tensor, k_high: int, margin: float) -> torch.Tensor:

@@ -21,7 +21,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +32,7 @@ from ..methods.registry import get_method
 from ..runner import config_hash, safe_name
 from . import report, runs
 from .evaluate import Evaluator, pooled
+from .options import StudyOptions
 from .storage import default_storage_url, open_storage, redact
 from .workers import Heartbeat, fail_stale_trials
 
@@ -41,24 +42,13 @@ FIGURE5_DEFAULTS = {"lambda": 0.1, "delta": 0.2, "k_high": 5}
 
 
 @dataclass
-class SensitivityOptions:
-    method: str = "painseeker"
+class SensitivityOptions(StudyOptions):
     grid: dict | None = None  # {name: [values]}; None: the paper's Figure 5 grid
-    profile: str = "quick"
     finetune: str | None = None
-    fixed: dict = field(default_factory=dict)  # other config settings held fixed (--set)
-    seed: int = 0
-    device: str = "auto"
-    runs_dir: Path = Path("ratspain-runs")
-    tracking_uri: str | None = None
-    storage: str | None = None
-    study_name: str | None = None
-    out_dir: Path | None = None
     n_trials: int | None = None  # at most this many points in this worker (default: until the grid is done)
     jobs: int = 1  # worker processes on this machine (each with cores // jobs torch threads)
     data: str | None = None  # the --data argument, for worker processes
     include_low_confidence: bool = False
-    quiet: bool = False
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from ..methods.registry import get_method
 from ..runner import config_hash, safe_name
 from . import report, runs
 from .evaluate import Evaluator, inner_folds, pooled
+from .options import StudyOptions
 from .sensitivity import folder_name
 from .space import check_against_config, declared_space, parse_cli_dim
 from .storage import default_storage_url, open_storage, redact
@@ -39,22 +40,11 @@ from .workers import Heartbeat, fail_stale_trials, worker_id
 
 
 @dataclass
-class TuneOptions:
-    method: str = "painseeker"
+class TuneOptions(StudyOptions):
     n_trials: int = 20  # per worker, per outer fold
-    profile: str = "quick"
-    fixed: dict = field(default_factory=dict)
     space: list = field(default_factory=list)  # --space NAME=SPEC items (replace the declared space)
-    seed: int = 0
-    device: str = "auto"
-    runs_dir: Path = Path("ratspain-runs")
-    tracking_uri: str | None = None
-    storage: str | None = None
-    study_name: str | None = None
-    out_dir: Path | None = None
     prune: bool = True
     startup_trials: int = 5  # MedianPruner: trials finished before pruning starts
-    quiet: bool = False
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checks import FAIL, PASS, SKIP, Check, Report
+from .checks import FAIL, PASS, SKIP, WARN, Check, Report
 
 __all__ = ["Check", "Report", "validate"]
 

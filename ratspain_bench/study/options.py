@@ -1,0 +1,20 @@
+"""Settings every study shares (`study sensitivity` and `study tune` add their own)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class StudyOptions:
+    method: str = "painseeker"
+    profile: str = "quick"
+    fixed: dict = field(default_factory=dict)  # other config settings held fixed (--set)
+    seed: int = 0
+    device: str = "auto"
+    runs_dir: Path = Path("ratspain-runs")
+    tracking_uri: str | None = None
+    storage: str | None = None  # any Optuna storage URL; default: a journal file under runs_dir
+    study_name: str | None = None
+    out_dir: Path | None = None
+    quiet: bool = False
