@@ -37,8 +37,9 @@ PAPER = dict(image_size=256, crop_size=224, test_crop="center", epochs=30, batch
 #   resnet18 0.46 / 0.53 and painseeker 0.55 / 0.55 standardised; 0.48 / 0.39 for both without it
 #   (the paper's weight decay holds a head on tiny unscaled random features at the class prior).
 # With real weights the same frozen mode learns: the `lite0` extra's ImageNet EfficientNet-Lite0
-# (rows `lite0-linear` and `painseeker-lite0` of the quick suite) reached 0.86 / 0.85 and 0.83 / 0.82
-# standardised (0.85 / 0.84 and 0.85 / 0.84 without), against 0.73 / 0.71 for the best LBP-SVM.
+# (rows `lite0-linear` and `painseeker-lite0` of the quick suite, 2 views) reached 0.85 / 0.85 and
+# 0.83 / 0.82 in `make demo`, against 0.71 / 0.69 for the best LBP-SVM (with 4 views: 0.86 / 0.85 and
+# 0.83 / 0.82 standardised, 0.85 / 0.84 and 0.85 / 0.84 without).
 QUICK = dict(image_size=256, crop_size=224, test_crop="center", epochs=30, batch_size=64, optimizer="adam",
              lr=1e-3, weight_decay=0.01, weights="none", finetune="frozen", flip=True, views=4,
              standardize=True)
