@@ -1,6 +1,7 @@
 """Settings every study shares (`study sensitivity` and `study tune` add their own)."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,3 +19,8 @@ class StudyOptions:
     study_name: str | None = None
     out_dir: Path | None = None
     quiet: bool = False
+
+    def log(self, msg: str) -> None:
+        """A progress line on stderr, unless quiet."""
+        if not self.quiet:
+            print(msg, file=sys.stderr, flush=True)

@@ -33,6 +33,7 @@ from ..runner import config_hash, safe_name
 from . import report, runs
 from .evaluate import Evaluator, pooled
 from .options import StudyOptions
+from .space import check_against_config
 from .storage import default_storage_url, open_storage, redact
 from .workers import Heartbeat, fail_stale_trials
 
@@ -88,11 +89,6 @@ def parse_param(item: str) -> tuple[str, list[str]]:
     return name.strip(), vals
 
 
-def _log(opts, msg: str) -> None:
-    if not opts.quiet:
-        print(msg, file=sys.stderr, flush=True)
-
-
 def plan(opts: SensitivityOptions) -> tuple[object, list[Point], list[str]]:
     """(base config, grid points, notes); every point's config is built now, so a typo fails before any work."""
     spec = get_method(opts.method)
@@ -106,13 +102,7 @@ def plan(opts: SensitivityOptions) -> tuple[object, list[Point], list[str]]:
         raise InputError(f"{opts.method}: {e.args[0] if e.args else e}") from None
     params = config_params(base)
     grid = opts.grid if opts.grid is not None else FIGURE5_GRID
-    for name in grid:
-        if name not in params:
-            import difflib
-
-            near = difflib.get_close_matches(name, list(params), n=3)
-            hint = f"; did you mean {', '.join(near)}?" if near else f"; its parameters: {', '.join(params)}"
-            raise InputError(f"--param {name}: {opts.method} has no parameter {name!r}{hint}")
+    check_against_config(grid, params, opts.method, "--param")
     if opts.grid is None and "k_high" in grid and "crop_size" not in fixed:
         fixed, note = _regions_for(spec, opts, fixed, max(int(v) for v in grid["k_high"]))
         if note:
@@ -232,7 +222,7 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
     spec = get_method(opts.method)
     base, points, notes = plan(opts)
     for n in notes:
-        _log(opts, f"note: {n}")
+        opts.log(f"note: {n}")
     ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer)
     study_name = opts.study_name or default_study_name(opts, points, ev.fingerprint)
     storage_url = opts.storage or default_storage_url(opts.runs_dir)
@@ -286,7 +276,7 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
         trial.set_user_attr("config_hash", config_hash(spec, p.config))
         with Heartbeat(trial):
             t0 = time.perf_counter()
-            _log(opts, f"[sensitivity] {label}: LORO over {len(ev.folds)} rats (trial {trial.number})")
+            opts.log(f"[sensitivity] {label}: LORO over {len(ev.folds)} rats (trial {trial.number})")
             try:
                 frame = ev.run(spec, p.config)
             except Exception as e:
@@ -296,7 +286,7 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
             trial.set_user_attr("pooled_f1", float(s["f1"]))
             trial.set_user_attr("pooled_accuracy", float(s["accuracy"]))
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
-            _log(opts, f"[sensitivity] {label}: pooled F1 {s['f1']:.4f}, accuracy {100 * s['accuracy']:.2f}%")
+            opts.log(f"[sensitivity] {label}: pooled F1 {s['f1']:.4f}, accuracy {100 * s['accuracy']:.2f}%")
         return float(s["f1"])
 
     retried: set = set()
@@ -329,9 +319,9 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
                 try:
                     log_child(last)
                 except Exception as e:  # MLflow trouble must not lose the Optuna result; logged again at the end
-                    _log(opts, f"warning: MLflow logging of trial {last.number} failed: {e}")
+                    opts.log(f"warning: MLflow logging of trial {last.number} failed: {e}")
             elif last.state == TrialState.FAIL:
-                _log(opts, f"[sensitivity] {last.params.get('point')}: FAILED: {last.user_attrs.get('error', 'see the log above')}")
+                opts.log(f"[sensitivity] {last.params.get('point')}: FAILED: {last.user_attrs.get('error', 'see the log above')}")
         return ran
 
     if opts.jobs > 1:
@@ -343,7 +333,7 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
         for proc in helpers:
             proc.join()
             if proc.exitcode:
-                _log(opts, f"warning: a worker process exited with code {proc.exitcode}; rerun to finish what it left")
+                opts.log(f"warning: a worker process exited with code {proc.exitcode}; rerun to finish what it left")
     else:
         ran = work(opts.n_trials)
     if not write_outputs:

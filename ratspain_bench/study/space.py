@@ -160,12 +160,12 @@ def declared_space(spec) -> tuple[dict[str, Dim], str]:
     return {}, ""
 
 
-def check_against_config(space: dict[str, Dim], params: dict, method: str) -> None:
-    """Every searched name must be a config parameter of the method."""
+def check_against_config(names, params: dict, method: str, source: str) -> None:
+    """Every searched or varied name (from `source`, e.g. `--param`) must be a config parameter of the method."""
     import difflib
 
-    for name in space:
+    for name in names:
         if name not in params:
             near = difflib.get_close_matches(name, list(params), n=3)
             hint = f"; did you mean {', '.join(near)}?" if near else f"; its parameters: {', '.join(params)}"
-            raise InputError(f"{method} has no parameter {name!r} to search{hint}")
+            raise InputError(f"{method} has no parameter {name!r} ({source}){hint}")

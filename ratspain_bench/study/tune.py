@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,11 +54,6 @@ class TuneResult:
     complete: bool
 
 
-def _log(opts, msg: str) -> None:
-    if not opts.quiet:
-        print(msg, file=sys.stderr, flush=True)
-
-
 def _jsonable(v):
     return v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
 
@@ -83,7 +77,7 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
     if not space:
         raise InputError(f"{opts.method} declares no search space: add a [search_space] table to its submission.toml, "
                          "a SEARCH_SPACE dict to its class, or pass --space NAME=LOW..HIGH")
-    check_against_config(space, config_params(base), opts.method)
+    check_against_config(space, config_params(base), opts.method, source)
     if dataset.table["subject"].nunique() < 3:
         raise InputError(f"{dataset.source}: nested LORO needs at least 3 subjects (an inner LORO over at least 2 training rats)")
 
@@ -150,7 +144,7 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
 
         fail_stale_trials(study)
         if opts.n_trials > 0:
-            _log(opts, f"[tune] outer rat {outer.subject}: {opts.n_trials} trials, inner LORO over rats {', '.join(f.subject for f in inner)}")
+            opts.log(f"[tune] outer rat {outer.subject}: {opts.n_trials} trials, inner LORO over rats {', '.join(f.subject for f in inner)}")
             study.optimize(objective, n_trials=opts.n_trials, catch=(Exception,))
         trials = study.get_trials(deepcopy=False)
         counts = {s: sum(t.state == st for t in trials) for s, st in (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED),
@@ -164,7 +158,7 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
             row.update(params={k: _jsonable(v) for k, v in best.params.items()}, inner_f1=float(best.value), f1=float(s["f1"]),
                        accuracy=float(s["accuracy"]), best_trial=best.number)
             outer_frames.append(frame.assign(**{f"chosen_{k}": v for k, v in best.params.items()}))
-            _log(opts, f"[tune] outer rat {outer.subject}: chose {best.params} (inner F1 {best.value:.4f}); "
+            opts.log(f"[tune] outer rat {outer.subject}: chose {best.params} (inner F1 {best.value:.4f}); "
                        f"held-out F1 {s['f1']:.4f}, accuracy {100 * s['accuracy']:.2f}%")
             imp = report.importances(study)
             if imp:
