@@ -65,6 +65,13 @@ class MethodSpec:
         """The frozen config: the class defaults, then the profile, then this spec's params, then overrides."""
         return make_config(self.load().Config, profile, **{**dict(self.params), **overrides})
 
+    def checked_config(self, profile: str | None = None, **overrides):
+        """`config`, with an unknown or ill-typed parameter reported as an InputError naming this method."""
+        try:
+            return self.config(profile, **overrides)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{self.name}: {e.args[0] if e.args else e}") from None
+
     def build(self, profile: str | None = None, context=None, **overrides) -> Method:
         return self.load()(self.config(profile, **overrides), context)
 

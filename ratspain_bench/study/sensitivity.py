@@ -96,10 +96,7 @@ def plan(opts: SensitivityOptions) -> tuple[object, list[Point], list[str]]:
     if opts.finetune is not None:
         fixed["finetune"] = opts.finetune
     notes = []
-    try:
-        base = spec.config(opts.profile, **fixed)
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"{opts.method}: {e.args[0] if e.args else e}") from None
+    base = spec.checked_config(opts.profile, **fixed)
     params = config_params(base)
     grid = opts.grid if opts.grid is not None else FIGURE5_GRID
     check_against_config(grid, params, opts.method, "--param")

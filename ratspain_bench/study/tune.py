@@ -65,10 +65,7 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
     spec = get_method(opts.method)
-    try:
-        base = spec.config(opts.profile, **opts.fixed)
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"{opts.method}: {e.args[0] if e.args else e}") from None
+    base = spec.checked_config(opts.profile, **opts.fixed)
     if opts.space:
         space = {d.name: d for d in map(parse_cli_dim, opts.space)}
         source = "--space"
