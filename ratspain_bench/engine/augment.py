@@ -29,8 +29,9 @@ def crop_flip(images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, fli
     """Per-sample crops (top, left, crop x crop), horizontally flipped where `flips`, of `images[index]`.
 
     `images` (N, H, W, 3) uint8; returns (B, crop, crop, 3) uint8. Each crop is one strided block
-    copy out of the in-memory tensor (rows are contiguous runs of bytes): measured about 20x faster
-    than a per-pixel gather (advanced indexing) on a CPU, and nothing is decoded or resized.
+    copy out of the in-memory tensor (rows are contiguous runs of bytes): 1.5 ms against 18.6 ms for a
+    per-pixel gather (advanced indexing) giving the same crops, 64 crops of 224 px from 256 px images
+    on 2 CPU cores (about 12x); nothing is decoded or resized.
     """
     index = torch.arange(len(tops)) if index is None else index
     out = torch.empty((len(index), crop, crop, images.shape[-1]), dtype=images.dtype)
