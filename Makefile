@@ -17,7 +17,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BENCH) data imbalance
 	$(BENCH) run --suite quick
-	$(BENCH) leaderboard
+	$(BENCH) leaderboard --out leaderboard
 
 test: $(STAMP)
 	$(PY) -m pytest

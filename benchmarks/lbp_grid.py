@@ -1,15 +1,17 @@
 """Time the six-configuration LBP-SVM grid under LORO: cold cache, warm cache, and a plain loop.
 
 The plain loop is the reference: for every configuration and fold it recomputes the LBP features of
-the fold's images with scikit-image and fits `SVC(kernel="linear", C=1)` on them. The harness path
-(`LbpSvm`) computes each code image once per (image, radius), derives every grid from it, and shares
-Gram blocks across folds. Both run in this process on the same images; predictions must agree.
+the fold's images with scikit-image and fits `SVC(kernel="linear", C=1)` on them. The harness path is
+`run`'s fold path (`evaluation.fold.run_fold`, job folders included) with the registered `LbpSvm`, which
+computes each code image once per (image, radius), derives every grid from it, and shares Gram blocks
+across folds. Both run in this process on the same images; predictions must agree.
 
     python benchmarks/lbp_grid.py [--data D] [--plain-folds 6]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -19,30 +21,28 @@ import numpy as np
 from skimage.feature import local_binary_pattern
 from sklearn.svm import SVC
 
-from ratspain_bench.data import load_dataset
+from ratspain_bench import api
 from ratspain_bench.data.cache import load_images
+from ratspain_bench.evaluation.fold import FoldTask, read_fold, run_fold
 from ratspain_bench.features.lbp import gray, grid_histograms
 from ratspain_bench.methods import lbp_svm
-from ratspain_bench.methods.base import Context
-from ratspain_bench.methods.registry import get_method
+from ratspain_bench.methods.base import config_params
 from ratspain_bench.protocol import leave_one_subject_out
-from ratspain_bench.runner import SUITES, split
 
-GRID = SUITES["lbp"]
+GRID = api.suites()["lbp"]
 
 
-def harness(dataset, images, keys, cache: Path) -> dict:
-    """All six configurations x all folds through the registered method, as `run` does."""
+def harness(dataset, images, jobs: Path) -> dict:
+    """All six configurations x all folds through `run`'s fold path (job folders under `jobs`)."""
     folds = leave_one_subject_out(dataset.table["subject"])
     out = {}
     for name in GRID:
-        spec = get_method(name)
+        spec = api.get_method(name)
+        params = config_params(spec.config())
         preds = []
         for fold in folds:
-            train, test = split(dataset, images, keys, fold)
-            m = spec.build(context=Context(cache_dir=cache))
-            m.fit(train)
-            preds.append(m.predict(test).labels)
+            run_fold(FoldTask(spec, params, fold, jobs / name / fold.subject), dataset, images)
+            preds.append(read_fold(jobs / name / fold.subject)[0]["y_pred"].to_numpy())
         out[name] = np.concatenate(preds)
     return out
 
@@ -53,7 +53,7 @@ def plain(dataset, images, n_folds: int) -> dict:
     labels = dataset.table["label"].to_numpy()
     out = {}
     for name in GRID:
-        cfg = get_method(name).config()
+        cfg = api.get_method(name).config()
         preds = []
         for fold in folds:
             def feats(idx):
@@ -70,21 +70,26 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="dataset (default: the synthetic replica)")
     ap.add_argument("--plain-folds", type=int, default=6, help="folds of the plain loop to time (6 = all)")
     args = ap.parse_args()
-    dataset = load_dataset(args.data)
-    images, keys = load_images(dataset, 224)
-    images = np.asarray(images)
-    cache = Path(tempfile.mkdtemp(prefix="lbp-bench-"))
+    dataset = api.load_dataset(args.data)
+    images = np.asarray(load_images(dataset, 224)[0])
+    tmp = Path(tempfile.mkdtemp(prefix="lbp-bench-"))
+    real_cache = os.environ.get("RATSPAIN_CACHE_DIR")
+    os.environ["RATSPAIN_CACHE_DIR"] = str(tmp / "cache")  # cold LBP codes (the images are already decoded above)
     try:
         t = time.perf_counter()
-        cold = harness(dataset, images, keys, cache)
+        cold = harness(dataset, images, tmp / "jobs-cold")
         t_cold = time.perf_counter() - t
         lbp_svm._FEATURES.clear()
         lbp_svm._GRAM.clear()
         t = time.perf_counter()
-        warm = harness(dataset, images, keys, cache)
+        warm = harness(dataset, images, tmp / "jobs-warm")
         t_warm = time.perf_counter() - t
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if real_cache is None:
+            os.environ.pop("RATSPAIN_CACHE_DIR")
+        else:
+            os.environ["RATSPAIN_CACHE_DIR"] = real_cache
     assert all((cold[n] == warm[n]).all() for n in GRID)
     t = time.perf_counter()
     ref = plain(dataset, images, args.plain_folds)

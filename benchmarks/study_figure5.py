@@ -36,7 +36,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary cache and runs folders")
     args = ap.parse_args()
 
-    from ratspain_bench.cli.run import parse_overrides
+    from ratspain_bench.cli.common import parse_overrides
     from ratspain_bench.data.replica import default_replica
 
     fixed = parse_overrides(args.set)
@@ -57,7 +57,7 @@ def main() -> int:
         timings = {}
         for phase, runs in (("cold", "runs1"), ("warm_features", "runs2"), ("resume", "runs2")):
             opts = SensitivityOptions(method="painseeker", profile=args.profile, finetune="frozen", fixed=dict(fixed), runs_dir=tmp / runs,
-                                      out_dir=out, jobs=args.jobs, data=data, quiet=False)
+                                      out_dir=out, jobs=args.jobs, quiet=False)
             start = time.perf_counter()
             dataset = load_dataset(data)
             res = run_sensitivity(dataset, opts)

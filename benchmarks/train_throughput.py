@@ -38,7 +38,7 @@ def main(argv=None) -> None:
 
     from ratspain_bench.engine.augment import Normalizer, to_uint8_tensor
     from ratspain_bench.engine.backbone import RegionBackbone
-    from ratspain_bench.engine.deep import DeepNet
+    from ratspain_bench.methods.deep import DeepNet
     from ratspain_bench.engine.device import resolve_device
     from ratspain_bench.engine.train import ImageBatches, make_optimizer, train
     from ratspain_bench.engine.weights import create_backbone

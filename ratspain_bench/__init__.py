@@ -1,2 +1,22 @@
-"""ratspain_bench: LORO benchmark for rat pain assessment from facial expressions."""
-__version__ = "0.1.0"
+"""ratspain_bench: LORO benchmark for rat pain assessment from facial expressions.
+
+The Python API (`ratspain_bench.api`) is available at the package root, loaded on first use so that
+`import ratspain_bench` stays light:
+
+    import ratspain_bench as rb
+    r = rb.run(["lbp-r1p8-8x8"], data=None)
+    print(r.table)
+"""
+__version__ = "0.2.0"
+
+API = ("load_dataset", "list_methods", "get_method", "suites", "run", "score", "compare", "leaderboard", "sensitivity", "tune",
+       "validate", "check_data", "imbalance", "synth", "contact_sheet", "Results")
+__all__ = ["__version__", *API]
+
+
+def __getattr__(name: str):
+    if name in API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ratspain_bench' has no attribute {name!r}")

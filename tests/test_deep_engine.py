@@ -6,7 +6,7 @@ import torch
 from ratspain_bench.engine import features
 from ratspain_bench.engine.augment import Normalizer, crop_flip, random_crop_flip, eval_view, to_uint8_tensor
 from ratspain_bench.engine.backbone import grid_shape
-from ratspain_bench.engine.deep import Standardized, channel_stats
+from ratspain_bench.methods.deep import Standardized, channel_stats
 from ratspain_bench.engine.device import resolve_device
 from ratspain_bench.errors import InputError
 from ratspain_bench.methods.base import Context, TestSet, TrainSet

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from ratspain_bench import metrics
-from ratspain_bench.leaderboard import build_leaderboards, fetch_runs, write_leaderboards
-from ratspain_bench.leaderboard import stats
-from ratspain_bench.leaderboard.export import results_csv
-from ratspain_bench.leaderboard.render_md import render_markdown
+from ratspain_bench.board import build_leaderboards, fetch_runs, write_leaderboards
+from ratspain_bench.board import stats
+from ratspain_bench.board.export import results_csv
+from ratspain_bench.board.render_md import render_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
 PAPER_JSON = Path("/work/shared/paper/ratspain_paper.json")
@@ -252,7 +252,7 @@ def test_seeds_reported_as_mean_and_std(store):
     assert row.pooled["f1"] < max(f1s)  # not the best seed
     means = [s["mean_over_subjects"]["f1"] for s in per_seed]
     assert row.mean_over_subjects["f1"] == pytest.approx(np.mean(means))
-    from ratspain_bench.leaderboard.cells import pooled_cell
+    from ratspain_bench.board.cells import pooled_cell
 
     assert "±" in pooled_cell(row)
 
@@ -378,7 +378,7 @@ def test_leaderboard_intervals_contain_point_estimates(store):
 
 
 def test_paper_copy_matches_the_shared_json():
-    from ratspain_bench.leaderboard import paper
+    from ratspain_bench.board import paper
 
     if not PAPER_JSON.exists():
         pytest.skip("shared paper JSON not present")
@@ -490,7 +490,7 @@ def test_score_compare(tmp_path, capsys):
 
 
 def _record(method, seed, status, preds=None, folds=2, fingerprint="fp", dataset="toy", start=0):
-    from ratspain_bench.leaderboard.collect import FoldRecord, RunRecord
+    from ratspain_bench.board.collect import FoldRecord, RunRecord
 
     return RunRecord(run_id=f"{method}-{seed}-{start}", experiment_id="1", dataset=dataset, fingerprint=fingerprint,
                      method=method, family="x", seed=str(seed), profile="quick", config_hash="h", source="built-in",
@@ -503,7 +503,7 @@ def test_no_complete_run_still_renders():
     lb = build_leaderboards([_record("m", 0, "failed", folds=1)], "sqlite:////x/mlflow.db")[0]
     assert lb.rows == () and len(lb.incomplete) == 1 and lb.incomplete[0].folds == "1/2"
     assert "No complete run yet." in render_markdown(lb)
-    from ratspain_bench.leaderboard.render_html import render_html
+    from ratspain_bench.board.render_html import render_html
 
     assert "No complete run yet." in render_html(lb)
 

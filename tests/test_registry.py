@@ -73,9 +73,12 @@ def test_submission_folder_is_discovered(tmp_path, monkeypatch):
     monkeypatch.setenv("RATSPAIN_SUBMISSIONS_DIR", str(tmp_path / "submissions"))
     monkeypatch.setattr(reg, "_default", [])
     spec = reg.get_method("mean-brightness")
-    assert spec.source.startswith("submission (")
-    assert spec.config().threshold == 0.3
-    assert spec.load().__name__ == "MeanBrightness"
+    assert spec.source == "submission (mean-brightness)" and spec.kind == "submission" and not spec.trusted
+    assert dict(spec.params) == {"threshold": 0.3}
+    with pytest.raises(InputError, match="only in its sandboxed worker"):  # discovery never imports outside code
+        spec.load()
+    monkeypatch.setenv("RATSPAIN_TRUST", "mean-brightness")
+    assert spec.trusted and spec.config().threshold == 0.3 and spec.load().__name__ == "MeanBrightness"
 
 
 def test_entry_point_plugin_is_registered(tmp_path, monkeypatch):
@@ -89,6 +92,53 @@ def test_entry_point_plugin_is_registered(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(pkg))
     monkeypatch.setattr(reg, "_default", [])
     spec = reg.get_method("plugged-lbp")
-    assert spec.source == "plugin (demo-plugin)"
+    assert spec.source == "plugin (demo-plugin)" and spec.kind == "plugin" and not spec.trusted
+    monkeypatch.setenv("RATSPAIN_TRUST", "demo-plugin")  # a distribution can be trusted by name
     assert spec.load().family == "lbp"
     sys.modules.pop("demo_plugin", None)
+
+
+def test_built_in_families_register_as_entry_points_like_plugins():
+    r = reg.default_registry()
+    fams = {f.family: f for f in r.families()}
+    assert {"lbp", "timm", "painseeker"} <= set(fams) and all(not fams[f].outside for f in ("lbp", "timm", "painseeker"))
+    assert r.get("lbp").config().grid == 4  # a family's own name runs its defaults
+    assert r.suite("paper") == ["lbp-r1p8-4x4", "lbp-r1p8-8x8", "lbp-r1p8-16x16", "lbp-r3p8-4x4", "lbp-r3p8-8x8", "lbp-r3p8-16x16",
+                                "resnet18", "painseeker-noprsc", "painseeker"]
+    assert r.suite("quick")[-2:] == ["lite0-linear", "painseeker-lite0"]
+    with pytest.raises(InputError, match="did you mean paper"):
+        r.suite("papr")
+
+
+BROKEN = {
+    "toml-syntax": 'name = "x\n',
+    "no-entry-point": 'name = "no-entry-point"\n',
+    "predictions-only": 'kind = "predictions"\nname = "po"\n',
+    "takes-a-built-in-name": 'name = "painseeker"\nentry_point = "method:M"\n',
+}
+
+
+def test_broken_submission_folders_never_stop_the_others(tmp_path, monkeypatch, capsys):
+    """Each broken folder is listed with its reason; `methods` and built-in runs still work."""
+    from tinydata import make_dataset
+
+    from ratspain_bench.cli import main
+
+    root = tmp_path / "submissions"
+    for name, toml in BROKEN.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "submission.toml").write_text(toml)
+    (root / "syntax").mkdir()
+    (root / "syntax" / "submission.toml").write_text('name = "syntax"\nentry_point = "method:M"\n')
+    (root / "syntax" / "method.py").write_text("def broken(:\n")
+    monkeypatch.setenv("RATSPAIN_SUBMISSIONS_DIR", str(root))
+    monkeypatch.setenv("RATSPAIN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(reg, "_default", [])
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "BROKEN toml-syntax" in out and "invalid TOML" in out and "BROKEN no-entry-point" in out and "entry_point" in out
+    assert "BROKEN painseeker" in out and "registered twice" in out and "po" not in out.split("BROKEN")[-1]
+    assert "syntax" in out  # discovery reads submission.toml only: the syntax error shows when it runs
+    data = make_dataset(tmp_path / "d")
+    assert main(["run", "--data", str(data), "--methods", "lbp-r1p8-4x4", "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 0

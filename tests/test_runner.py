@@ -1,6 +1,7 @@
-"""The run command end to end on a tiny dataset: MLflow contents, predictions, resume and kill -9."""
-import json
+"""The run command end to end on a tiny dataset: MLflow contents, predictions, resume and kill -9, and
+results keyed by what made them (dataset content, config, code)."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,9 +12,12 @@ import pandas as pd
 import pytest
 from tinydata import make_dataset
 
-from ratspain_bench import tracking
+from ratspain_bench import api
 from ratspain_bench.cli import main
 from ratspain_bench.data import load_dataset
+from ratspain_bench.evaluation import record
+from ratspain_bench.evaluation.record import Store, Tag
+from ratspain_bench.methods import registry as reg
 from ratspain_bench.metrics import score
 from ratspain_bench.protocol import leave_one_subject_out
 
@@ -44,18 +48,33 @@ class Counting(Method):
 '''
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runner")
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("RATSPAIN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(reg, "_default", [])
+    return tmp_path
+
+
+@pytest.fixture
+def env(isolated, monkeypatch):
+    """A tiny dataset and a trusted submission `counting` (it runs in this process, so it may log its fits)."""
+    root = isolated
     make_dataset(root / "data")
     sub = root / "submissions" / "counting"
     sub.mkdir(parents=True)
     (sub / "submission.toml").write_text('name = "counting"\nentry_point = "method:Counting"\n')
     (sub / "method.py").write_text(textwrap.dedent(SLOW_METHOD))
-    e = dict(os.environ, RATSPAIN_CACHE_DIR=str(root / "cache"), RATSPAIN_SUBMISSIONS_DIR=str(root / "submissions"),
-             FIT_LOG=str(root / "fits.log"), SLOW_FLAG=str(root / "slow"), MLFLOW_TRACKING_URI="")
-    e.pop("MLFLOW_TRACKING_URI")
-    return root, e
+    for k, v in dict(RATSPAIN_SUBMISSIONS_DIR=str(root / "submissions"), FIT_LOG=str(root / "fits.log"), SLOW_FLAG=str(root / "slow"),
+                     RATSPAIN_TRUST="counting").items():
+        monkeypatch.setenv(k, v)
+    return root, dict(os.environ)
+
+
+def parents(runs, dataset_name: str) -> list:
+    s = Store(runs)
+    exp = s.client.get_experiment_by_name(f"ratspain/{dataset_name}").experiment_id
+    return s.find(exp, **{Tag.ROLE: record.PARENT})
 
 
 def test_folds_never_share_subject_or_image(tmp_path):
@@ -68,48 +87,42 @@ def test_folds_never_share_subject_or_image(tmp_path):
     assert sorted(i for f in folds for i in f.test_idx) == list(range(len(ds)))
 
 
-def test_run_logs_mlflow_and_predictions_score_matches(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("RATSPAIN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def test_run_logs_mlflow_and_predictions_score_matches(isolated, capsys):
+    tmp_path = isolated
     data = make_dataset(tmp_path / "data")
     runs = tmp_path / "runs"
     assert main(["run", "--data", str(data), "--methods", "lbp-r1p8-4x4", "--runs-dir", str(runs), "--quiet", "--seed", "3"]) == 0
     out = capsys.readouterr().out
-    assert "Rat#a" in out and "LORO (pooled)" in out
-    c = tracking.client(runs)
-    exp = c.get_experiment_by_name(f"ratspain/{data.name}")
-    parents = tracking.find_runs(c, exp.experiment_id, role="parent")
-    assert len(parents) == 1
-    p = parents[0]
-    assert p.data.tags["ratspain.status"] == "complete"
+    assert "Rat#a" in out and "LORO (pooled)" in out and f"MLflow: sqlite:///{(runs / 'mlflow.db').resolve()}" in out
+    (p,) = parents(runs, data.name)
+    assert p.data.tags[Tag.STATUS] == "complete" and p.data.tags[Tag.SANDBOX] == "in-process"
     assert p.data.params["method"] == "lbp-r1p8-4x4" and p.data.params["cfg.grid"] == "4" and p.data.params["seed"] == "3"
-    assert "version.torch" in p.data.params and p.data.params["protocol"] == "loro"
-    folds = tracking.find_runs(c, exp.experiment_id, role="fold")
-    assert sorted(r.data.tags["ratspain.subject"] for r in folds) == ["a", "b", "c"]
-    assert all(r.data.tags["mlflow.parentRunId"] == p.info.run_id for r in folds)
-    pred_files = list((runs / "predictions").rglob("*.csv"))
-    assert len(pred_files) == 1 and "lbp-r1p8-4x4" in pred_files[0].name
-    preds = pd.read_csv(pred_files[0], dtype={"subject": str})
+    assert "version.torch" in p.data.params and p.data.params["protocol"].startswith("loro")
+    assert len(p.data.tags[Tag.CODE_HASH]) == 10 and p.data.params["code_hash"] == p.data.tags[Tag.CODE_HASH]
+    s = Store(runs)
+    folds = s.find(p.info.experiment_id, **{Tag.ROLE: record.FOLD})
+    assert sorted(r.data.tags[Tag.SUBJECT] for r in folds) == ["a", "b", "c"]
+    assert all(r.data.tags[Tag.PARENT] == p.info.run_id for r in folds)
+    (pred_file,) = list((runs / "predictions").rglob("*.csv"))
+    ds = load_dataset(data)
+    assert ds.fingerprint in str(pred_file.parent) and "lbp-r1p8-4x4" in pred_file.name and p.data.tags[Tag.CODE_HASH] in pred_file.name
+    preds = pd.read_csv(pred_file, dtype={"subject": str})
     assert list(preds.columns[:4]) == ["image", "subject", "y_true", "y_pred"] and len(preds) == 24
-    s = score(preds["y_true"], preds["y_pred"], preds["subject"])
-    assert p.data.metrics["pooled_f1"] == pytest.approx(s["pooled"]["f1"])
-    assert p.data.metrics["pooled_accuracy"] == pytest.approx(s["pooled"]["accuracy"])
+    sc = score(preds["y_true"], preds["y_pred"], preds["subject"])
+    assert p.data.metrics["pooled_f1"] == pytest.approx(sc["pooled"]["f1"])
+    assert p.data.metrics["pooled_accuracy"] == pytest.approx(sc["pooled"]["accuracy"])
     assert {"pose_frontal_f1", "pose_extreme_accuracy"} <= set(p.data.metrics)
-    arts = {a.path for a in c.list_artifacts(p.info.run_id)}
+    arts = {a.path for a in s.client.list_artifacts(p.info.run_id)}
     assert {"predictions.csv", "score.json", "per_subject.csv", "confusion_matrix.png"} <= arts
     # a second identical run is not redone
     assert main(["run", "--data", str(data), "--methods", "lbp-r1p8-4x4", "--runs-dir", str(runs), "--quiet", "--seed", "3"]) == 0
-    assert len(tracking.find_runs(c, exp.experiment_id, role="fold")) == 3
-
-
-def _cli(env, *args):
-    return [sys.executable, "-m", "ratspain_bench", *args]
+    assert len(s.find(p.info.experiment_id, **{Tag.ROLE: record.FOLD})) == 3
 
 
 def test_kill_9_then_resume_finishes_only_missing_folds(env):
     root, e = env
     runs = root / "runs"
-    args = _cli(e, "run", "--data", str(root / "data"), "--methods", "counting", "--runs-dir", str(runs), "--quiet")
+    args = [sys.executable, "-m", "ratspain_bench", "run", "--data", str(root / "data"), "--methods", "counting", "--runs-dir", str(runs), "--quiet"]
     (root / "slow").write_text("")
     proc = subprocess.Popen(args, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = root / "fits.log"
@@ -121,20 +134,74 @@ def test_kill_9_then_resume_finishes_only_missing_folds(env):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     (root / "slow").unlink()
-    c = tracking.client(runs)
-    exp = c.get_experiment_by_name("ratspain/data").experiment_id
-    parent = tracking.find_runs(c, exp, role="parent")[0]
-    assert parent.data.tags["ratspain.status"] == "running"  # the killed run is not counted as complete
+    (parent,) = parents(runs, "data")
+    assert parent.data.tags[Tag.STATUS] == "running"  # the killed run is not counted as complete
     assert "pooled_f1" not in parent.data.metrics
     r = subprocess.run(args, env=e, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert log.read_text().split() == ["a", "b", "c", "c"]  # folds a and b were not redone
-    parents = tracking.find_runs(c, exp, role="parent")
-    assert len(parents) == 1 and parents[0].data.tags["ratspain.status"] == "complete"
-    complete = [x for x in tracking.find_runs(c, exp, role="fold") if x.data.tags["ratspain.status"] == "complete"]
-    assert sorted(x.data.tags["ratspain.subject"] for x in complete) == ["a", "b", "c"]
+    (parent,) = parents(runs, "data")
+    assert parent.data.tags[Tag.STATUS] == "complete"
+    s = Store(runs)
+    complete = [x for x in s.find(parent.info.experiment_id, **{Tag.ROLE: record.FOLD}) if x.data.tags[Tag.STATUS] == "complete"]
+    assert sorted(x.data.tags[Tag.SUBJECT] for x in complete) == ["a", "b", "c"]
     preds = pd.read_csv(next((runs / "predictions").rglob("*.csv")))
     assert len(preds) == 24 and preds["image"].is_unique
+
+
+def test_edited_code_reruns_and_unchanged_code_reruns_nothing(env):
+    """Results are keyed by the code: an edit to method.py re-runs every fold; a rerun with no change runs none."""
+    root, _ = env
+    runs, log = root / "runs", root / "fits.log"
+    first = api.run(["counting"], str(root / "data"), runs_dir=runs)
+    assert first.table["status"].tolist() == ["complete"] and log.read_text().split() == ["a", "b", "c"]
+    again = api.run(["counting"], str(root / "data"), runs_dir=runs)
+    assert log.read_text().split() == ["a", "b", "c"] and again.results[0].skipped
+    method = root / "submissions" / "counting" / "method.py"
+    method.write_text(method.read_text().replace("np.clip(s / 255, 0, 1)", "np.clip(s / 256, 0, 1)"))
+    edited = api.run(["counting"], str(root / "data"), runs_dir=runs)
+    assert log.read_text().split() == ["a", "b", "c"] * 2
+    assert edited.results[0].code_hash != first.results[0].code_hash and not edited.results[0].skipped
+    assert edited.table["config_hash"].tolist() == first.table["config_hash"].tolist()
+    assert {p.data.tags[Tag.CODE_HASH] for p in parents(runs, "data")} == {first.results[0].code_hash, edited.results[0].code_hash}
+    board = api.leaderboard(None, runs)[0]  # two rows, never merged: one per code
+    assert sorted(r.code_hash for r in board.ranked) == sorted({first.results[0].code_hash, edited.results[0].code_hash})
+
+
+def test_two_datasets_with_one_folder_name_never_share_results(isolated):
+    """`faces/` in two places: each run scores its own dataset (the fingerprint keys every output)."""
+    root = isolated
+    a = make_dataset(root / "one" / "faces", seed=0)
+    b = make_dataset(root / "two" / "faces", subjects=("a", "b", "c", "d"), seed=5)
+    runs = root / "runs"
+    ra = api.run(["lbp-r1p8-4x4"], str(a), runs_dir=runs)
+    rb = api.run(["lbp-r1p8-4x4"], str(b), runs_dir=runs)
+    ra2 = api.run(["lbp-r1p8-4x4"], str(a), runs_dir=runs)
+    assert ra2.results[0].skipped and ra2.results[0].score == ra.results[0].score
+    assert set(rb.predictions["subject"]) == {"a", "b", "c", "d"} and set(ra2.predictions["subject"]) == {"a", "b", "c"}
+    assert len(list((runs / "predictions").iterdir())) == 2
+
+
+def test_two_configs_of_one_method_keep_their_own_numbers(isolated):
+    root = isolated
+    data = make_dataset(root / "data", per_subject=12)
+    runs = root / "runs"
+    low = api.run(["lbp-r1p8-8x8"], str(data), runs_dir=runs, set={"C": "0.001"})
+    default = api.run(["lbp-r1p8-8x8"], str(data), runs_dir=runs)
+    direct = api.run(["lbp-r1p8-8x8"], str(data), runs_dir=root / "fresh")
+    assert default.results[0].config_hash != low.results[0].config_hash
+    assert default.results[0].score == direct.results[0].score
+    assert default.results[0].predictions != low.results[0].predictions
+
+
+def test_jobs_2_uses_the_same_dataset_object(isolated):
+    """Regression: worker processes once reloaded the built-in replica when --data was not passed through."""
+    root = isolated
+    ds = api.load_dataset(str(make_dataset(root / "data", subjects=("a", "b", "c", "d"))))
+    one = api.run(["lbp-r1p8-4x4"], ds, runs_dir=root / "r1")
+    two = api.run(["lbp-r1p8-4x4"], ds, runs_dir=root / "r2", jobs=2)
+    cols = ["image", "subject", "y_true", "y_pred", "score"]
+    assert one.predictions[cols].sort_values("image").reset_index(drop=True).equals(two.predictions[cols].sort_values("image").reset_index(drop=True))
 
 
 def test_unknown_method_exits_2_with_hint(tmp_path, capsys):
@@ -143,6 +210,8 @@ def test_unknown_method_exits_2_with_hint(tmp_path, capsys):
 
 
 def test_labels_only_dataset_refuses_training(tmp_path, capsys):
+    import json
+
     (tmp_path / "labels.json").write_text(json.dumps({
         "x1.png": [{"AnimalNumber": "1", "GrimaceScale": "0"}], "x2.png": [{"AnimalNumber": "2", "GrimaceScale": "1"}],
         "x3.png": [{"AnimalNumber": "1", "GrimaceScale": "2"}], "x4.png": [{"AnimalNumber": "2", "GrimaceScale": "0"}]}))
@@ -151,15 +220,41 @@ def test_labels_only_dataset_refuses_training(tmp_path, capsys):
 
 
 def test_weights_and_finetune_reach_only_methods_that_declare_them():
-    from ratspain_bench.methods.registry import get_method
-    from ratspain_bench.runner import RunOptions, method_config
+    from ratspain_bench.errors import InputError
+    from ratspain_bench.evaluation.configure import configure
 
-    opts = RunOptions(where_declared={"weights": "none", "finetune": "full"})
-    lbp = method_config(get_method("lbp-r1p8-4x4"), opts)
-    assert not hasattr(lbp, "weights")
-    deep = method_config(get_method("painseeker"), opts)
-    assert (deep.weights, deep.finetune) == ("none", "full")
-    lite = method_config(get_method("painseeker-lite0"), RunOptions())
-    assert lite.weights == "lite0" and lite.finetune == "frozen"  # the row's own weights, the quick profile's mode
-    with pytest.raises(KeyError, match="no parameter 'weights'"):  # --set still applies to every method
-        method_config(get_method("lbp-r1p8-4x4"), RunOptions(overrides={"weights": "none"}))
+    lbp = configure(api.get_method("lbp-r1p8-4x4"), "quick", where_declared={"weights": "none", "finetune": "full"})
+    assert "weights" not in lbp
+    deep = configure(api.get_method("painseeker"), "quick", where_declared={"weights": "none", "finetune": "full"})
+    assert (deep["weights"], deep["finetune"]) == ("none", "full")
+    lite = configure(api.get_method("painseeker-lite0"), "quick")
+    assert lite["weights"] == "lite0" and lite["finetune"] == "frozen"  # the row's own weights, the quick profile's mode
+    with pytest.raises(InputError, match="no parameter 'weights'"):  # --set still applies to every method
+        configure(api.get_method("lbp-r1p8-4x4"), "quick", {"weights": "none"})
+
+
+def test_feature_cache_key_holds_every_feature_setting():
+    """The frozen-feature cache space changes with each setting that changes a feature's value (flip included)."""
+    from dataclasses import replace
+
+    from ratspain_bench.methods.base import Context
+
+    spec = api.get_method("timm:resnet10t")
+    base = spec.config("quick", weights="none")
+    space = lambda cfg: spec.load()(cfg, Context(device="cpu")).feature_cache().space  # noqa: E731
+    changes = {"model": "resnet18", "weights": "lite0", "image_size": 240, "crop_size": 200, "test_crop": "resize", "flip": False,
+               "channels_last": False}
+    seen = {space(base)}
+    for name, value in changes.items():
+        s = space(replace(base, **{name: value}))
+        assert s not in seen, name
+        seen.add(s)
+    assert space(replace(base, epochs=3, lr=0.5, views=9, standardize=False)) == space(base)  # head settings: same features
+
+
+def test_syntax_error_in_a_trusted_submission_is_one_line(env, capsys):
+    root, _ = env
+    (root / "submissions" / "counting" / "method.py").write_text("def broken(:\n")
+    assert main(["run", "--data", str(root / "data"), "--methods", "counting", "--runs-dir", str(root / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "syntax error" in err and "method.py:1" in err

@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, m
 
 from ratspain_bench.cli import main
 from ratspain_bench.errors import InputError
-from ratspain_bench.scoring import read_predictions, score_runs, select, to_json, to_markdown
+from ratspain_bench.evaluation.predictions import read_predictions, score_runs, select, to_json, to_markdown
 
 
 def write(tmp_path, text, name="preds.csv"):

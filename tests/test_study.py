@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from tinydata import make_dataset
 
-from ratspain_bench import tracking
 from ratspain_bench.cli import main
+from ratspain_bench.evaluation.record import Store
 from ratspain_bench.errors import InputError
 from ratspain_bench.methods import registry as reg
 
@@ -57,7 +57,8 @@ gain = { low = 0.5, high = 2.0, log = true }
 
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
-    """A tiny 4-rat dataset, the `bright` submission registered, caches and runs under tmp_path."""
+    """A tiny 4-rat dataset, the `bright` submission registered (trusted: it runs in this process and logs its fits),
+    caches and runs under tmp_path."""
     data = make_dataset(tmp_path / "data", subjects=("a", "b", "c", "d"), per_subject=6, size=32)
     sub = tmp_path / "submissions" / "bright"
     sub.mkdir(parents=True)
@@ -66,6 +67,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("RATSPAIN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("RATSPAIN_SUBMISSIONS_DIR", str(tmp_path / "submissions"))
     monkeypatch.setenv("FIT_LOG", str(tmp_path / "fits.log"))
+    monkeypatch.setenv("RATSPAIN_TRUST", "bright")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("GO_FILE", raising=False)
     monkeypatch.setattr(reg, "_default", [])
@@ -102,7 +104,7 @@ def test_grid_study_csv_png_mlflow_and_resume(env, capsys):
     # a fold never trains on its held-out rat
     assert all(len(s.split(",")) == 3 for _, _, s, _ in fits(root))
     # pooled F1 agrees with the predictions cached on disk
-    c = tracking.client(runs)
+    c = Store(runs).client
     exp = c.get_experiment_by_name(f"ratspain-study/{data.name}")
     parent = c.search_runs([exp.experiment_id], "tags.`ratspain.role` = 'study'")
     assert len(parent) == 1 and parent[0].data.tags["ratspain.status"] == "complete"
@@ -156,29 +158,29 @@ def test_dead_worker_trial_is_run_again(env):
 
 def test_figure5_default_grid_plan(env):
     """The default grid is the paper's Figure 5: 15 points, one parameter at a time, defaults 0.1/0.2/5."""
-    from ratspain_bench.study.sensitivity import FIGURE5_GRID, SensitivityOptions, plan
+    from ratspain_bench.methods.painseeker import PainSeeker
+    from ratspain_bench.study.sensitivity import SensitivityOptions, plan
 
     opts = SensitivityOptions(method="painseeker:resnet10t", finetune="frozen", fixed={"image_size": 48, "crop_size": 32})
     base, points, notes = plan(opts)
     assert [p.label for p in points][:5] == ["lambda=0.05", "lambda=0.1", "lambda=0.5", "lambda=1.0", "lambda=1.5"]
     assert [p.value for p in points if p.param == "k_high"] == [3, 5, 10, 15, 20]
-    assert len(points) == 15 and sum(len(v) for v in FIGURE5_GRID.values()) == 15
-    p = {pt.label: pt.config for pt in points}
-    assert (p["delta=0.5"].prsc_lambda, p["delta=0.5"].k_high, p["lambda=1.5"].prsc_delta) == (0.1, 5, 0.2)
-    assert all(pt.config.finetune == "frozen" for pt in points)
+    assert len(points) == 15 and sum(len(v) for v in PainSeeker.SENSITIVITY_GRID.values()) == 15
+    p = {pt.label: pt.params for pt in points}
+    assert (p["delta=0.5"]["lambda"], p["delta=0.5"]["k_high"], p["lambda=1.5"]["delta"]) == (0.1, 5, 0.2)
+    assert all(pt.params["finetune"] == "frozen" for pt in points)
 
 
 def test_crop_widened_until_k_high_fits(env):
     """Figure 5's k_high = 20 needs K > 20 regions: a small crop is widened (steps of 8 px) until the backbone gives them."""
+    from ratspain_bench.methods.painseeker import PainSeeker
     from ratspain_bench.methods.registry import get_method
-    from ratspain_bench.study.sensitivity import SensitivityOptions, _regions_for
 
     spec = get_method("painseeker:resnet10t")
-    opts = SensitivityOptions(method=spec.name)
-    fixed, note = _regions_for(spec, opts, {"image_size": 72, "crop_size": 64, "weights": "none"}, 20)
-    assert (fixed["crop_size"], fixed["image_size"]) == (136, 144) and "25 regions" in note
-    assert _regions_for(spec, opts, {"image_size": 240, "crop_size": 224, "weights": "none"}, 20) == (
-        {"image_size": 240, "crop_size": 224, "weights": "none"}, "")
+    grid = PainSeeker.SENSITIVITY_GRID
+    extra, note = PainSeeker.study_settings(spec.config(None, image_size=72, crop_size=64, weights="none"), grid)
+    assert extra == {"crop_size": 136, "image_size": 144} and "25 regions" in note
+    assert PainSeeker.study_settings(spec.config(None, image_size=240, crop_size=224, weights="none"), grid) == ({}, "")
 
 
 def test_painseeker_frozen_grid_on_tiny_replica(env):

@@ -106,18 +106,20 @@ def test_nondeterministic_predictions(tmp_path, capsys):
 
 
 def test_method_reading_the_manifest_fails(tmp_path, capsys, monkeypatch):
-    """A method that opens the dataset's manifest (where the test labels are) fails: the harness hides the data files."""
+    """A method that opens the dataset's manifest (where the test labels are) fails: the sandbox shows it no data file."""
     import ratspain_bench.submit.code as code
 
     real = code.make_tiny_replica
+    sub = tmp_path / "my-method"
 
     def tiny(out, seed=0, size=64):
-        monkeypatch.setenv("TINY_DATA", str(out))  # tell the cheating method where the data is
+        (sub / "where.txt").write_text(str(out))  # tell the cheating method where the data is (its own folder is visible)
         return real(out, seed, size)
 
     monkeypatch.setattr(code, "make_tiny_replica", tiny)
-    sneaky = "        open(__import__('os').environ['TINY_DATA'] + '/manifest.csv').read()\n" + PREDICT
-    sub = copy_template(tmp_path, edit=lambda c: c.replace(PREDICT, sneaky))
+    sneaky = ("        from pathlib import Path\n        here = Path(__file__).parent\n"
+              "        open((here / 'where.txt').read_text() + '/manifest.csv').read()\n" + PREDICT)
+    copy_template(tmp_path, edit=lambda c: c.replace(PREDICT, sneaky))
     rc, out = validate(capsys, sub)
     assert rc == 2
     msg = line(out, "loro.data_access")
@@ -141,21 +143,35 @@ def _predictions(data: Path) -> pd.DataFrame:
     return pd.DataFrame({"image": m["path"], "subject": m["subject"], "y_pred": (m["level"] > 0).astype(int), "score": 0.7})
 
 
-def test_predictions_only_valid_scored_and_recorded(tmp_path, capsys):
-    data = make_dataset(tmp_path / "data")
-    folder = tmp_path / "sub"
+def _prediction_folder(tmp_path, data, name="outside-lab", flip=3, fingerprint=True) -> Path:
+    from ratspain_bench.data import load_dataset
+
+    folder = tmp_path / f"sub-{name}-{flip}"
     folder.mkdir()
     p = _predictions(data)
-    p.loc[p.index[:3], "y_pred"] = 1 - p.loc[p.index[:3], "y_pred"]
+    p.loc[p.index[:flip], "y_pred"] = 1 - p.loc[p.index[:flip], "y_pred"]
     p.to_csv(folder / "predictions.csv", index=False)
-    (folder / "submission.toml").write_text('kind = "predictions"\nname = "outside-lab"\nauthors = ["B. Curie"]\ncontact = "b@lab.org"\n'
-                                            'paper = "unpublished"\nlicence = "CC-BY-4.0"\n')
+    fp = f'dataset_fingerprint = "{load_dataset(data).fingerprint}"\n' if fingerprint else ""
+    (folder / "submission.toml").write_text(f'kind = "predictions"\nname = "{name}"\nauthors = ["B. Curie"]\ncontact = "b@lab.org"\n'
+                                            f'paper = "unpublished"\nlicence = "CC-BY-4.0"\n{fp}')
+    return folder
+
+
+def test_predictions_only_checked_without_scores_then_recorded(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data")
+    folder = _prediction_folder(tmp_path, data)
     runs = tmp_path / "runs"
+    rc, out = validate(capsys, folder, "--data", data, "--format", "json")
+    import json
+
+    report = json.loads(out)
+    assert rc == 0 and report["valid"] and "score" not in report
+    assert not any(w in out for w in ("pooled", "tp", "accuracy", "F1"))  # nothing that leaks the labels
     rc, out = validate(capsys, folder, "--data", data, "--record", "--runs-dir", runs)
     assert rc == 0, out
     assert line(out, "predictions.images").startswith("PASS") and line(out, "record").startswith("PASS")
-    assert "pooled F1" in line(out, "score")
-    from ratspain_bench.leaderboard.collect import fetch_runs, resolve_tracking_uri
+    assert line(out, "dataset.fingerprint").startswith("PASS")
+    from ratspain_bench.board.collect import fetch_runs, resolve_tracking_uri
 
     (rec,) = fetch_runs(resolve_tracking_uri(runs))
     assert rec.source == "predictions-only" and rec.status == "complete" and rec.method == "outside-lab"
@@ -165,6 +181,43 @@ def test_predictions_only_valid_scored_and_recorded(tmp_path, capsys):
     rc, out = validate(capsys, folder, "--data", data, "--record", "--runs-dir", runs)
     assert rc == 0 and "already recorded" in line(out, "record")
     assert len(fetch_runs(resolve_tracking_uri(runs))) == 1
+    # other predictions under the same name: refused, unless --replace
+    other = _prediction_folder(tmp_path, data, flip=5)
+    rc, out = validate(capsys, other, "--data", data, "--record", "--runs-dir", runs)
+    assert rc == 2 and "--replace" in line(out, "record")
+    rc, out = validate(capsys, other, "--data", data, "--record", "--replace", "--runs-dir", runs)
+    assert rc == 0, out
+    board = __import__("ratspain_bench").leaderboard(None, runs)[0]
+    (entry,) = board.predictions_only
+    assert not board.ranked and entry.rank is None and entry.pooled["accuracy"] == pytest.approx(19 / 24)
+
+
+def test_predictions_only_refusals(tmp_path, capsys):
+    """No fingerprint, another dataset's fingerprint, a built-in's name, a bare CSV: never recorded."""
+    data = make_dataset(tmp_path / "data")
+    runs = tmp_path / "runs"
+    rc, out = validate(capsys, _prediction_folder(tmp_path, data, fingerprint=False), "--data", data, "--record", "--runs-dir", runs)
+    assert rc == 2 and "dataset_fingerprint" in line(out, "dataset.fingerprint")
+    same_names = make_dataset(tmp_path / "other", seed=9)  # the same image names, other images and labels
+    rc, out = validate(capsys, _prediction_folder(tmp_path, same_names, name="xx"), "--data", data, "--record", "--runs-dir", runs)
+    assert rc == 2 and "not data" in line(out, "dataset.fingerprint")
+    rc, out = validate(capsys, _prediction_folder(tmp_path, data, name="yy"), "--data", data, "--record", "--name", "painseeker",
+                       "--runs-dir", runs)
+    assert rc == 2 and "registered method" in line(out, "record")
+    _predictions(data).to_csv(tmp_path / "bare.csv", index=False)
+    rc, out = validate(capsys, tmp_path / "bare.csv", "--data", data, "--record", "--runs-dir", runs)
+    assert rc == 2 and "bare CSV" in line(out, "record")
+    from ratspain_bench.errors import InputError
+
+    if (runs / "mlflow.db").exists():
+        with pytest.raises(InputError, match="no ratspain runs"):
+            __import__("ratspain_bench").leaderboard(None, runs)
+
+
+def test_licence_must_be_a_real_spdx_identifier(tmp_path, capsys):
+    sub = copy_template(tmp_path, toml_edit=lambda t: t.replace('licence = "Apache-2.0"', 'licence = "MIT-ish"'))
+    rc, out = validate(capsys, sub)
+    assert rc == 2 and line(out, "metadata.licence").startswith("FAIL")
 
 
 def test_predictions_for_another_dataset_warn(tmp_path, capsys):
@@ -181,7 +234,7 @@ def test_predictions_for_another_dataset_warn(tmp_path, capsys):
 
 @pytest.mark.parametrize("breakage,check,text", [
     (lambda p: p.iloc[1:], "predictions.images", "missing"),
-    (lambda p: pd.concat([p, p.iloc[:1]]), "predictions.images", "more than once"),
+    (lambda p: pd.concat([p, p.iloc[:1]]), "predictions.format", "listed twice"),
     (lambda p: p.assign(image=["x.png"] + list(p["image"][1:])), "predictions.images", "unknown image"),
     (lambda p: p.assign(subject=["b"] + list(p["subject"][1:])), "predictions.subjects", "another subject"),
     (lambda p: p.assign(score=1.5), "predictions.format", "probability"),

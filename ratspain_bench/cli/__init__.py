@@ -1,7 +1,9 @@
-"""`ratspain-bench`: a thin argparse layer over the Python API, one module per command group.
+"""`ratspain-bench`: argument parsing and printing over the Python API (`ratspain_bench.api`).
 
-Each module in COMMANDS defines `add_parser(subparsers)` and sets `func` on its parser; handlers
-import heavy libraries lazily so `--help` stays fast. `InputError` becomes one line and exit code 2.
+Each module in COMMANDS defines `add_parser(subparsers)` (through `common.command`, which gives every
+subcommand `--debug`, no abbreviations and its examples) and sets `func`; handlers import the API
+lazily so `--help` stays fast. Bad input (`InputError`) is one line and exit code 2; anything else
+unexpected is one line and exit code 1; `--debug` shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -9,29 +11,32 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
 from ..errors import InputError
+from .common import EXAMPLES_FORMAT, debug_parent
 
 COMMANDS = ["synth", "data", "methods", "run", "score", "leaderboard", "study", "submit"]
+EXAMPLES = """examples:
+  ratspain-bench run                                  # the quick suite on the synthetic replica
+  ratspain-bench run --methods lbp-r1p8-8x8 --data ~/ratspain
+  ratspain-bench leaderboard --out leaderboard
+  ratspain-bench <command> --help                     # options and examples of a command"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ratspain-bench", description="LORO benchmark for rat pain assessment from facial expressions.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser = argparse.ArgumentParser(prog="ratspain-bench", description="LORO benchmark for rat pain assessment from facial expressions.",
+                                     parents=[debug_parent()], allow_abbrev=False, epilog=EXAMPLES, formatter_class=EXAMPLES_FORMAT)
+    parser.add_argument("--version", action="version", version=f"ratspain-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as e:
-            if e.name == f"{__name__}.{name}":
-                continue  # command not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f".{name}", __name__).add_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.debug = getattr(args, "debug", False)
     try:
         return int(args.func(args) or 0)
     except InputError as e:
@@ -42,3 +47,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or an environment failure: one line, the traceback with --debug
+        if args.debug:
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"error: {type(e).__name__}: {first} (run with --debug for the traceback)", file=sys.stderr)
+        return 1

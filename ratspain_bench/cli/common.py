@@ -1,8 +1,27 @@
-"""Options shared by several commands."""
+"""Options and helpers shared by the commands."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+
+from ..errors import InputError
+
+EXAMPLES_FORMAT = argparse.RawDescriptionHelpFormatter
+
+
+def debug_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks")
+    return p
+
+
+def command(sub, name: str, help: str, examples: list[str], description: str | None = None):
+    """A subcommand parser with `--debug`, no abbreviated options, and an `examples:` section in its --help."""
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+    p = sub.add_parser(name, help=help, description=description or help, epilog=epilog, formatter_class=EXAMPLES_FORMAT,
+                       parents=[debug_parent()], allow_abbrev=False)
+    return p
 
 
 def add_data_option(p) -> None:
@@ -11,8 +30,33 @@ def add_data_option(p) -> None:
 
 
 def add_runs_dir_option(p) -> None:
-    p.add_argument("--runs-dir", default="ratspain-runs", help="local MLflow store and predictions (default ./ratspain-runs)")
+    p.add_argument("--runs-dir", default="ratspain-runs", help="local MLflow store, job folders and predictions (default ./ratspain-runs)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else RUNS_DIR/mlflow.db)")
+
+
+def add_sandbox_options(p) -> None:
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run outside methods (submissions, plugins) without bubblewrap: still one process per fold, but not "
+                        "isolated; their rows are marked `unsandboxed`")
+    p.add_argument("--time-limit", type=float, default=1800, metavar="S", help="wall-clock limit per fold of an outside method (default 1800 s)")
+    p.add_argument("--memory-limit", type=int, default=8192, metavar="MIB",
+                   help="memory limit per fold of an outside method, shared mappings included, where a cgroup can be made (default 8192)")
+
+
+def parse_overrides(items: list[str], option: str = "--set") -> dict:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"{option} {item!r}: expected NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def dataset(args):
+    from .. import api
+
+    return api.load_dataset(args.data, args.include_low_confidence)
 
 
 def print_json(obj) -> None:

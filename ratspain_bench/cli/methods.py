@@ -1,27 +1,37 @@
-"""`ratspain-bench methods`: list every registered method."""
+"""`ratspain-bench methods`: list every registered method (and every broken outside folder, with why)."""
 from __future__ import annotations
 
-from .common import print_json
+from .common import command, print_json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("methods", help="list registered methods (name, family, parameters, source)")
+    p = command(sub, "methods", "list registered methods (name, family, parameters, source)", [
+        "ratspain-bench methods", "ratspain-bench methods --format json --profile paper", "ratspain-bench methods --pattern 'lbp-*'"])
     p.add_argument("--format", choices=("md", "json"), default="md")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="show parameters as in this profile")
+    p.add_argument("--pattern", default=None, help="only names matching this glob")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..methods.registry import PARAMETRIC, default_registry
+    from .. import api
+    from ..methods.registry import default_registry
 
-    reg = default_registry()
-    rows = [s.describe(args.profile) for s in reg.specs()]
+    rows = [s.describe(args.profile) for s in api.list_methods(args.pattern)]
+    broken = [{"name": b.name, "source": b.source, "reason": b.reason} for b in default_registry().broken]
+    suites = api.suites()
     if args.format == "json":
-        print_json({"methods": rows, "parametric_families": [f"{f}:<model>" for f in PARAMETRIC]})
+        print_json({"methods": rows, "broken": broken, "suites": suites})
         return 0
     from tabulate import tabulate
 
-    table = [[r["name"], r["family"], ", ".join(f"{k}={v}" for k, v in r["params"].items()), r["source"]] for r in rows]
+    table = [[r["name"], r["family"], ", ".join(f"{k}={v}" for k, v in r["params"].items()),
+              r["source"] + (" (sandboxed)" if r["sandboxed"] else "")] for r in rows]
     print(tabulate(table, headers=["name", "family", f"parameters ({args.profile} profile)", "source"], tablefmt="github"))
-    print("\nParametric families: " + ", ".join(f"`{f}:<model>`" for f in PARAMETRIC) + " (any timm model name)")
+    print("\nSuites: " + "; ".join(f"{k} ({len(v)})" for k, v in suites.items()))
+    parametric = [s.name for s in default_registry().families() if s.trusted and getattr(s.load(), "parametric", None)]
+    if parametric:
+        print("Parametric families: " + ", ".join(f"`{f}:<model>`" for f in parametric) + " (any timm model name)")
+    for b in broken:
+        print(f"BROKEN {b['name']} ({b['source']}): {b['reason']}")
     return 0

@@ -3,16 +3,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
-from .common import add_data_option, add_runs_dir_option
+from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, parse_overrides
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="run methods under leave-one-rat-out and log to MLflow")
+    p = command(sub, "run", "run methods under leave-one-rat-out and log to MLflow", [
+        "ratspain-bench run                                          # the quick suite on the synthetic replica",
+        "ratspain-bench run --suite paper --profile paper --device cuda",
+        "ratspain-bench run --methods lbp-r3p8-4x4,timm:efficientnet_b0 --seed 1 --jobs 2",
+        "ratspain-bench run --methods painseeker --set lambda=0.5 --set epochs=20 --data ~/ratspain",
+        "ratspain-bench run --methods my-method --time-limit 600     # a submission, sandboxed"])
     add_data_option(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--methods", help="comma-separated method names (see `ratspain-bench methods`), e.g. lbp-r3p8-4x4,timm:resnet18")
-    g.add_argument("--suite", choices=("paper", "quick", "lbp"), help="paper: Table 3's nine methods; quick: the same nine in the quick profile plus two offline-pretrained EfficientNet-Lite0 rows (default); lbp: the six LBP-SVM rows")
+    g.add_argument("--suite", help="a named suite: paper (Table 3's nine methods), quick (the same nine in the quick profile plus two "
+                                   "offline-pretrained EfficientNet-Lite0 rows; the default), lbp (the six LBP-SVM rows)")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="quick: sized for a 2-core CPU; paper: the paper's settings (GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
@@ -21,44 +26,24 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a config parameter of every method run (repeatable), e.g. --set epochs=5")
     p.add_argument("--jobs", type=int, default=1, help="folds of one method in parallel processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
+    add_sandbox_options(p)
     add_runs_dir_option(p)
     p.set_defaults(func=run)
 
 
-def parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise InputError(f"--set {item!r}: expected NAME=VALUE")
-        out[name.strip()] = value.strip()
-    return out
-
-
 def run(args) -> int:
-    from ..data import load_dataset
-    from ..methods.registry import get_method
-    from ..runner import SUITES, RunOptions, method_config, run_methods
-    from .table import results_table
+    from .. import api
+    from ..evaluation.record import tracking_uri
 
-    names = args.methods.split(",") if args.methods else list(SUITES[args.suite or "quick"])
-    names = [n.strip() for n in names if n.strip()]
-    overrides = parse_overrides(args.set)
-    deep = {k: v for k, v in (("weights", args.weights), ("finetune", args.finetune)) if v is not None}
-    opts = RunOptions(profile=args.profile, seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir),
-                      tracking_uri=args.tracking_uri, jobs=args.jobs, quiet=args.quiet, overrides=overrides,
-                      where_declared=deep, data=args.data, include_low_confidence=args.include_low_confidence)
-    for n in names:  # fail fast on unknown names and parameters, before any work
-        try:
-            method_config(get_method(n), opts)
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{n}: {e.args[0] if e.args else e}") from None
-    dataset = load_dataset(args.data, args.include_low_confidence)
-    dataset.require_images()
-    results = run_methods(names, dataset, opts)
-    print(results_table(results, dataset))
-    failed = [r for r in results if r.status != "complete"]
-    for r in failed:
+    methods = [n.strip() for n in args.methods.split(",") if n.strip()] if args.methods else None
+    results = api.run(methods, args.data, include_low_confidence=args.include_low_confidence, suite=args.suite, profile=args.profile,
+                      seed=args.seed, device=args.device, jobs=args.jobs, runs_dir=args.runs_dir, tracking_uri=args.tracking_uri,
+                      set=parse_overrides(args.set), weights=args.weights, finetune=args.finetune, sandbox=not args.no_sandbox,
+                      time_limit=args.time_limit, memory_mb=args.memory_limit, quiet=args.quiet)
+    print(results.markdown())
+    print("Cells: F1 of the pain class / accuracy %. LORO (pooled): one confusion matrix summed over all folds "
+          "(the paper's LORO column); mean over rats: the unweighted mean of the per-rat cells.")
+    for r in results.failed:
         print(f"FAILED {r.method}: {r.error}")
-    print(f"\nPredictions: {Path(args.runs_dir) / 'predictions'}   MLflow: {opts.tracking_uri or 'sqlite:///' + str(Path(args.runs_dir).resolve() / 'mlflow.db')}")
-    return 1 if failed else 0
+    print(f"\nPredictions: {Path(args.runs_dir) / 'predictions'}   MLflow: {tracking_uri(args.runs_dir, args.tracking_uri)}")
+    return 1 if results.failed else 0

@@ -1,14 +1,15 @@
-"""`score PREDICTIONS.csv [--format json|md] [--method M] [--seed N]`."""
+"""`score PREDICTIONS.csv [--format json|md] [--method M] [--seed N] [--compare OTHER.csv]`."""
 from __future__ import annotations
 
 import sys
 
-from .common import print_json
+from .common import command, print_json
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "score", help="score a predictions file (pooled LORO, per subject, mean over subjects)",
+    p = command(subparsers, "score", "score a predictions file (pooled LORO, per subject, mean over subjects)", [
+        "ratspain-bench score predictions.csv", "ratspain-bench score predictions.csv --format md",
+        "ratspain-bench score a.csv --compare b.csv          # McNemar's test on the shared images"],
         description="Scores a predictions CSV (columns image,subject,y_true,y_pred; optional score,fold,method,seed). "
                     "A file holding several (method, seed) runs scores each: JSON gives a list of the contract's "
                     "objects with `method` and `seed` added, Markdown one row per run. Use --method/--seed to pick one.")
@@ -21,29 +22,19 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run_score)
 
 
-def load_selected(path, method=None, seed=None):
-    """Read and validate one predictions file, narrowed to --method/--seed when given."""
-    from ..scoring import read_predictions, select
-
-    preds = read_predictions(path)
-    if method is not None or seed is not None:
-        preds = select(preds, method, seed)
-    return preds
-
-
 def run_score(args) -> int:
-    from pathlib import Path
+    from .. import api
 
-    from ..scoring import score_runs, to_json, to_markdown
-
-    preds = load_selected(args.predictions, args.method, args.seed)
     if args.compare:
-        from ..leaderboard.compare import run_compare
+        from ..board.compare import format_comparison
 
-        return run_compare(preds, args.compare, args.format)
-    scored = score_runs(preds)
-    if args.format == "json":
-        print_json(to_json(scored))
-    else:
-        sys.stdout.write(to_markdown(scored, default_name=Path(args.predictions).stem))
+        if args.method is not None or args.seed is not None:
+            from ..errors import InputError
+
+            raise InputError("--compare takes two files of one run each; --method/--seed do not apply")
+        result = api.compare(args.predictions, args.compare)
+        print_json(result) if args.format == "json" else sys.stdout.write(format_comparison(result))
+        return 0
+    result = api.score(args.predictions, args.method, args.seed, args.format)
+    print_json(result) if args.format == "json" else sys.stdout.write(result)
     return 0

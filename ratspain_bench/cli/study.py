@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .common import add_data_option, add_runs_dir_option
+from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, dataset, parse_overrides
 
 
 def _common(p, method_default: str) -> None:
@@ -21,31 +21,39 @@ def _common(p, method_default: str) -> None:
     p.add_argument("--study-name", default=None, help="Optuna study name (default: derived from method, settings and data, so a rerun resumes)")
     p.add_argument("--out", default=None, metavar="DIR", help="report folder (default RUNS_DIR/studies/<study-name>)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_sandbox_options(p)
     add_runs_dir_option(p)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("study", help="Optuna studies: sensitivity grids (Figure 5) and nested-LORO tuning")
+    p = command(sub, "study", "Optuna studies: sensitivity grids (Figure 5) and nested-LORO tuning", [
+        "ratspain-bench study sensitivity --finetune frozen --out figure5", "ratspain-bench study tune --method lbp-r1p8-8x8 --n-trials 10"])
     ss = p.add_subparsers(dest="study_command", required=True, metavar="STUDY")
-
-    s = ss.add_parser("sensitivity", help="one-at-a-time sensitivity grid (default: the paper's Figure 5 for PainSeeker)",
-                      description="Each grid point is a full leave-one-rat-out run scored by pooled F1, one parameter varied at a "
-                                  "time with the others at their defaults. The scores use the test rats: this is an analysis, not a "
-                                  "tuning result (see `study tune`). Writes DIR/sensitivity.csv (param,value,pooled_f1,pooled_accuracy), "
-                                  "DIR/sensitivity.png, DIR/sensitivity.md; rerunning resumes from the Optuna storage.")
+    s = command(ss, "sensitivity", "one-at-a-time sensitivity grid (default: the method's declared grid; PainSeeker's is the paper's Figure 5)", [
+        "ratspain-bench study sensitivity --finetune frozen --jobs 2 --out figure5   # the paper's Figure 5",
+        "ratspain-bench study sensitivity --method lbp-r1p8-8x8 --param C=0.1,1,10",
+        "ratspain-bench study sensitivity --storage postgresql://u:pw@db/optuna --study-name fig5 --n-trials 5   # one worker of many"],
+        description="Each grid point is a full leave-one-rat-out run scored by pooled F1, one parameter varied at a "
+                    "time with the others at their defaults. The scores use the test rats: this is an analysis, not a "
+                    "tuning result (see `study tune`). Writes DIR/sensitivity.csv (param,value,pooled_f1,pooled_accuracy), "
+                    "DIR/sensitivity.png, DIR/sensitivity.md; rerunning resumes from the Optuna storage.")
     _common(s, "painseeker")
     s.add_argument("--param", action="append", default=[], metavar="NAME=v1,v2,...",
-                   help="a parameter and its grid values (repeatable); default: lambda 0.05,0.1,0.5,1,1.5; delta 0.05,0.1,0.15,0.2,0.5; k_high 3,5,10,15,20")
+                   help="a parameter and its grid values (repeatable); default: the method's SENSITIVITY_GRID "
+                        "(PainSeeker: lambda 0.05,0.1,0.5,1,1.5; delta 0.05,0.1,0.15,0.2,0.5; k_high 3,5,10,15,20)")
     s.add_argument("--finetune", choices=("frozen", "full"), default=None, help="deep methods: frozen backbone (cached features) or full fine-tuning")
     s.add_argument("--n-trials", type=int, default=None, help="at most this many grid points in this worker (default: until the grid is done)")
     s.add_argument("--jobs", type=int, default=1, help="worker processes on this machine sharing the study (default 1; "
                                                         "2 on a 2-core CPU: one torch thread each, usually faster for frozen heads)")
     s.set_defaults(func=run_sensitivity)
 
-    t = ss.add_parser("tune", help="nested-LORO hyper-parameter search (TPE, pruning across inner folds)",
-                      description="For each held-out rat, an inner leave-one-rat-out over the training rats chooses the "
-                                  "hyper-parameters; the held-out rat scores the choice. Search space: the method's declared "
-                                  "space ([search_space] of a submission, built-in for painseeker/lbp/timm) or --space.")
+    t = command(ss, "tune", "nested-LORO hyper-parameter search (TPE, pruning across inner folds)", [
+        "ratspain-bench study tune --method painseeker --n-trials 20",
+        "ratspain-bench study tune --method lbp-r1p8-8x8 --space C=0.001..100:log",
+        "ratspain-bench study tune --storage postgresql://u:pw@db/optuna --study-name t1 --n-trials 10   # one worker of many"],
+        description="For each held-out rat, an inner leave-one-rat-out over the training rats chooses the "
+                    "hyper-parameters; the held-out rat scores the choice. Search space: the method's declared "
+                    "space ([search_space] of a submission, SEARCH_SPACE of a class) or --space.")
     _common(t, "painseeker")
     t.add_argument("--n-trials", type=int, default=20, help="trials per outer fold in this worker (default 20; 0: only rewrite the report)")
     t.add_argument("--space", action="append", default=[], metavar="NAME=SPEC",
@@ -54,17 +62,20 @@ def add_parser(sub) -> None:
     t.set_defaults(func=run_tune)
 
 
-def _data(args):
-    from ..data import load_dataset
+def _options(args) -> dict:
+    from ..evaluation.sandbox import SandboxSettings
 
-    ds = load_dataset(args.data, args.include_low_confidence)
-    ds.require_images()
-    return ds
+    if args.n_trials is not None and args.n_trials < 0:
+        raise InputError("--n-trials must be 0 or more")
+    return dict(profile=args.profile, fixed=parse_overrides(args.set), seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir),
+                tracking_uri=args.tracking_uri, storage=args.storage, study_name=args.study_name,
+                out_dir=Path(args.out) if args.out else None, quiet=args.quiet, n_trials=args.n_trials,
+                sandbox=SandboxSettings(not args.no_sandbox, args.time_limit, args.memory_limit))
 
 
 def run_sensitivity(args) -> int:
-    from ..study.sensitivity import SensitivityOptions, parse_param, run_sensitivity as run
-    from .run import parse_overrides
+    from .. import api
+    from ..study.sensitivity import parse_param
 
     grid = None
     if args.param:
@@ -74,14 +85,7 @@ def run_sensitivity(args) -> int:
             if name in grid:
                 raise InputError(f"--param {name} is given twice")
             grid[name] = values
-    if args.n_trials is not None and args.n_trials < 0:
-        raise InputError("--n-trials must be 0 or more")
-    opts = SensitivityOptions(method=args.method, grid=grid, profile=args.profile, finetune=args.finetune, fixed=parse_overrides(args.set),
-                              seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir), tracking_uri=args.tracking_uri,
-                              storage=args.storage, study_name=args.study_name, out_dir=Path(args.out) if args.out else None,
-                              n_trials=args.n_trials, jobs=max(1, args.jobs), data=args.data,
-                              include_low_confidence=args.include_low_confidence, quiet=args.quiet)
-    res = run(_data(args), opts)
+    res = api.sensitivity(args.method, dataset(args), grid=grid, jobs=args.jobs, finetune=args.finetune, **_options(args))
     from tabulate import tabulate
 
     print(tabulate(res.rows.values.tolist(), headers=list(res.rows.columns), tablefmt="github", floatfmt=".4f"))
@@ -98,15 +102,9 @@ def run_sensitivity(args) -> int:
 
 
 def run_tune(args) -> int:
-    from ..study.tune import TuneOptions, run_tune as run
-    from .run import parse_overrides
+    from .. import api
 
-    if args.n_trials < 0:
-        raise InputError("--n-trials must be 0 or more")
-    opts = TuneOptions(method=args.method, n_trials=args.n_trials, profile=args.profile, fixed=parse_overrides(args.set), space=args.space,
-                       seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir), tracking_uri=args.tracking_uri, storage=args.storage,
-                       study_name=args.study_name, out_dir=Path(args.out) if args.out else None, prune=not args.no_prune, quiet=args.quiet)
-    res = run(_data(args), opts)
+    res = api.tune(args.method, dataset(args), space=args.space, prune=not args.no_prune, **_options(args))
     sys.stdout.write(res.report.read_text())
     print(f"\nReport: {res.report}  (also tune.json, tune_outer.csv, importance.csv in {res.out_dir})")
     return 0

@@ -3,27 +3,33 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_runs_dir_option, print_json
+from .common import add_runs_dir_option, command, print_json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("submit", help="outside submissions: validate a method folder or a predictions file")
+    p = command(sub, "submit", "outside submissions: validate a method folder or a predictions file", [
+        "ratspain-bench submit validate submissions/my-method"])
     ss = p.add_subparsers(dest="submit_command", required=True, metavar="ACTION")
-    v = ss.add_parser(
-        "validate", help="check a submission; one line per check (PASS/FAIL and what to fix); exit 0 valid, 2 not",
+    v = command(ss, "validate", "check a submission; one line per check (PASS/FAIL and what to fix); exit 0 valid, 2 not", [
+        "ratspain-bench submit validate submissions/my-method",
+        "ratspain-bench submit validate my-predictions/ --data ~/ratspain                     # format checks, no scores",
+        "ratspain-bench submit validate my-predictions/ --data ~/ratspain --record --replace  # a maintainer records it"],
         description="PATH is a method folder (submission.toml + code), a predictions folder (submission.toml with "
-                    "kind = \"predictions\" + predictions.csv) or a predictions .csv file. Method code runs in child "
-                    "processes with time and memory limits on a tiny replica; predictions are checked against --data "
-                    "(every image exactly once) and scored by the harness; --record adds them to MLflow as a "
-                    "predictions-only run that the leaderboard lists.")
+                    "kind = \"predictions\" + predictions.csv) or a predictions .csv file. Method code runs through the fold "
+                    "path of `run`, one sandboxed worker per fold, on a tiny replica; predictions are checked against --data "
+                    "(format, every image exactly once; never a score); --record adds a predictions folder to MLflow as an "
+                    "entry the leaderboard lists under \"predictions only, not reproduced\".")
     v.add_argument("path", metavar="PATH", help="submission folder or predictions .csv")
     v.add_argument("--data", "--dataset", dest="data", default=None,
                    help="predictions: the dataset they are for (default: the built-in replica)")
     v.add_argument("--name", default=None, help="predictions: the name to list it under (default: submission.toml name, the method column, or the file name)")
     v.add_argument("--record", action="store_true", help="predictions: when valid, record in MLflow for the leaderboard")
-    v.add_argument("--time-limit", type=float, default=600, metavar="S", help="seconds for the interface and LORO smoke run (default 600)")
+    v.add_argument("--replace", action="store_true", help="predictions: --record over an entry of the same name")
+    v.add_argument("--time-limit", type=float, default=600, metavar="S", help="seconds per fold of the code checks (default 600)")
     v.add_argument("--import-timeout", type=float, default=120, metavar="S", help="seconds for importing the module (default 120)")
-    v.add_argument("--memory-limit", type=int, default=4096, metavar="MIB", help="memory (heap) limit of the child process in MiB (default 4096; 0: none)")
+    v.add_argument("--memory-limit", type=int, default=4096, metavar="MIB", help="memory per fold in MiB, shared mappings included, "
+                                                                                   "where a cgroup can be made (default 4096; 0: none)")
+    v.add_argument("--no-sandbox", action="store_true", help="run the code checks without bubblewrap (one process per fold, not isolated)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--format", choices=("text", "json"), default="text")
     add_runs_dir_option(v)
@@ -31,11 +37,11 @@ def add_parser(sub) -> None:
 
 
 def run_validate(args) -> int:
-    from ..submit import validate
+    from .. import api
 
-    report = validate(args.path, data=args.data, name=args.name, record=args.record, runs_dir=args.runs_dir,
-                      tracking_uri=args.tracking_uri, time_limit=args.time_limit, import_timeout=args.import_timeout,
-                      memory_mb=args.memory_limit, seed=args.seed)
+    report = api.validate(args.path, data=args.data, name=args.name, record=args.record, replace=args.replace, runs_dir=args.runs_dir,
+                          tracking_uri=args.tracking_uri, time_limit=args.time_limit, import_timeout=args.import_timeout,
+                          memory_mb=args.memory_limit, seed=args.seed, sandbox=not args.no_sandbox)
     if args.format == "json":
         print_json(report.as_dict())
     else:

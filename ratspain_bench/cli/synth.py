@@ -5,10 +5,13 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from .common import command
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("synth", help="render the synthetic RatsPain replica (manifest.csv + images/)")
+    p = command(sub, "synth", "render the synthetic RatsPain replica (manifest.csv + images/)", [
+        "ratspain-bench synth out/", "ratspain-bench synth out/ --seed 1 --size 128",
+        "ratspain-bench synth out/ --per-subject-counts '{\"a\": {\"no_pain\": 5, \"moderate\": 5}}'"])
     p.add_argument("out_dir", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
@@ -32,7 +35,7 @@ def parse_counts(text: str) -> dict | None:
 
 
 def run(args) -> int:
-    from ..data.synth import generate_replica
+    from .. import api
 
     counts = parse_counts(args.per_subject_counts)
     if args.out_dir.exists() and any(args.out_dir.iterdir()):
@@ -45,6 +48,6 @@ def run(args) -> int:
             bar.n = done
             bar.refresh()
 
-        manifest = generate_replica(args.out_dir, seed=args.seed, size=args.size, counts=counts, jobs=args.jobs, progress=progress)
+        manifest = api.synth(args.out_dir, seed=args.seed, size=args.size, counts=counts, jobs=args.jobs, progress=progress)
     print(f"wrote {manifest}")
     return 0

@@ -37,9 +37,8 @@ def decode(path, size: int) -> np.ndarray:
 
 def load_images(dataset, size: int, progress=None) -> tuple[np.ndarray, tuple[str, ...]]:
     """All images of `dataset` at `size` px, in table order, and their content keys."""
-    dataset.require_images()
     files = dataset.table["file"].tolist()
-    keys = content_keys(files)
+    keys = dataset.keys
     bundle = cache_dir() / "images" / f"{hashlib.sha1(('|'.join(keys) + f'@{size}').encode()).hexdigest()[:24]}.npy"
     if bundle.is_file():
         return np.load(bundle, mmap_mode="r"), keys

@@ -9,6 +9,7 @@ import csv
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -63,12 +64,28 @@ class Dataset:
     def labels(self):
         return self.table["label"].to_numpy()
 
-    def fingerprint(self) -> str:
-        """Digest of the labelled rows (image id, subject, label); image content is hashed by the cache."""
+    def label_fingerprint(self) -> str:
+        """Digest of the name and the labelled rows (image id, subject, label)."""
         h = hashlib.sha256(self.name.encode())
         for row in self.table[["image", "subject", "label"]].itertuples(index=False):
             h.update(f"{row.image}\t{row.subject}\t{row.label}\n".encode())
         return h.hexdigest()[:16]
+
+    @cached_property
+    def keys(self) -> tuple[str, ...]:
+        """A digest of each image file's bytes, in table order (cache keys for per-image work)."""
+        from .cache import content_keys
+
+        self.require_images()
+        return content_keys(self.table["file"].tolist())
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """What identifies this dataset everywhere (job folders, predictions files, MLflow): the labelled
+        rows and, when the images are there, their content. Two folders with the same name differ."""
+        if not self.has_images:
+            return self.label_fingerprint()
+        return hashlib.sha1((self.label_fingerprint() + "|".join(self.keys)).encode()).hexdigest()[:16]
 
     def require_images(self) -> None:
         if not self.has_images:

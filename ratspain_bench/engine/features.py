@@ -1,6 +1,6 @@
 """The frozen-backbone feature cache: region features (K, C) per image and view, computed once.
 
-A cache "space" is one (model, weights, image size, crop size, test view) setting; inside it, view
+A cache "space" is one setting of everything that changes a feature (`space_id`); inside it, view
 0 is the test view (centre crop or resize) and views 1..V are training views, each a crop + flip
 whose offsets are a hash of (image key, view) — so a view of an image is the same whichever batch
 or fold computes it, and the cache is shared by every fold, by `timm:<model>` and PainSeeker on the
@@ -26,8 +26,10 @@ _MEMORY: dict[tuple[str, int], dict[str, np.ndarray]] = {}
 _LOADED: set[tuple[str, int]] = set()
 
 
-def space_id(model: str, weights_id: str, image_size: int, crop_size: int, test_crop: str) -> str:
-    text = f"{model}|{weights_id}|{image_size}|{crop_size}|{test_crop}|v1"
+def space_id(model: str, **settings) -> str:
+    """The cache space of one feature setting: the model plus every setting that changes a feature's value
+    (weights, image and crop size, test view, flip, precision, memory layout), in one digest."""
+    text = "|".join([model, *(f"{k}={settings[k]}" for k in sorted(settings)), "v2"])
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
     return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 

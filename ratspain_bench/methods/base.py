@@ -40,20 +40,16 @@ class TestSet:
 
 @dataclass(frozen=True, eq=False)
 class Predictions:
+    """What `predict` returns. The harness checks it (one 0/1 label and one probability of pain in [0, 1]
+    per test image, in TestSet order) and fails the fold with the rule broken."""
+
     labels: np.ndarray  # (N,) int 0/1
     scores: np.ndarray  # (N,) probability of pain in [0, 1]
     attention: np.ndarray | None = None  # (N, M, M) region weights (PainSeeker's beta), optional
 
     def __post_init__(self):
-        labels, scores = np.asarray(self.labels), np.asarray(self.scores, dtype=float)
-        if labels.shape != scores.shape or labels.ndim != 1:
-            raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be 1-d of one length")
-        if not np.isin(labels, (0, 1)).all():
-            raise ValueError("predicted labels must be 0 or 1")
-        if len(scores) and (np.nanmin(scores) < 0 or np.nanmax(scores) > 1 or np.isnan(scores).any()):
-            raise ValueError("scores must be probabilities in [0, 1]")
-        object.__setattr__(self, "labels", labels.astype(int))
-        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "labels", np.asarray(self.labels))
+        object.__setattr__(self, "scores", np.asarray(self.scores))
 
 
 def _quiet(*_a, **_k) -> None:
@@ -76,12 +72,24 @@ class Context:
 class Method:
     """Base class of every method. Subclasses set `Config` (a frozen dataclass) and implement fit/predict.
 
-    `Config.PROFILES` may map a profile name (`quick`, `paper`) to field overrides; `image_size`
-    (a config field, default 224) is the side of the square images handed to fit/predict.
+    A method declares everything else about itself here, in its own file:
+    - `Config.PROFILES`: field overrides per profile name (`quick`, `paper`); `image_size` (a config
+      field, default 224) is the side of the square images handed to fit/predict;
+    - `parametric`: the config field that `family:<value>` sets (e.g. `model` for `timm:<model>`);
+    - `suites`: suites the family's own name joins (`run --suite NAME`);
+    - `SEARCH_SPACE`: what `study tune` searches ({name: {low, high, log} or {choices}});
+    - `SENSITIVITY_GRID`, `PLOT_SYMBOLS`: the default grid of `study sensitivity` and axis symbols;
+    - hooks: `preflight` (fail before any work), `study_settings` (settings every study point must
+      hold) and `attention_view` (how `Predictions.attention` maps onto the image, for localisation).
     """
 
     Config: ClassVar[type]
     family: ClassVar[str] = ""
+    parametric: ClassVar[str | None] = None
+    suites: ClassVar[tuple[str, ...]] = ()
+    SEARCH_SPACE: ClassVar[dict] = {}
+    SENSITIVITY_GRID: ClassVar[dict] = {}
+    PLOT_SYMBOLS: ClassVar[dict] = {}
 
     def __init__(self, config, context: Context | None = None):
         self.config = config
@@ -92,6 +100,19 @@ class Method:
 
     def predict(self, test: TestSet) -> Predictions:  # pragma: no cover - interface
         raise TypeError(f"{type(self).__name__} must implement predict(test)")
+
+    @classmethod
+    def preflight(cls, config) -> None:
+        """Raise an InputError now if this config cannot run here (e.g. weights that cannot be had), before any work."""
+
+    @classmethod
+    def study_settings(cls, config, grid: dict) -> tuple[dict, str]:
+        """Settings (public names) that every point of a sensitivity study over `grid` must hold, and a note."""
+        return {}, ""
+
+    def attention_view(self) -> tuple[int, float]:
+        """(top-k regions scored, fraction of the image side the attention map covers) for localisation."""
+        return 5, 1.0
 
 
 def image_size(config) -> int:

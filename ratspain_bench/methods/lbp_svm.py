@@ -40,6 +40,7 @@ class LbpSvmConfig:
 class LbpSvm(Method):
     Config = LbpSvmConfig
     family = "lbp"
+    SEARCH_SPACE = {"C": {"low": 0.001, "high": 100.0, "log": True}}
 
     def _setting(self) -> tuple:
         c = self.config

@@ -23,9 +23,9 @@ from torch import nn
 from ..engine.augment import eval_view, to_uint8_tensor
 from ..engine.backbone import grid_shape
 from ..engine.config import DeepConfig
-from ..engine.deep import DeepMethod
+from .deep import DeepMethod
 from ..errors import InputError
-from .base import Predictions, TestSet, field_of
+from .base import Context, Predictions, TestSet, field_of
 
 
 def prsc_loss(beta: torch.Tensor, k_high: int, margin: float) -> torch.Tensor:
@@ -75,6 +75,46 @@ class PainSeekerConfig(DeepConfig):
 class PainSeeker(DeepMethod):
     Config = PainSeekerConfig
     family = "painseeker"
+    parametric = "model"
+    # `study tune`: the ranges of the paper's Figure 5 grid, a little wider; k_high must stay below the number
+    # of regions K (49 for ResNet-18 at 224 px crops): a trial whose k_high is too large fails, the search goes on.
+    SEARCH_SPACE = {"lambda": {"low": 0.01, "high": 2.0, "log": True}, "delta": {"low": 0.01, "high": 0.5},
+                    "k_high": {"low": 1, "high": 20}}
+    # `study sensitivity`: the paper's Figure 5, one parameter at a time with the others at 0.1 / 0.2 / 5
+    # ("Hyper-parameter sensitivity analysis": lambda, delta and K_h over these five values each).
+    SENSITIVITY_GRID = {"lambda": [0.05, 0.1, 0.5, 1, 1.5], "delta": [0.05, 0.1, 0.15, 0.2, 0.5], "k_high": [3, 5, 10, 15, 20]}
+    PLOT_SYMBOLS = {"lambda": "λ", "delta": "δ", "k_high": "$K_h$"}
+
+    @classmethod
+    def study_settings(cls, config, grid: dict) -> tuple[dict, str]:
+        """K regions must exceed the grid's largest k_high: widen the crop (and image) in steps of 8 px until the
+        backbone gives them (features cost ~ crop^2, so the smallest such crop), for every point of the study."""
+        if "k_high" not in grid:
+            return {}, ""
+        from dataclasses import replace
+
+        k_max = max(int(v) for v in grid["k_high"])
+        try:
+            k, _ = cls(config, Context(device="cpu")).probe()
+            if k > k_max:
+                return {}, ""
+            crop, margin = config.crop_size, config.image_size - config.crop_size
+            for _ in range(24):
+                crop += 8
+                wider = replace(config, crop_size=crop, image_size=crop + margin)
+                k, _ = cls(wider, Context(device="cpu")).probe()
+                if k > k_max:
+                    return {"crop_size": crop, "image_size": crop + margin}, (
+                        f"k_high up to {k_max} needs more than {k_max} regions: crop_size raised to {crop} and "
+                        f"image_size to {crop + margin} ({k} regions) for every point of this study")
+        except Exception as e:  # a backbone that cannot be probed here: run as configured
+            return {}, f"could not check the number of regions ({type(e).__name__}: {e})"
+        return {}, ""
+
+    def attention_view(self) -> tuple[int, float]:
+        """k_high regions; the test view is the centre crop (crop/size of the image) or the whole image resized."""
+        c = self.config
+        return c.k_high, (c.crop_size / c.image_size if c.test_crop == "center" else 1.0)
 
     def make_head(self, num_features: int, num_regions: int) -> nn.Module:
         c = self.config

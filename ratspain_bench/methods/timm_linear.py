@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..engine.config import DeepConfig
-from ..engine.deep import DeepMethod
+from .deep import DeepMethod
 
 
 class GapLinear(nn.Module):
@@ -35,6 +35,8 @@ class TimmLinearConfig(DeepConfig):
 class TimmLinear(DeepMethod):
     Config = TimmLinearConfig
     family = "timm"
+    parametric = "model"
+    SEARCH_SPACE = {"lr": {"low": 1e-5, "high": 1e-2, "log": True}, "weight_decay": {"low": 1e-5, "high": 0.1, "log": True}}
 
     def make_head(self, num_features: int, num_regions: int) -> nn.Module:
         return GapLinear(num_features)

@@ -1,34 +1,23 @@
-"""LORO evaluation for studies: fit on the training rats, predict the held-out rat, fold by fold.
+"""LORO evaluation for studies, on the fold path of `run` (`evaluation.fold`) and its job folders.
 
-Each (method, config, seed, fold) is computed once: its predictions are written atomically to
-`RUNS_DIR/studies/jobs/<dataset>-<fingerprint>/<method>/<config hash>-seed<N>/<fold>/predictions.csv`
-and read back when any study (a grid point, a tuning trial, an outer fold, a killed run started again)
-asks for the same fold of the same config. A fold is named by its held-out subject and a digest of
-its row indices, so an inner fold of nested LORO never shares a folder with a LORO fold.
-
-Study runs never touch the leaderboard's runs: they have their own job folders and MLflow tags.
-The harness keeps the labels: a method gets `TrainSet` (labels of the training rats) and `TestSet`
-(no labels); the `y_true` column is filled in here, from the dataset table.
+Each (method config, code, seed, fold) is computed once: a grid point, a tuning trial, an outer fold,
+a killed study started again or a `run` of the same config all read the same `DONE` job folder. A fold
+is named by its held-out subject and a digest of its rows, so an inner fold of nested LORO never shares
+a folder with a LORO fold. The harness keeps the labels: `y_true` is filled in by the fold path.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
-from .. import metrics
-from ..data.cache import content_keys, load_images
-from ..methods.base import Context, Predictions, image_size
+from ..data.cache import load_images
+from ..evaluation.fold import FoldTask, image_size, read_fold, run_fold
+from ..evaluation.identity import JobKey, code_hash, config_hash
+from ..evaluation.sandbox import SandboxSettings
 from ..methods.registry import MethodSpec
-from ..paths import cache_dir
 from ..protocol import Fold, leave_one_subject_out
-from ..runner import config_hash, safe_name, split
 
 
 @dataclass(frozen=True)
@@ -43,87 +32,48 @@ class FoldSeen:
     cached: bool
 
 
-def fold_digest(fold: Fold) -> str:
-    text = ",".join(map(str, fold.train_idx)) + "|" + ",".join(map(str, fold.test_idx))
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
-def pooled(frame: pd.DataFrame) -> dict:
-    """The contract's score object of a predictions frame (pooled = one confusion matrix over folds)."""
-    return metrics.score(frame["y_true"].to_numpy(), frame["y_pred"].to_numpy(), frame["subject"].astype(str).to_numpy())
-
-
-def inner_folds(dataset, outer: Fold) -> tuple[Fold, ...]:
-    """LORO over the training rats of `outer` only, as folds of the whole table (global row indices)."""
-    rows = outer.train
-    subjects = dataset.table["subject"].to_numpy()[rows]
-    images = dataset.table["image"].to_numpy()[rows]
-    out = []
-    for f in leave_one_subject_out(subjects, images):
-        out.append(Fold(f.subject, tuple(int(rows[i]) for i in f.train_idx), tuple(int(rows[i]) for i in f.test_idx)))
-    held_out = set(dataset.table["subject"].to_numpy()[outer.test])
-    for f in out:  # the outer test rat never reaches the inner loop
-        seen = set(dataset.table["subject"].to_numpy()[list(f.train_idx) + list(f.test_idx)])
-        assert not seen & held_out, f"inner fold {f.subject} of outer fold {outer.subject} contains the outer test rat"
-    return tuple(out)
-
-
 class Evaluator:
     def __init__(self, dataset, runs_dir, seed: int = 0, device: str = "auto", profile: str = "quick",
-                 observer: Callable[[FoldSeen], None] | None = None):
+                 observer: Callable[[FoldSeen], None] | None = None, sandbox: SandboxSettings = SandboxSettings()):
         dataset.require_images()
-        self.dataset, self.seed, self.device, self.profile, self.observer = dataset, seed, device, profile, observer
-        self.keys = content_keys(dataset.table["file"].tolist())
-        self.fingerprint = hashlib.sha1((dataset.fingerprint() + "|".join(self.keys)).encode()).hexdigest()[:16]
-        self.root = Path(runs_dir) / "studies" / "jobs" / f"{safe_name(dataset.name)}-{self.fingerprint}"
-        self._images: dict[int, tuple] = {}
+        self.dataset, self.runs_dir, self.seed, self.device, self.profile = dataset, runs_dir, seed, device, profile
+        self.observer, self.sandbox = observer, sandbox
+        self.fingerprint = dataset.fingerprint
         self.folds = leave_one_subject_out(dataset.table["subject"], dataset.table["image"])
+        self._images: dict[int, tuple] = {}
+        self._code: dict[str, str] = {}
 
     def images(self, size: int):
         if size not in self._images:
             self._images[size] = load_images(self.dataset, size)
-        return self._images[size]
+        return self._images[size][0]
 
-    def job_dir(self, spec: MethodSpec, config, fold: Fold) -> Path:
-        return self.root / safe_name(spec.name) / f"{config_hash(spec, config)}-seed{self.seed}" / f"{safe_name(fold.subject)}-{fold_digest(fold)}"
+    def key(self, spec: MethodSpec, params: dict) -> JobKey:
+        if spec.name not in self._code:
+            self._code[spec.name] = code_hash(spec)
+        return JobKey(self.dataset.name, self.fingerprint, spec.name, config_hash(spec.family, params), self._code[spec.name], self.seed)
 
-    def fold_predictions(self, spec: MethodSpec, config, fold: Fold, stage: str = "loro", outer: str | None = None) -> pd.DataFrame:
+    def fold_predictions(self, spec: MethodSpec, params: dict, fold: Fold, stage: str = "loro", outer: str | None = None,
+                         prefetch: bool = False) -> pd.DataFrame:
         """Predictions of one fold (columns image, subject, y_true, y_pred, score, fold), computed once."""
-        job = self.job_dir(spec, config, fold)
-        done = job / "predictions.csv"
-        t = self.dataset.table
+        job = self.key(spec, params).fold_dir(self.runs_dir, fold)
+        done = read_fold(job)
         if self.observer is not None:
-            subj = t["subject"].to_numpy()
-            self.observer(FoldSeen(stage, outer, fold, frozenset(subj[fold.train]), frozenset(subj[fold.test]), done.is_file()))
-        if done.is_file():
-            return pd.read_csv(done, dtype={"image": str, "subject": str, "fold": str})
-        images, keys = self.images(image_size(config))
-        train, test = split(self.dataset, images, keys, fold)
-        ctx = Context(seed=self.seed, device=self.device, profile=self.profile, cache_dir=cache_dir())
-        method = spec.load()(config, ctx)
-        start = time.perf_counter()
-        method.fit(train)
-        pred = method.predict(test)
-        if not isinstance(pred, Predictions):
-            raise TypeError(f"{spec.name}: predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions")
-        if len(pred.labels) != len(test):
-            raise ValueError(f"{spec.name}: predict returned {len(pred.labels)} labels for {len(test)} test images")
-        rows = t.iloc[fold.test]
-        frame = pd.DataFrame({"image": rows["image"].to_numpy(), "subject": rows["subject"].to_numpy(),
-                              "y_true": rows["label"].to_numpy(), "y_pred": pred.labels, "score": np.round(pred.scores, 6),
-                              "fold": fold.subject, "seconds": round(time.perf_counter() - start, 3)})
-        job.mkdir(parents=True, exist_ok=True)
-        tmp = job / f".predictions.{os.getpid()}.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, done)
-        return frame
+            subj = self.dataset.table["subject"].to_numpy()
+            self.observer(FoldSeen(stage, outer, fold, frozenset(subj[fold.train]), frozenset(subj[fold.test]), done is not None))
+        if done is None:
+            task = FoldTask(spec, params, fold, job, self.seed, self.profile, self.device, self.sandbox, prefetch)
+            run_fold(task, self.dataset, self.images(image_size(params)))
+            done = read_fold(job)
+        return done[0]
 
-    def run(self, spec: MethodSpec, config, folds=None, stage: str = "loro", outer: str | None = None,
+    def run(self, spec: MethodSpec, params: dict, folds=None, stage: str = "loro", outer: str | None = None,
             on_fold: Callable[[int, pd.DataFrame], None] | None = None) -> pd.DataFrame:
         """Predictions of every fold (default: LORO over all subjects); `on_fold(i, frames so far)` after each."""
         frames = []
-        for i, f in enumerate(self.folds if folds is None else folds):
-            frames.append(self.fold_predictions(spec, config, f, stage, outer))
+        folds = self.folds if folds is None else folds
+        for i, f in enumerate(folds):
+            frames.append(self.fold_predictions(spec, params, f, stage, outer, prefetch=i < len(folds) - 1))
             if on_fold is not None:
                 on_fold(i, pd.concat(frames, ignore_index=True))
         return pd.concat(frames, ignore_index=True)

@@ -5,6 +5,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..evaluation.sandbox import SandboxSettings
+
 
 @dataclass
 class StudyOptions:
@@ -19,6 +21,7 @@ class StudyOptions:
     study_name: str | None = None
     out_dir: Path | None = None
     quiet: bool = False
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # outside methods
 
     def log(self, msg: str) -> None:
         """A progress line on stderr, unless quiet."""

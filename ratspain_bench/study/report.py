@@ -16,7 +16,6 @@ from ..paths import atomic_write_text
 SENSITIVITY_COLUMNS = ["param", "value", "pooled_f1", "pooled_accuracy"]
 ANALYSIS_NOTE = ("scored on the test rats of each LORO fold: an analysis of sensitivity, not a tuning result "
                  "(use `study tune` for hyper-parameters chosen without the test rat)")
-SYMBOLS = {"lambda": "λ", "delta": "δ", "k_high": "$K_h$"}
 STYLES = [("tab:red", "*"), ("tab:green", "o"), ("tab:blue", "^"), ("tab:purple", "s"), ("tab:orange", "D"), ("tab:brown", "v")]
 
 
@@ -38,8 +37,9 @@ def _fmt(x, digits: int = 4) -> str:
 # ---------------------------------------------------------------- sensitivity
 
 
-def sensitivity_figure(rows: pd.DataFrame, path: Path, title: str, defaults: dict | None = None) -> Path:
-    """One panel per parameter (F1 against the parameter's grid values, evenly spaced), as Figure 5."""
+def sensitivity_figure(rows: pd.DataFrame, path: Path, title: str, defaults: dict | None = None, symbols: dict | None = None) -> Path:
+    """One panel per parameter (F1 against the parameter's grid values, evenly spaced), as Figure 5;
+    `symbols`: axis labels the method declares (`PLOT_SYMBOLS`, e.g. lambda -> λ)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,7 +64,7 @@ def sensitivity_figure(rows: pd.DataFrame, path: Path, title: str, defaults: dic
             at = [j for j, v in enumerate(sub["value"]) if _same(v, defaults[p])]
             for j in at:
                 ax.axvline(j, color="grey", linestyle=":", linewidth=1)
-        sym = SYMBOLS.get(p, p)
+        sym = (symbols or {}).get(p, p)
         ax.set_xlabel(sym)
         ax.set_ylabel("pooled F1 (LORO)")
         ax.set_ylim(max(0.0, lo), 1.06)

@@ -1,6 +1,7 @@
 """One-at-a-time sensitivity analysis (the paper's Figure 5), driven by Optuna's GridSampler.
 
-Design: one Optuna study over the grid's points, a categorical parameter `point` = "NAME=VALUE"
+Design: one Optuna study over the grid's points (default: the method's declared `SENSITIVITY_GRID`,
+for PainSeeker the paper's Figure 5), a categorical parameter `point` = "NAME=VALUE"
 (e.g. `lambda=0.5`), so that a single `--study-name` covers the whole figure and any number of
 parameters and values; the grid sampler hands each worker an unvisited point. Each point is a full
 leave-one-rat-out run of the method with NAME=VALUE and every other parameter at its default (plus
@@ -27,29 +28,25 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
-from ..methods.base import Context, config_params
+from ..evaluation.configure import configure_many, declaration
+from ..evaluation.identity import config_hash, safe_name
+from ..evaluation.predictions import score_frame
+from ..evaluation.record import Store, Tag
 from ..methods.registry import get_method
-from ..runner import config_hash, safe_name
 from . import report, runs
-from .evaluate import Evaluator, pooled
+from .evaluate import Evaluator
 from .options import StudyOptions
 from .space import check_against_config
 from .storage import default_storage_url, open_storage, redact
 from .workers import Heartbeat, fail_stale_trials
 
-FIGURE5_GRID: dict[str, list] = {"lambda": [0.05, 0.1, 0.5, 1, 1.5], "delta": [0.05, 0.1, 0.15, 0.2, 0.5],
-                                 "k_high": [3, 5, 10, 15, 20]}
-FIGURE5_DEFAULTS = {"lambda": 0.1, "delta": 0.2, "k_high": 5}
-
 
 @dataclass
 class SensitivityOptions(StudyOptions):
-    grid: dict | None = None  # {name: [values]}; None: the paper's Figure 5 grid
+    grid: dict | None = None  # {name: [values]}; None: the method's SENSITIVITY_GRID (PainSeeker: Figure 5)
     finetune: str | None = None
     n_trials: int | None = None  # at most this many points in this worker (default: until the grid is done)
     jobs: int = 1  # worker processes on this machine (each with cores // jobs torch threads)
-    data: str | None = None  # the --data argument, for worker processes
-    include_low_confidence: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ class Point:
     param: str
     value: object  # typed as the config field
     label: str  # "param=value", the Optuna categorical choice
-    config: object
+    params: dict  # the point's full config
 
 
 @dataclass
@@ -89,72 +86,43 @@ def parse_param(item: str) -> tuple[str, list[str]]:
     return name.strip(), vals
 
 
-def plan(opts: SensitivityOptions) -> tuple[object, list[Point], list[str]]:
-    """(base config, grid points, notes); every point's config is built now, so a typo fails before any work."""
+def plan(opts: SensitivityOptions) -> tuple[dict, list[Point], list[str]]:
+    """(base params, grid points, notes); every point's config is built now, so a typo fails before any work."""
     spec = get_method(opts.method)
     fixed = dict(opts.fixed)
     if opts.finetune is not None:
         fixed["finetune"] = opts.finetune
     notes = []
-    base = spec.checked_config(opts.profile, **fixed)
-    params = config_params(base)
-    grid = opts.grid if opts.grid is not None else FIGURE5_GRID
-    check_against_config(grid, params, opts.method, "--param")
-    if opts.grid is None and "k_high" in grid and "crop_size" not in fixed:
-        fixed, note = _regions_for(spec, opts, fixed, max(int(v) for v in grid["k_high"]))
-        if note:
-            notes.append(note)
-            base = spec.config(opts.profile, **fixed)
+    (base,) = configure_many(spec, opts.profile, [fixed], opts.sandbox)
+    grid = opts.grid if opts.grid is not None else declaration(spec, "sensitivity_grid", opts.sandbox)
+    if not grid:
+        raise InputError(f"{opts.method} declares no SENSITIVITY_GRID: give the grid with --param NAME=v1,v2,...")
+    check_against_config(grid, base, opts.method, "--param")
+    if opts.grid is None and "crop_size" not in fixed and spec.trusted:
+        extra, note = spec.load().study_settings(spec.checked_config(opts.profile, **fixed), grid)
+        notes += [note] if note else []
+        if extra:
+            fixed.update(extra)
+            (base,) = configure_many(spec, opts.profile, [fixed], opts.sandbox)
+    items = [(name, raw) for name, values in grid.items() for raw in values]
+    configs = configure_many(spec, opts.profile, [{**fixed, name: str(raw)} for name, raw in items], opts.sandbox, errors="return")
     points = []
-    for name, values in grid.items():
-        for raw in values:
-            try:
-                cfg = spec.config(opts.profile, **{**fixed, name: str(raw)})  # typed by the config field (1 -> 1.0 for floats)
-            except (KeyError, TypeError, ValueError) as e:
-                raise InputError(f"--param {name}={raw}: {e.args[0] if e.args else e}") from None
-            value = config_params(cfg)[name]
-            label = f"{name}={value}"
-            if any(p.label == label for p in points):
-                raise InputError(f"--param {name}: value {value} is listed twice")
-            points.append(Point(name, value, label, cfg))
+    for (name, raw), params in zip(items, configs):  # typed by the config field (1 -> 1.0 for floats)
+        if "error" in params and len(params) == 1:
+            raise InputError(f"--param {name}={raw}: {params['error']}")
+        label = f"{name}={params[name]}"
+        if any(p.label == label for p in points):
+            raise InputError(f"--param {name}: value {params[name]} is listed twice")
+        points.append(Point(name, params[name], label, params))
     opts.fixed = fixed
     return base, points, notes
 
 
-def _regions_for(spec, opts, fixed: dict, k_max: int) -> tuple[dict, str]:
-    """PainSeeker needs K regions > k_high: widen the crop (and image) until the backbone gives K > k_max."""
-    try:
-        cfg = spec.config(opts.profile, **fixed)
-        params = config_params(cfg)
-        if "crop_size" not in params or "image_size" not in params:
-            return fixed, ""
-        method = spec.load()(cfg, Context(seed=opts.seed, device="cpu", profile=opts.profile))
-        if not hasattr(method, "probe"):
-            return fixed, ""
-        k, _ = method.probe()
-        if k > k_max:
-            return fixed, ""
-        crop, size = int(params["crop_size"]), int(params["image_size"])
-        margin = size - crop
-        for _ in range(24):  # the smallest crop (in steps of 8 px) that gives K > k_max: features cost ~ crop^2
-            crop += 8
-            trial = {**fixed, "crop_size": crop, "image_size": crop + margin}
-            k, _ = spec.load()(spec.config(opts.profile, **trial), Context(seed=opts.seed, device="cpu")).probe()
-            if k > k_max:
-                return trial, (f"k_high up to {k_max} needs more than {k_max} regions: crop_size raised to {crop} and "
-                               f"image_size to {crop + margin} ({k} regions) for every point of this study")
-    except Exception as e:  # a backbone that cannot be probed here: run as configured
-        return fixed, f"could not check the number of regions ({type(e).__name__}: {e})"
-    return fixed, ""
+def _worker_main(dataset, opts: SensitivityOptions) -> None:
+    run_sensitivity(dataset, opts, write_outputs=False)
 
 
-def _worker_main(opts: SensitivityOptions) -> None:
-    from ..data import load_dataset
-
-    run_sensitivity(load_dataset(opts.data, opts.include_low_confidence), opts, write_outputs=False)
-
-
-def _spawn_workers(opts: SensitivityOptions, study_name: str, storage_url: str) -> list:
+def _spawn_workers(dataset, opts: SensitivityOptions, study_name: str, storage_url: str) -> list:
     """`jobs - 1` worker processes on the same study; every process gets cores // jobs threads."""
     import dataclasses
     import multiprocessing as mp
@@ -168,7 +136,7 @@ def _spawn_workers(opts: SensitivityOptions, study_name: str, storage_url: str) 
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     try:
-        procs = [mp.get_context("spawn").Process(target=_worker_main, args=(sub,), daemon=False) for _ in range(opts.jobs - 1)]
+        procs = [mp.get_context("spawn").Process(target=_worker_main, args=(dataset, sub), daemon=False) for _ in range(opts.jobs - 1)]
         for p in procs:
             p.start()
     finally:
@@ -220,7 +188,7 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
     base, points, notes = plan(opts)
     for n in notes:
         opts.log(f"note: {n}")
-    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer)
+    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
     study_name = opts.study_name or default_study_name(opts, points, ev.fingerprint)
     storage_url = opts.storage or default_storage_url(opts.runs_dir)
     storage = open_storage(storage_url, opts.runs_dir)
@@ -237,24 +205,23 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
                      "fixed": json.dumps(opts.fixed, default=str), "points": labels, "fingerprint": ev.fingerprint}.items():
             study.set_user_attr(k, v)
 
-    c = runs.client(opts.runs_dir, opts.tracking_uri)
-    exp = runs.experiment(c, dataset.name, opts.runs_dir)
+    c = Store(opts.runs_dir, opts.tracking_uri)
+    exp = runs.experiment(c, dataset.name)
     sid = runs.study_id(redact(storage_url), study_name)
-    defaults = {p: config_params(base)[p] for p in dict.fromkeys(pt.param for pt in points)}
+    defaults = {p: base[p] for p in dict.fromkeys(pt.param for pt in points)}
     parent = runs.parent_run(c, exp, sid, f"sensitivity {opts.method} ({study_name})", {
-        "ratspain.study_kind": "sensitivity", "ratspain.study": study_name, "ratspain.method": opts.method,
-        "ratspain.dataset": dataset.name, "ratspain.dataset_fingerprint": ev.fingerprint, "ratspain.profile": opts.profile,
-        "ratspain.scored_on": "test rats (analysis, not tuning)", "ratspain.storage": redact(storage_url)},
+        Tag.STUDY_KIND: "sensitivity", Tag.STUDY: study_name, Tag.METHOD: opts.method,
+        Tag.DATASET: dataset.name, Tag.FINGERPRINT: ev.fingerprint, Tag.PROFILE: opts.profile,
+        Tag.SCORED_ON: "test rats (analysis, not tuning)", Tag.STORAGE: redact(storage_url)},
         {"method": opts.method, "profile": opts.profile, "seed": opts.seed, "grid": ";".join(labels),
          "fixed": json.dumps(opts.fixed, default=str), "defaults": json.dumps(defaults, default=str),
          "study": study_name, "storage": redact(storage_url), "dataset": dataset.name})
 
     def log_child(t) -> None:
         p = by_label[t.params["point"]]
-        runs.trial_run(c, exp, parent, t.number, f"{p.label}", {"ratspain.param": p.param, "ratspain.value": str(p.value),
-                                                                 "ratspain.status": "complete"},
+        runs.trial_run(c, exp, parent, t.number, f"{p.label}", {Tag.PARAM: p.param, Tag.VALUE: str(p.value), Tag.STATUS: "complete"},
                        {"point": p.label, "param": p.param, "value": p.value, "config_hash": t.user_attrs.get("config_hash", ""),
-                        **{f"cfg.{k}": v for k, v in config_params(p.config).items()}},
+                        **{f"cfg.{k}": v for k, v in p.params.items()}},
                        {"pooled_f1": t.user_attrs["pooled_f1"], "pooled_accuracy": t.user_attrs["pooled_accuracy"],
                         "seconds": t.user_attrs.get("seconds", 0.0)})
 
@@ -270,16 +237,16 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
                 raise optuna.TrialPruned(f"{label} is done by trial {t.number}")
         trial.set_user_attr("param", p.param)
         trial.set_user_attr("value", p.value if isinstance(p.value, (int, float, str, bool)) else str(p.value))
-        trial.set_user_attr("config_hash", config_hash(spec, p.config))
+        trial.set_user_attr("config_hash", config_hash(spec.family, p.params))
         with Heartbeat(trial):
             t0 = time.perf_counter()
             opts.log(f"[sensitivity] {label}: LORO over {len(ev.folds)} rats (trial {trial.number})")
             try:
-                frame = ev.run(spec, p.config)
+                frame = ev.run(spec, p.params)
             except Exception as e:
                 trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
                 raise
-            s = pooled(frame)["pooled"]
+            s = score_frame(frame)["pooled"]
             trial.set_user_attr("pooled_f1", float(s["f1"]))
             trial.set_user_attr("pooled_accuracy", float(s["accuracy"]))
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
@@ -325,7 +292,7 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
         # the first point here (it fills the decoded-image and feature caches), then jobs - 1 more worker processes
         ran = work(1)
         budget = None if opts.n_trials is None else opts.n_trials - ran
-        helpers = _spawn_workers(opts, study_name, storage_url) if budget is None or budget > 0 else []
+        helpers = _spawn_workers(dataset, opts, study_name, storage_url) if budget is None or budget > 0 else []
         ran += work(budget)
         for proc in helpers:
             proc.join()
@@ -348,7 +315,8 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
     csv = report.atomic_csv(rows, out / "sensitivity.csv")
     title = (f"{opts.method} sensitivity on {dataset.name} ({opts.profile} profile): pooled LORO F1, one parameter at a time\n"
              "scored on the test rats: an analysis, not a tuning result")
-    png = report.sensitivity_figure(rows, out / "sensitivity.png", title, defaults)
+    symbols = dict(getattr(spec.load(), "PLOT_SYMBOLS", {})) if spec.trusted else {}
+    png = report.sensitivity_figure(rows, out / "sensitivity.png", title, defaults, symbols)
     meta = {"method": opts.method, "dataset": dataset.name, "defaults": defaults, "profile": opts.profile, "fixed": opts.fixed,
             "study": study_name, "storage": redact(storage_url), "seed": opts.seed, "seconds": seconds, "failed": failed}
     md = report.write_text(out / "sensitivity.md", report.sensitivity_markdown(rows, meta) +

@@ -3,8 +3,8 @@
 Where `study tune` finds a method's space, first match wins:
 1. `--space NAME=SPEC` on the command line (all of them replace the declared space);
 2. a submission's `[search_space]` table in its `submission.toml`;
-3. a `SEARCH_SPACE` dict on the method class or its `Config` class (same format as the TOML table);
-4. the built-in spaces of the built-in families (`BUILTIN_SPACES`).
+3. a `SEARCH_SPACE` dict on the method class or its `Config` class (same format as the TOML table),
+   declared in the method's own file (the built-in families do so).
 
 TOML format, one entry per config parameter (public names):
     C = { low = 0.001, high = 100.0, log = true }   # float (low/high floats), log scale
@@ -15,20 +15,7 @@ Command line: `NAME=LOW..HIGH`, `NAME=LOW..HIGH:log`, or `NAME=a,b,c` (choices).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 from ..errors import InputError
-
-# Built-in families. PainSeeker: the ranges of the paper's Figure 5 grid (lambda 0.05-1.5, delta
-# 0.05-0.5, k_high 3-20), a little wider; k_high must stay below the number of regions K (49 for
-# ResNet-18 at 224 px crops), a trial whose k_high is too large fails and the search goes on.
-BUILTIN_SPACES: dict[str, dict[str, dict]] = {
-    "painseeker": {"lambda": {"low": 0.01, "high": 2.0, "log": True}, "delta": {"low": 0.01, "high": 0.5},
-                   "k_high": {"low": 1, "high": 20}},
-    "lbp": {"C": {"low": 0.001, "high": 100.0, "log": True}},
-    "timm": {"lr": {"low": 1e-5, "high": 1e-2, "log": True}, "weight_decay": {"low": 1e-5, "high": 0.1, "log": True}},
-}
-
 
 @dataclass(frozen=True)
 class Dim:
@@ -131,32 +118,17 @@ def parse_cli_dim(item: str) -> Dim:
     return Dim(name, "categorical", choices=tuple(values))
 
 
-def submission_folder(spec) -> Path | None:
-    """The folder of a submission-registered method (None for other sources)."""
-    src = spec.source or ""
-    if src.startswith("submission (") and src.endswith(")"):
-        folder = Path(src[len("submission ("):-1])
-        if (folder / "submission.toml").is_file():
-            return folder
-    return None
-
-
-def declared_space(spec) -> tuple[dict[str, Dim], str]:
+def declared_space(spec, sandbox=None) -> tuple[dict[str, Dim], str]:
     """(space, where it came from) for a registered method; empty when it declares none."""
-    folder = submission_folder(spec)
-    if folder is not None:
-        from ..methods.registry import read_submission_metadata
+    from ..evaluation.configure import declaration
+    from ..evaluation.sandbox import SandboxSettings
 
-        meta = read_submission_metadata(folder)
-        if meta.get("search_space"):
-            return parse_space(meta["search_space"], f"{folder / 'submission.toml'} [search_space]"), f"{folder / 'submission.toml'}"
-    cls = spec.load()
-    for owner in (cls, getattr(cls, "Config", None)):
-        table = getattr(owner, "SEARCH_SPACE", None) if owner is not None else None
-        if table:
-            return parse_space(dict(table), f"{owner.__qualname__}.SEARCH_SPACE"), f"{owner.__module__}.{owner.__qualname__}.SEARCH_SPACE"
-    if spec.family in BUILTIN_SPACES:
-        return parse_space(BUILTIN_SPACES[spec.family]), f"built-in space of the {spec.family} family"
+    if spec.folder is not None and spec.meta.get("search_space"):
+        toml = spec.folder / "submission.toml"
+        return parse_space(spec.meta["search_space"], f"{toml} [search_space]"), str(toml)
+    table = declaration(spec, "search_space", sandbox or SandboxSettings())
+    if table:
+        return parse_space(table, f"{spec.name} SEARCH_SPACE"), f"SEARCH_SPACE declared by {spec.name} ({spec.source})"
     return {}, ""
 
 

@@ -26,11 +26,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..methods.base import config_params
+from ..evaluation.configure import configure_many
+from ..evaluation.identity import config_hash, safe_name
+from ..evaluation.predictions import score_frame
+from ..evaluation.record import Store, Tag
 from ..methods.registry import get_method
-from ..runner import config_hash, safe_name
+from ..protocol import inner_folds
 from . import report, runs
-from .evaluate import Evaluator, inner_folds, pooled
+from .evaluate import Evaluator
 from .options import StudyOptions
 from .sensitivity import folder_name
 from .space import check_against_config, declared_space, parse_cli_dim
@@ -65,20 +68,20 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
     spec = get_method(opts.method)
-    base = spec.checked_config(opts.profile, **opts.fixed)
+    (base,) = configure_many(spec, opts.profile, [opts.fixed], opts.sandbox)
     if opts.space:
         space = {d.name: d for d in map(parse_cli_dim, opts.space)}
         source = "--space"
     else:
-        space, source = declared_space(spec)
+        space, source = declared_space(spec, opts.sandbox)
     if not space:
         raise InputError(f"{opts.method} declares no search space: add a [search_space] table to its submission.toml, "
                          "a SEARCH_SPACE dict to its class, or pass --space NAME=LOW..HIGH")
-    check_against_config(space, config_params(base), opts.method, source)
+    check_against_config(space, base, opts.method, source)
     if dataset.table["subject"].nunique() < 3:
         raise InputError(f"{dataset.source}: nested LORO needs at least 3 subjects (an inner LORO over at least 2 training rats)")
 
-    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer)
+    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
     described = [d.describe() for d in space.values()]
     digest = hashlib.sha1(json.dumps({"m": opts.method, "p": opts.profile, "f": opts.fixed, "s": described, "seed": opts.seed,
                                       "d": ev.fingerprint}, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -86,18 +89,17 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
     storage_url = opts.storage or default_storage_url(opts.runs_dir)
     storage = open_storage(storage_url, opts.runs_dir)
 
-    c = runs.client(opts.runs_dir, opts.tracking_uri)
-    exp = runs.experiment(c, dataset.name, opts.runs_dir)
+    c = Store(opts.runs_dir, opts.tracking_uri)
+    exp = runs.experiment(c, dataset.name)
     parent = runs.parent_run(c, exp, runs.study_id(redact(storage_url), study_name), f"tune {opts.method} ({study_name})", {
-        "ratspain.study_kind": "tune", "ratspain.study": study_name, "ratspain.method": opts.method, "ratspain.dataset": dataset.name,
-        "ratspain.dataset_fingerprint": ev.fingerprint, "ratspain.profile": opts.profile, "ratspain.scored_on": "nested LORO",
-        "ratspain.storage": redact(storage_url)},
+        Tag.STUDY_KIND: "tune", Tag.STUDY: study_name, Tag.METHOD: opts.method, Tag.DATASET: dataset.name,
+        Tag.FINGERPRINT: ev.fingerprint, Tag.PROFILE: opts.profile, Tag.SCORED_ON: "nested LORO", Tag.STORAGE: redact(storage_url)},
         {"method": opts.method, "profile": opts.profile, "seed": opts.seed, "space": "; ".join(described), "space_source": source,
          "fixed": json.dumps(opts.fixed, default=str), "study": study_name, "storage": redact(storage_url), "dataset": dataset.name})
 
     outer_rows, outer_frames, imps = [], [], []
     for i, outer in enumerate(ev.folds):
-        inner = inner_folds(dataset, outer)
+        inner = inner_folds(dataset.table["subject"], outer, dataset.table["image"])
         name = f"{study_name}/outer-{outer.subject}"
         probe = optuna.load_study(study_name=name, storage=storage) if name in _names(storage) else None
         busy = probe is not None and any(t.state == TrialState.RUNNING for t in probe.get_trials(deepcopy=False))
@@ -113,14 +115,14 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
         def objective(trial, outer=outer, inner=inner):
             params = {n: d.suggest(trial) for n, d in space.items()}
             try:
-                cfg = spec.config(opts.profile, **{**opts.fixed, **params})
-            except (KeyError, TypeError, ValueError) as e:
-                trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+                (cfg,) = configure_many(spec, opts.profile, [{**opts.fixed, **params}], opts.sandbox)
+            except InputError as e:
+                trial.set_user_attr("error", str(e))
                 raise
-            trial.set_user_attr("config_hash", config_hash(spec, cfg))
+            trial.set_user_attr("config_hash", config_hash(spec.family, cfg))
 
             def on_fold(k: int, frame: pd.DataFrame) -> None:
-                f1 = float(pooled(frame)["pooled"]["f1"])
+                f1 = float(score_frame(frame)["pooled"]["f1"])
                 trial.report(f1, k)
                 if opts.prune and k < len(inner) - 1 and trial.should_prune():
                     trial.set_user_attr("pruned_after_inner_folds", k + 1)
@@ -134,7 +136,7 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
                 except Exception as e:
                     trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
                     raise
-            s = pooled(frame)["pooled"]
+            s = score_frame(frame)["pooled"]
             trial.set_user_attr("inner_pooled_f1", float(s["f1"]))
             trial.set_user_attr("inner_pooled_accuracy", float(s["accuracy"]))
             return float(s["f1"])
@@ -149,9 +151,9 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
         row = {"subject": outer.subject, **counts, "params": None, "inner_f1": None, "f1": None, "accuracy": None, "best_trial": None}
         if counts["complete"]:
             best = study.best_trial
-            cfg = spec.config(opts.profile, **{**opts.fixed, **best.params})
+            (cfg,) = configure_many(spec, opts.profile, [{**opts.fixed, **best.params}], opts.sandbox)
             frame = ev.fold_predictions(spec, cfg, outer, stage="outer", outer=outer.subject)
-            s = pooled(frame)["pooled"]
+            s = score_frame(frame)["pooled"]
             row.update(params={k: _jsonable(v) for k, v in best.params.items()}, inner_f1=float(best.value), f1=float(s["f1"]),
                        accuracy=float(s["accuracy"]), best_trial=best.number)
             outer_frames.append(frame.assign(**{f"chosen_{k}": v for k, v in best.params.items()}))
@@ -166,7 +168,7 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
     nested = {"folds_scored": len(outer_frames)}
     preds = pd.concat(outer_frames, ignore_index=True) if outer_frames else None
     if preds is not None:
-        p = pooled(preds)["pooled"]
+        p = score_frame(preds)["pooled"]
         nested.update({k: float(p[k]) for k in ("f1", "accuracy", "balanced_accuracy", "mcc")})
     importance = {}
     if imps:
@@ -213,5 +215,5 @@ def _log_trials(c, exp, parent, study, outer_subject: str) -> None:
         metrics = {"inner_pooled_f1": t.value} if t.value is not None else {}
         metrics.update({f"inner_f1_after_{k + 1}_folds": v for k, v in steps.items()})
         runs.trial_run(c, exp, parent, key, f"outer {outer_subject} trial {t.number}",
-                       {"ratspain.outer": outer_subject, "ratspain.trial_state": t.state.name.lower(), "ratspain.status": "complete"},
+                       {Tag.OUTER: outer_subject, Tag.TRIAL_STATE: t.state.name.lower(), Tag.STATUS: "complete"},
                        {**{k: _jsonable(v) for k, v in t.params.items()}, "config_hash": t.user_attrs.get("config_hash", "")}, metrics)

@@ -1,12 +1,11 @@
-"""Outside submissions: validation of method folders and of prediction-only submissions.
+"""Outside submissions: validation of method folders and of prediction-only entries.
 
 `validate(path)` returns a `Report` (one `Check` per line: PASS/FAIL/WARN/SKIP and what to fix):
-- a folder with `submission.toml` of kind `method`: metadata schema, then the code in child
-  processes with time and memory limits (import; interface; determinism; a LORO smoke run on a
-  tiny replica with the data files hidden), see `code`;
-- a folder of kind `predictions` (with `predictions.csv`), or a bare `.csv` file: the predictions
-  are checked against a dataset and scored by the harness; `record=True` adds them to MLflow as a
-  `predictions-only` run the leaderboard lists, see `predictions`.
+- a folder with `submission.toml` of kind `method`: metadata schema, then the code through the fold
+  path of `run`, sandboxed, on a tiny replica (import; interface; determinism; a LORO smoke run), see `code`;
+- a folder of kind `predictions` (with `predictions.csv`), or a bare `.csv` file: format checks against
+  a dataset, never a score; `record=True` (a maintainer's step) adds a folder's predictions to MLflow
+  as a predictions-only entry, see `predictions`.
 """
 from __future__ import annotations
 
@@ -17,8 +16,9 @@ from .checks import FAIL, PASS, SKIP, WARN, Check, Report
 __all__ = ["Check", "Report", "validate"]
 
 
-def validate(path, *, data=None, name: str | None = None, record: bool = False, runs_dir="ratspain-runs", tracking_uri=None,
-             time_limit: float = 600, import_timeout: float = 120, memory_mb: int = 4096, seed: int = 0) -> Report:
+def validate(path, *, data=None, name: str | None = None, record: bool = False, replace: bool = False, runs_dir="ratspain-runs",
+             tracking_uri=None, time_limit: float = 600, import_timeout: float = 120, memory_mb: int = 4096, seed: int = 0,
+             sandbox: bool = True) -> Report:
     from . import code, metadata
 
     path = Path(path)
@@ -45,21 +45,29 @@ def validate(path, *, data=None, name: str | None = None, record: bool = False, 
             if report.failed("metadata.entry_point") or report.failed("metadata.file"):
                 report.add("code", SKIP, "not checked: fix entry_point first")
                 return report
-            code.check_code(report, path, meta, time_limit=time_limit, import_timeout=import_timeout, memory_mb=memory_mb, seed=seed)
+            from ..evaluation.sandbox import unavailable
+
+            if sandbox and unavailable():
+                report.add("sandbox", FAIL, f"outside code runs only sandboxed, and {unavailable()}",
+                           "install bubblewrap, or pass --no-sandbox (the code then runs unisolated)")
+                return report
+            code.check_code(report, path, meta, time_limit=time_limit, import_timeout=import_timeout, memory_mb=memory_mb,
+                            seed=seed, sandbox=sandbox)
             return report
         csv_path = path / str(meta.get("predictions", "predictions.csv"))
     else:
         report = Report(str(path), "predictions")
-        report.add("metadata", SKIP, "a bare predictions file: no submission.toml (authors, licence) checked",
-                   "for the leaderboard, prefer a folder with predictions.csv and submission.toml (kind = \"predictions\")")
+        report.add("metadata", SKIP, "a bare predictions file: no submission.toml (authors, licence, dataset fingerprint) checked",
+                   "for the leaderboard, submit a folder with predictions.csv and submission.toml (kind = \"predictions\")")
         csv_path = path
-    return _predictions(report, csv_path, meta, data=data, name=name, record=record, runs_dir=runs_dir, tracking_uri=tracking_uri)
+    return _predictions(report, csv_path, meta, path.is_dir(), data=data, name=name, record=record, replace=replace,
+                        runs_dir=runs_dir, tracking_uri=tracking_uri)
 
 
-def _predictions(report: Report, csv_path: Path, meta: dict, *, data, name, record, runs_dir, tracking_uri) -> Report:
+def _predictions(report: Report, csv_path: Path, meta: dict, folder: bool, *, data, name, record, replace, runs_dir, tracking_uri) -> Report:
     from ..data import load_dataset
     from ..errors import InputError
-    from . import predictions
+    from . import code, predictions
 
     try:
         dataset = load_dataset(data)
@@ -76,12 +84,29 @@ def _predictions(report: Report, csv_path: Path, meta: dict, *, data, name, reco
         report.add("predictions.format", FAIL, f"{csv_path}: no such file", "put predictions.csv next to submission.toml")
         return report
     frame = predictions.check(report, csv_path, dataset)
-    if frame is None or not report.ok:
+    if frame is None:
         return report
-    label = name or meta.get("name") or (frame["_method"].iloc[0] if "_method" in frame.columns and frame["_method"].iloc[0] else csv_path.stem)
+    predictions.y_true_warning(report, csv_path, frame)
+    if record and not folder:
+        report.add("record", FAIL, "a bare CSV cannot be recorded", "put it in a folder with submission.toml (kind, name, authors, "
+                                                                    "contact, paper, licence, dataset_fingerprint)")
+        return report
+    if meta.get("dataset_fingerprint") or record:
+        predictions.check_fingerprint(report, meta, dataset)
+    label = name or meta.get("name") or (frame["_method"].iloc[0] or csv_path.stem)
     report.extra["name"] = label
-    if record:
-        predictions.record(report, frame, dataset, str(label), meta, runs_dir, tracking_uri, str(csv_path))
+    if not report.ok:
+        return report
+    if not record:
+        report.add("record", SKIP, "format checked; not scored here (a maintainer records it with --record, and the leaderboard "
+                                   "shows it under \"predictions only, not reproduced\")")
     else:
-        report.add("record", SKIP, "not recorded (add --record to put it on the leaderboard)")
+        taken = code.builtin_names() | {s.name for s in _registered()}
+        predictions.record(report, frame, dataset, str(label), meta, runs_dir, tracking_uri, str(csv_path), replace, taken)
     return report
+
+
+def _registered():
+    from ..methods.registry import default_registry
+
+    return default_registry().specs()

@@ -1,165 +1,207 @@
-"""Checks of a method submission's code, each in a child process with time and memory limits.
+"""Checks of a method submission's code: the fold path of `run`, sandboxed, on a tiny replica.
 
-1. import (time limit `import_timeout`): the module imports, the class is a `Method` with a dataclass
-   `Config`, `[config]` and `[search_space]` name real fields;
-2. run (time limit `time_limit`, memory limit `memory_mb` as RLIMIT_DATA, which counts the heap and
-   private mappings but not shared libraries, so torch still loads): on a tiny replica (3 rats) the
-   interface (fit/predict, Predictions shape, labels in {0,1}, probabilities in [0,1]), determinism
-   (a second fit with the same seed predicts the same), and a full leave-one-rat-out smoke run.
-   The data folder is renamed away after the images are loaded, so a method that reads the
-   manifest (and the test labels in it) fails; `TestSet` itself carries no labels.
+1. import (a sandboxed worker, time limit `import_timeout`): the module imports, the class is a
+   `Method` with a dataclass `Config`, `[config]` and `[search_space]` name real fields;
+2. on a tiny replica (3 rats, 30 images), through `evaluation.fold.run_fold` exactly as `run` calls it
+   (one sandboxed worker per fold, `time_limit` per fold, `memory_mb` of memory counting shared
+   mappings where a cgroup can be made): the interface (fit/predict, one 0/1 label and one
+   probability of pain per test image), determinism (the same fold again gives the same
+   predictions), and a full leave-one-rat-out smoke run.
+Every verdict is computed here, from what the worker returned; the worker never sees a test label,
+the dataset's files or this process.
 """
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
+import time
 from pathlib import Path
 
-from .checks import FAIL, SKIP, Check, Report
+import numpy as np
+
+from ..errors import InputError
+from ..evaluation.fold import FoldError, FoldTask, image_size, read_fold, run_fold
+from ..evaluation.predictions import score_frame
+from ..evaluation.sandbox import SandboxSettings, describe
+from ..methods.registry import MethodSpec
+from ..protocol import leave_one_subject_out
+from .checks import FAIL, PASS, SKIP, Check, Report
 
 TINY_COUNTS = {"1": {"no_pain": 5, "moderate": 5}, "2": {"no_pain": 5, "moderate": 4, "severe": 1}, "3": {"no_pain": 4, "moderate": 6}}
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+FIX = {
+    "shape": "return Predictions(labels, scores) with two 1-d arrays of len(test) entries, one per test image, in TestSet order",
+    "labels": "return hard labels 0 (no pain) or 1 (pain), e.g. (prob >= 0.5).astype(int)",
+    "probabilities": "return scores = the probability of pain in [0, 1] (e.g. predict_proba(X)[:, 1] or a sigmoid), never logits or NaN",
+    "predict_type": "return ratspain_bench.methods.Predictions(labels=..., scores=...) from predict()",
+    "determinism": "derive every random choice from self.context.seed (np.random.default_rng(seed), random_state=seed, "
+                   "torch.manual_seed(seed)); do not use unseeded np.random / random / time",
+    "data_access": "use only the TrainSet/TestSet arguments: the sandbox shows your code nothing of the dataset, "
+                   "and the harness holds the test labels",
+}
 
 
 def make_tiny_replica(out: Path, seed: int = 0, size: int = 64) -> Path:
-    """A 3-rat, 30-image replica (a blob dataset when the renderer is unavailable)."""
-    try:
-        from ..data.synth import generate_replica
+    from ..data.synth import generate_replica
 
-        generate_replica(out, seed=seed, size=size, counts=TINY_COUNTS, jobs=1)
-        return out
-    except ImportError:
-        return _blobs(out, size, seed)
+    generate_replica(out, seed=seed, size=size, counts=TINY_COUNTS, jobs=1)
+    return out
 
 
-def _blobs(root: Path, size: int, seed: int) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    rows = ["path,subject,level"]
-    for s, counts in TINY_COUNTS.items():
-        levels = [0] * counts.get("no_pain", 0) + [1] * counts.get("moderate", 0) + [2] * counts.get("severe", 0)
-        for i, level in enumerate(levels):
-            img = rng.integers(40, 90, (size, size, 3)).astype(np.uint8)
-            c = size // 2 + int(rng.integers(-4, 5))
-            img[c - 6:c + 6, c - 6:c + 6] = 220 if level else 10
-            name = f"images/{s}_{i:02d}.png"
-            Image.fromarray(img).save(root / name)
-            rows.append(f"{name},{s},{level}")
-    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return root
+def spec_of(folder: Path, meta: dict) -> MethodSpec:
+    return MethodSpec(meta["name"], meta["name"], None, tuple((meta.get("config") or {}).items()), f"submission ({folder.name})",
+                      kind="submission", folder=Path(folder).resolve(), meta=meta)
 
 
-def _limits(memory_mb: int):
-    def apply() -> None:
-        import resource
-
-        if memory_mb > 0:
-            limit = memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
-
-
-def run_child(task: str, args: dict, timeout: float, memory_mb: int, work: Path) -> tuple[list[dict], str | None, str]:
-    """(result lines, None or why it stopped early, output tail)."""
-    result = work / f"{task}.jsonl"
-    env = dict(os.environ, RATSPAIN_CACHE_DIR=str(work / "cache"), PYTHONPATH=os.pathsep.join(
-        p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")) if p), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "ratspain_bench.submit.child", task, json.dumps(args), str(result)]
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, preexec_fn=_limits(memory_mb))
-    stopped = None
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        stopped = f"time limit of {timeout:.0f} s exceeded"
-    if stopped is None and proc.returncode < 0:
-        sig = -proc.returncode
-        stopped = f"killed by signal {signal.Signals(sig).name}" + (" (out of memory?)" if sig == signal.SIGKILL else "")
-    lines = []
-    if result.is_file():
-        for line in result.read_text(encoding="utf-8").splitlines():
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    if stopped is None and proc.returncode != 0 and not any(x.get("status") == FAIL for x in lines):
-        stopped = f"exited with code {proc.returncode}"
-    tail = "\n".join((output or "").strip().splitlines()[-8:])
-    return lines, stopped, tail
+def _import_failure(report: Report, reason: str, entry_point: str, timeout: float) -> None:
+    reason = reason.split("cannot load the method in its sandbox: ", 1)[-1]
+    if reason.startswith("ModuleNotFoundError"):
+        module = reason.split("'")[1] if "'" in reason else "?"
+        report.add("import", FAIL, reason, f"install {module!r} in the benchmark's environment (and list it in your README), or do not import it")
+    elif reason.startswith("SyntaxError") or "syntax error" in reason:
+        report.add("import", FAIL, reason, "fix the syntax error")
+    elif "is not a ratspain_bench.methods.Method subclass" in reason:
+        report.add("import", PASS, f"imported {entry_point} (sandboxed worker)")
+        report.add("interface.class", FAIL, reason, "write `class MyMethod(Method):` with `from ratspain_bench.methods import Method`")
+    elif "time limit" in reason:
+        report.add("import", FAIL, f"stopped during import: {reason}",
+                   f"importing must take less than {timeout:.0f} s: do heavy work in fit(), not at import")
+    elif "AttributeError" in reason or "cannot import" in reason:
+        report.add("import", FAIL, reason, f"check entry_point {entry_point!r}: the module must define that class")
+    else:
+        report.add("import", FAIL, reason, "importing the module must not fail: move work out of module level into fit()")
 
 
-def _collect(report: Report, lines: list[dict], stopped: str | None, tail: str, stage_fix: dict) -> bool:
-    """Add the child's checks to the report; True when the child finished with no failure."""
-    stage = None
-    for x in lines:
-        if "stage" in x:
-            stage = x["stage"]
-        else:
-            report.add(x["check"], x["status"], x["message"], x.get("fix", ""))
-    if stopped:
-        name = {"import": "import", "data": "harness.data", "interface": "interface.fit", "determinism": "interface.determinism",
-                "loro": "loro.smoke"}.get(stage or "", "import")
-        detail = f"; last output: {tail.splitlines()[-1][:200]}" if tail else ""
-        report.add(name, FAIL, f"stopped during {stage or 'start-up'}: {stopped}{detail}", stage_fix.get(stage or "", stage_fix["default"]))
-        return False
-    return not any(x.get("status") == FAIL for x in lines if "check" in x)
+def _interface(report: Report, spec: MethodSpec, info: dict) -> dict | None:
+    """Checks of the class and its config from the worker's description; the resolved params, or None."""
+    entry = spec.meta["entry_point"]
+    report.add("import", PASS, f"imported {entry} in {info.get('import_seconds', 0):.1f} s (sandboxed worker)")
+    missing = info.get("missing") or []
+    if missing:
+        report.add("interface.class", FAIL, f"{info.get('class', '?')} does not implement {', '.join(missing)}",
+                   "define fit(self, train) and predict(self, test) -> Predictions")
+        return None
+    if not info.get("config_dataclass"):
+        report.add("interface.class", FAIL, f"{info.get('class', '?')}.Config is missing or not a dataclass",
+                   "add `Config = MyConfig` where MyConfig is a @dataclass(frozen=True) of the method's parameters")
+        return None
+    report.add("interface.class", PASS, f"{info.get('class')}(Method) with Config {info.get('config_class')}")
+    params = info["configs"][0]
+    if "error" in params and len(params) == 1:
+        report.add("interface.config", FAIL, f"[config] does not fit the Config: {params['error']}",
+                   f"use only fields of the Config in [config]: {', '.join(info.get('fields', []))}")
+        return None
+    bad = [n for n in (spec.meta.get("search_space") or {}) if n not in params]
+    if bad:
+        report.add("interface.config", FAIL, f"[search_space] names {', '.join(bad)}, not fields of the Config",
+                   f"search only Config fields: {', '.join(params)}")
+        return None
+    report.add("interface.config", PASS, f"config {', '.join(f'{k}={v}' for k, v in params.items())}")
+    return params
+
+
+def _fold_failure(report: Report, stage: str, e: FoldError, settings: SandboxSettings) -> None:
+    error = str(e)
+    reason = error.split(": ", 1)[-1] if ", fold " in error else error
+    if e.rule:
+        report.add(f"interface.{e.rule}", FAIL, f"predict(test) returned invalid predictions: {reason.removeprefix('invalid predictions: ')}",
+                   FIX[e.rule])
+    elif reason.startswith(("FileNotFoundError", "PermissionError", "IsADirectoryError")):
+        report.add("loro.data_access", FAIL, f"{reason}: the method read the dataset from disk", FIX["data_access"])
+    elif "limit" in reason and "exceeded" in reason:
+        report.add("loro.smoke" if stage == "loro" else f"interface.{'determinism' if stage == 'determinism' else 'fit'}", FAIL,
+                   f"stopped during {stage}: {reason}",
+                   f"each fold must finish within {settings.time_limit:.0f} s and {settings.memory_mb} MiB "
+                   "(set --time-limit/--memory-limit when validating a larger method)")
+    else:
+        report.add("interface.fit" if stage != "loro" else "loro.smoke", FAIL, f"fit/predict raised {reason}",
+                   "make it work on the tiny dataset; run the method by hand on TrainSet/TestSet to debug")
+
+
+def _shape_checks(report: Report, frame, n: int) -> None:
+    labels, scores = frame["y_pred"].to_numpy(), frame["score"].to_numpy(float)
+    report.add("interface.predict_type", PASS, "predict returned Predictions")
+    report.add("interface.shape", PASS, f"{n} labels and {n} scores for {n} test images")
+    report.add("interface.labels", PASS, f"labels in {{0, 1}} (counts {np.bincount(labels, minlength=2).tolist()})")
+    report.add("interface.probabilities", PASS, f"scores in [0, 1] (range {scores.min():.3f} to {scores.max():.3f})")
 
 
 def check_code(report: Report, folder: Path, meta: dict, *, time_limit: float = 600, import_timeout: float = 120,
-               memory_mb: int = 4096, seed: int = 0) -> None:
-    folder = Path(folder).resolve()
-    args = {"folder": str(folder), "entry_point": meta["entry_point"], "config": meta.get("config", {}) or {},
-            "search_space": list((meta.get("search_space") or {}).keys()), "seed": seed}
-    fixes = {"default": "make the module import quickly and the method fit the tiny dataset within the limits",
-             "import": f"importing must take less than {import_timeout:.0f} s: do heavy work in fit(), not at import",
-             "data": "the harness could not prepare the tiny dataset for this config (image_size?)",
-             "interface": f"fit+predict on 20 tiny images must finish within {time_limit:.0f} s and {memory_mb} MiB",
-             "determinism": f"fit+predict on 20 tiny images must finish within {time_limit:.0f} s and {memory_mb} MiB",
-             "loro": f"the 3-fold smoke run must finish within {time_limit:.0f} s and {memory_mb} MiB "
-                     "(set --time-limit/--memory-limit when validating a larger method)"}
+               memory_mb: int = 4096, seed: int = 0, sandbox: bool = True) -> None:
+    from ..data import load_dataset
+    from ..data.cache import load_images
+
+    spec = spec_of(folder, meta)
+    settings = SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb or 1 << 20)
+    t0 = time.perf_counter()
+    try:
+        info = describe(spec, None, [dict(spec.params)], SandboxSettings(sandbox, import_timeout, settings.memory_mb))
+    except InputError as e:
+        _import_failure(report, str(e), meta["entry_point"], import_timeout)
+        if not report.failed("interface"):
+            report.add("interface", SKIP, "not run: the import checks failed")
+        return
+    info["import_seconds"] = time.perf_counter() - t0
+    params = _interface(report, spec, info)
+    if params is None:
+        return
     with tempfile.TemporaryDirectory(prefix="ratspain-validate-") as tmp:
         work = Path(tmp)
-        lines, stopped, tail = run_child("import", args, import_timeout, memory_mb, work)
-        if not _collect(report, lines, stopped, tail, fixes):
-            for name in ("interface", "loro"):
-                report.add(name, SKIP, "not run: the import checks failed")
+        dataset = load_dataset(make_tiny_replica(work / "tiny", seed=seed))
+        images, _ = load_images(dataset, image_size(params))
+        folds = leave_one_subject_out(dataset.table["subject"], dataset.table["image"])
+
+        def fold_run(stage: str, fold, root: str):
+            job = work / root / fold.subject
+            run_fold(FoldTask(spec, params, fold, job, seed, "quick", "cpu", settings), dataset, images)
+            return read_fold(job)[0]
+
+        stage = "interface"
+        try:
+            t = time.perf_counter()
+            first = fold_run(stage, folds[0], "a")
+            rats = ", ".join(sorted(set(dataset.table["subject"]) - {folds[0].subject}))
+            report.add("interface.fit", PASS, f"fit on the images of rats {rats} and predict on {len(first)} of rat "
+                                              f"{folds[0].subject} in {time.perf_counter() - t:.1f} s (sandboxed worker)")
+            _shape_checks(report, first, len(first))
+            stage = "determinism"
+            again = fold_run(stage, folds[0], "b")
+            differ = int((again["y_pred"] != first["y_pred"]).sum())
+            gap = float(np.max(np.abs(again["score"].to_numpy(float) - first["score"].to_numpy(float)), initial=0.0))
+            if differ or gap > 1e-6:
+                report.add("interface.determinism", FAIL, f"two runs with seed {seed} disagree: {differ}/{len(first)} labels differ, "
+                                                          f"scores differ by up to {gap:.3g}", FIX["determinism"])
+                return
+            report.add("interface.determinism", PASS, f"two fits with seed {seed} gave identical predictions")
+            stage = "loro"
+            t = time.perf_counter()
+            frames = [first] + [fold_run(stage, f, "a") for f in folds[1:]]
+        except FoldError as e:
+            _fold_failure(report, stage, e, settings)
+            if stage != "loro" and not any(c.name.startswith("loro") for c in report.checks):
+                report.add("loro", SKIP, "not run: the interface checks failed")
             return
-        data = make_tiny_replica(work / "tiny", seed=seed)
-        lines, stopped, tail = run_child("run", {**args, "data": str(data), "work": str(work / "run")}, time_limit, memory_mb, work)
-        ok = _collect(report, lines, stopped, tail, fixes)
-        if not ok and not any(c.name.startswith("loro") for c in report.checks):
-            report.add("loro", SKIP, "not run: the interface checks failed")
+        import pandas as pd
+
+        s = score_frame(pd.concat(frames, ignore_index=True))
+        report.add("loro.smoke", PASS, f"{len(folds)} leave-one-rat-out folds on a tiny replica ({len(dataset)} images), one "
+                                       f"sandboxed worker per fold, in {time.perf_counter() - t:.1f} s; pooled F1 "
+                                       f"{s['pooled']['f1']:.3f} (tiny data: the number means nothing)")
+        where = "a bubblewrap sandbox" if sandbox else "a separate process (--no-sandbox: not isolated)"
+        report.add("loro.labels", PASS, f"the method ran in {where} and saw TestSet (images, subjects, keys; no labels); "
+                                        "the harness scored its predictions")
 
 
 def builtin_names() -> set[str]:
     """Names of methods that are not submissions (a submission must not take them)."""
     from ..methods.registry import default_registry
 
-    try:
-        return {s.name for s in default_registry().specs() if not s.source.startswith("submission (")}
-    except Exception:  # a broken plugin elsewhere must not block validation
-        return set()
+    r = default_registry()
+    return {s.name for s in r.specs() if s.kind != "submission"} | {f.family for f in r.families()}
 
 
 def registered_elsewhere(name: str, folder: Path) -> Check | None:
     from ..methods.registry import default_registry
 
-    try:
-        specs = default_registry().specs()
-    except Exception:
-        return None
-    for s in specs:
-        if s.name == name and s.source.startswith("submission (") and Path(s.source[len("submission ("):-1]).resolve() != Path(folder).resolve():
+    for s in default_registry().specs():
+        if s.name == name and s.folder is not None and s.folder != Path(folder).resolve():
             return Check("metadata.name", FAIL, f"name {name!r} is already taken by {s.source}", "choose another name")
     return None

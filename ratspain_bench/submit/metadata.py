@@ -6,13 +6,14 @@
 | `authors` | all | list of strings | at least one |
 | `contact` | all | string | an e-mail address or an http(s) URL |
 | `paper` | all | string | an http(s) URL, a DOI (`10.x/y` or `doi:...`), or `unpublished` |
-| `licence` (or `license`) | all | string | an SPDX identifier such as `MIT`, `Apache-2.0`, `CC-BY-4.0` |
+| `licence` (or `license`) | all | string | an SPDX licence expression such as `MIT`, `Apache-2.0`, `CC-BY-4.0` (checked against the SPDX list) |
 | `entry_point` | method | string | `module:Class`, `module.py` in the folder (or an installed module) |
 | `kind` | optional | string | `method` (default) or `predictions` |
 | `config` | method, optional | table | default values of Config fields |
 | `search_space` | method, optional | table | ranges for `study tune` (see `ratspain_bench.study.space`) |
 | `predictions` | predictions, optional | string | file name in the folder (default `predictions.csv`) |
 | `dataset` | predictions, optional | string | the dataset name the predictions are for |
+| `dataset_fingerprint` | predictions, to record | string | the fingerprint `ratspain-bench data check` prints for that dataset |
 | `description`, `version`, `code`, `seed` | optional | string/int | shown with the run |
 """
 from __future__ import annotations
@@ -27,9 +28,19 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 ENTRY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DOI_RE = re.compile(r"^(doi:\s*)?10\.\d{4,9}/\S+$", re.I)
-SPDX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*( (AND|OR|WITH) [A-Za-z0-9][A-Za-z0-9.+-]*)*$")
 KNOWN = {"kind", "name", "authors", "contact", "paper", "licence", "license", "entry_point", "config", "search_space",
-         "predictions", "dataset", "description", "version", "code", "seed"}
+         "predictions", "dataset", "dataset_fingerprint", "description", "version", "code", "seed"}
+
+
+def is_spdx(expression: str) -> bool:
+    """An SPDX licence expression of known identifiers (packaging's copy of the SPDX list)."""
+    from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
+
+    try:
+        canonicalize_license_expression(expression)
+        return True
+    except InvalidLicenseExpression:
+        return False
 
 
 def read(folder: Path) -> tuple[dict | None, Check]:
@@ -87,7 +98,7 @@ def check_metadata(meta: dict, folder: Path, builtin_names=()) -> list[Check]:
                     _string(lambda v: v.startswith(("http://", "https://")) or bool(DOI_RE.match(v)) or v.lower() == "unpublished",
                             "must be an http(s) URL, a DOI or \"unpublished\"")))
     lic_key = "licence" if "licence" in meta or "license" not in meta else "license"
-    c = _key(meta, lic_key, 'licence = "Apache-2.0" (an SPDX identifier)', _string(SPDX_RE.match, "must be an SPDX licence identifier such as MIT or Apache-2.0"))
+    c = _key(meta, lic_key, 'licence = "Apache-2.0" (an SPDX identifier)', _string(is_spdx, "must be an SPDX licence identifier such as MIT or Apache-2.0"))
     out.append(Check("metadata.licence", c.status, c.message, c.fix))
     if kind == "method":
         def entry(v):

@@ -1,36 +1,37 @@
-"""Prediction-only submissions: a predictions CSV for a named dataset, checked, scored, recorded.
+"""Prediction-only entries: a predictions CSV for one dataset, checked, and recorded by a maintainer.
 
 The file has a header and one row per test image; under leave-one-rat-out every image of the
 dataset is a test image exactly once. Columns: `image` (the manifest's `path`, or its file name when
 that is unique), `subject`, `y_pred` (0/1) required; `score` (probability of pain in [0, 1], blank
-allowed), `fold`, `method`, `seed` optional; `y_true` is ignored: the harness scores against the
-dataset's own labels.
+allowed), `fold`, `method`, `seed` optional; `y_true` is ignored (the same reader and rules as
+`score`, `evaluation.predictions`).
 
-Recording (`submit validate ... --record`) writes one MLflow parent run in the dataset's experiment
-with the leaderboard's conventions (`ratspain.role=parent`, `ratspain.status=complete`, the pooled
-metrics, a `predictions.csv` artifact) and `ratspain.source=predictions-only`, plus one child run
-per held-out subject (`ratspain.role=fold`). The leaderboard shows it with that source.
+Validation reports format checks only, never a score: scores (or a confusion matrix) against the
+dataset's labels would let repeated calls recover them. Recording (`--record`) needs a folder whose
+`submission.toml` names the dataset's fingerprint (printed by `data check`), refuses a name that is
+taken (a method, or another entry; `--replace` overwrites an entry of the same name), and writes one
+MLflow parent run with `ratspain.source=predictions-only` plus one child per subject. The leaderboard
+shows such entries in their own section, "predictions only, not reproduced", never ranked.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from .. import metrics, tracking
+from .. import metrics
 from ..data.dataset import sort_subjects
+from ..errors import InputError
+from ..evaluation import record as rec
+from ..evaluation.identity import JobKey
+from ..evaluation.predictions import read_predictions, score_frame
 from .checks import FAIL, PASS, WARN, Report
 
 SOURCE = "predictions-only"
-REQUIRED = ("image", "subject", "y_pred")
-_BINARY = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 
 
 def _few(items, n: int = 3) -> str:
@@ -38,70 +39,22 @@ def _few(items, n: int = 3) -> str:
     return ", ".join(map(str, items[:n])) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
-def read_file(report: Report, path: Path) -> pd.DataFrame | None:
-    """Rows as strings plus `line`; adds `predictions.format`."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        report.add("predictions.format", FAIL, f"{path}: cannot read ({e})", "save the predictions as a UTF-8 CSV file")
-        return None
-    reader = csv.reader(text.splitlines())
-    header = [h.strip() for h in next(reader, [])]
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        report.add("predictions.format", FAIL, f"{path}:1: missing column(s) {', '.join(missing)} (header: {','.join(header) or 'empty'})",
-                   "write a header line image,subject,y_pred[,score] and one row per test image")
-        return None
-    rows, bad = [], []
-    for values in reader:
-        if not any(v.strip() for v in values):
-            continue
-        line = reader.line_num
-        if len(values) != len(header):
-            bad.append(f"line {line}: {len(values)} fields, the header has {len(header)}")
-            continue
-        rec = {h: v.strip() for h, v in zip(header, values)}
-        if rec["y_pred"] not in _BINARY:
-            bad.append(f"line {line}: y_pred {rec['y_pred']!r} is not 0 or 1")
-        if rec.get("score", ""):
-            try:
-                s = float(rec["score"])
-            except ValueError:
-                s = math.nan
-            if not 0.0 <= s <= 1.0:
-                bad.append(f"line {line}: score {rec['score']!r} is not a probability in [0, 1]")
-        for c in ("image", "subject"):
-            if not rec[c]:
-                bad.append(f"line {line}: empty {c}")
-        rec["line"] = line
-        rows.append(rec)
-    if bad:
-        report.add("predictions.format", FAIL, f"{path}: {len(bad)} bad row(s): {_few(bad)}",
-                   "y_pred must be 0 (no pain) or 1 (pain); score blank or a probability of pain in [0, 1]")
-        return None
-    if not rows:
-        report.add("predictions.format", FAIL, f"{path}: no rows after the header", "write one row per test image")
-        return None
-    frame = pd.DataFrame(rows)
-    keys = [c for c in ("method", "seed") if c in frame.columns]
-    runs = frame[keys].drop_duplicates() if keys else frame.iloc[:1]
-    if len(runs) > 1:
-        report.add("predictions.format", FAIL, f"{path}: holds {len(runs)} (method, seed) runs",
-                   "submit one run per file (split the file by method and seed)")
-        return None
-    report.add("predictions.format", PASS, f"{len(frame)} rows with columns {', '.join(c for c in frame.columns if c != 'line')}")
-    return frame
-
-
 def check(report: Report, path: Path, dataset) -> pd.DataFrame | None:
-    """Every test image exactly once, known images and subjects; returns the harness's frame (with y_true)."""
-    frame = read_file(report, path)
-    if frame is None:
+    """Format, every test image exactly once, known images and subjects; the harness's frame (with y_true) or None."""
+    try:
+        pf = read_predictions(path, truth=False)
+    except InputError as e:
+        report.add("predictions.format", FAIL, str(e), "write a header image,subject,y_pred[,score] and one row per test image; "
+                                                       "y_pred 0 (no pain) or 1 (pain), score blank or a probability of pain in [0, 1]")
         return None
+    frame = pf.table
+    if len(pf.runs()) > 1:
+        report.add("predictions.format", FAIL, f"{path}: holds {len(pf.runs())} (method, seed) runs", "submit one run per file")
+        return None
+    report.add("predictions.format", PASS, f"{len(frame)} rows")
     t = dataset.table
     ids = t["image"].astype(str).tolist()
-    exact = set(ids)
-    base = {}
+    exact, base = set(ids), {}
     for i in ids:
         base.setdefault(os.path.basename(i), []).append(i)
     mapped, unknown, by_name = [], [], 0
@@ -118,13 +71,9 @@ def check(report: Report, path: Path, dataset) -> pd.DataFrame | None:
     dup = frame["image_id"].dropna()
     dup = sorted(set(dup[dup.duplicated()]))
     missing = sorted(exact - set(frame["image_id"].dropna()))
-    problems = []
-    if unknown:
-        problems.append(f"{len(unknown)} unknown image(s): {_few(unknown)}")
-    if dup:
-        problems.append(f"{len(dup)} image(s) listed more than once: {_few(dup)}")
-    if missing:
-        problems.append(f"{len(missing)} of {len(exact)} test image(s) missing: {_few(missing)}")
+    problems = [f"{len(unknown)} unknown image(s): {_few(unknown)}"] if unknown else []
+    problems += [f"{len(dup)} image(s) listed more than once: {_few(dup)}"] if dup else []
+    problems += [f"{len(missing)} of {len(exact)} test image(s) missing: {_few(missing)}"] if missing else []
     if problems:
         report.add("predictions.images", FAIL, "; ".join(problems),
                    f"write exactly one row per image of {dataset.name} ({len(exact)} images; ids as in the manifest's path column, e.g. {ids[0]!r})")
@@ -134,87 +83,83 @@ def check(report: Report, path: Path, dataset) -> pd.DataFrame | None:
     truth = t.set_index("image")
     subj = truth.loc[frame["image_id"], "subject"].astype(str).to_numpy()
     wrong = frame["subject"].astype(str).to_numpy() != subj
-    known = set(t["subject"].astype(str))
     if wrong.any():
         bad = frame[wrong]
-        unknown_s = sorted(set(bad["subject"]) - known)
-        what = f"unknown subject(s) {_few(unknown_s)}; " if unknown_s else ""
-        report.add("predictions.subjects", FAIL, f"{what}{int(wrong.sum())} row(s) name another subject than the dataset, e.g. line "
-                   f"{bad['line'].iloc[0]}: {bad['image'].iloc[0]} is subject {subj[wrong][0]!r}, not {bad['subject'].iloc[0]!r}",
+        report.add("predictions.subjects", FAIL, f"{int(wrong.sum())} row(s) name another subject than the dataset, e.g. line "
+                   f"{bad['line'].iloc[0]}: {bad['image'].iloc[0]} is not subject {bad['subject'].iloc[0]!r}",
                    "give each image its animal id from the dataset (the subject held out in the fold that predicted it)")
         return None
-    report.add("predictions.subjects", PASS, f"subjects agree with the dataset ({len(known)} rats)")
-    y_true = truth.loc[frame["image_id"], "label"].astype(int).to_numpy()
-    if "y_true" in frame.columns:
-        given = frame["y_true"].map(_BINARY)
-        differ = int((given.notna() & (given.fillna(-1).astype(int).to_numpy() != y_true)).sum())
-        if differ:
-            report.add("predictions.y_true", WARN, f"y_true differs from the dataset's labels on {differ} row(s): ignored",
-                       "drop the y_true column; the harness scores against the dataset's labels")
-    score = pd.to_numeric(frame["score"], errors="coerce") if "score" in frame.columns else pd.Series(np.nan, index=frame.index)
-    out = pd.DataFrame({"image": frame["image_id"].to_numpy(), "subject": subj, "y_true": y_true,
-                        "y_pred": frame["y_pred"].map(_BINARY).astype(int).to_numpy(), "score": score.to_numpy(), "fold": subj})
-    s = metrics.score(out["y_true"], out["y_pred"], out["subject"])
-    report.extra["score"] = s
-    p = s["pooled"]
-    report.add("score", PASS, f"scored by the harness: pooled F1 {p['f1']:.4f}, accuracy {100 * p['accuracy']:.2f}% "
-                              f"(TP {p['tp']}, FP {p['fp']}, FN {p['fn']}, TN {p['tn']}); mean F1 over rats {s['mean_over_subjects']['f1']:.4f}")
-    return out.assign(_method=frame["method"].iloc[0] if "method" in frame.columns else "",
-                      _seed=frame["seed"].iloc[0] if "seed" in frame.columns else "")
+    report.add("predictions.subjects", PASS, f"subjects agree with the dataset ({t['subject'].nunique()} rats)")
+    return pd.DataFrame({"image": frame["image_id"].to_numpy(), "subject": subj,
+                         "y_true": truth.loc[frame["image_id"], "label"].astype(int).to_numpy(),
+                         "y_pred": frame["y_pred"].astype(int).to_numpy(), "score": frame["score"].to_numpy(float), "fold": subj,
+                         "_method": frame["method"].to_numpy(), "_seed": frame["seed"].to_numpy()})
 
 
-def fingerprint(dataset) -> str:
-    """The runner's dataset fingerprint (labels + image content), so the leaderboard groups the run with others."""
-    if dataset.has_images and all(Path(f).is_file() for f in dataset.table["file"]):
-        from ..data.cache import content_keys
+def check_fingerprint(report: Report, meta: dict, dataset) -> bool:
+    want = meta.get("dataset_fingerprint")
+    if not want:
+        report.add("dataset.fingerprint", FAIL, "submission.toml names no dataset_fingerprint: recording needs it",
+                   f"add dataset_fingerprint = \"{dataset.fingerprint}\" if the predictions are for {dataset.name} "
+                   "(`ratspain-bench data check --data D` prints a dataset's fingerprint)")
+        return False
+    if want != dataset.fingerprint:
+        report.add("dataset.fingerprint", FAIL, f"the predictions are for dataset {want}, not {dataset.name} ({dataset.fingerprint})",
+                   "pass --data with the dataset the predictions were made for")
+        return False
+    report.add("dataset.fingerprint", PASS, f"made for {dataset.name} ({dataset.fingerprint})")
+    return True
 
-        keys = content_keys(dataset.table["file"].tolist())
-        return hashlib.sha1((dataset.fingerprint() + "|".join(keys)).encode()).hexdigest()[:16]
-    return dataset.fingerprint()
 
-
-def record(report: Report, frame: pd.DataFrame, dataset, name: str, meta: dict, runs_dir, tracking_uri=None, source_file: str = "") -> str:
-    """One parent run (role=parent, source predictions-only, complete) and a child per subject; returns the run id."""
+def record(report: Report, frame: pd.DataFrame, dataset, name: str, meta: dict, runs_dir, tracking_uri=None,
+           source_file: str = "", replace: bool = False, taken=()) -> str | None:
+    """One parent run (role parent, source predictions-only, complete) and a child per subject; returns the run id."""
     seed = str(frame["_seed"].iloc[0] or meta.get("seed", 0))
     preds = frame.drop(columns=["_method", "_seed"]).assign(method=name, seed=seed)
     digest = hashlib.sha1(preds[["image", "y_pred", "score"]].to_csv(index=False).encode()).hexdigest()[:12]
-    fp = fingerprint(dataset)
-    c = tracking.client(runs_dir, tracking_uri)
-    exp = tracking.experiment_id(c, dataset.name, runs_dir)
-    key = {"method": name, "dataset_fingerprint": fp, "seed": seed, "config_hash": digest, "role": "parent"}
-    for r in tracking.find_runs(c, exp, **key):
-        if r.data.tags.get("ratspain.status") == "complete" and r.data.tags.get("ratspain.source") == SOURCE:
-            report.add("record", PASS, f"already recorded as MLflow run {r.info.run_id} (same predictions): nothing to do")
-            return r.info.run_id
+    store = rec.Store(runs_dir, tracking_uri)
+    key = JobKey(dataset.name, dataset.fingerprint, name, digest, "-", int(seed) if seed.lstrip("-").isdigit() else 0)
+    exp = store.experiment(rec.EXPERIMENT_PREFIX + dataset.name)
+    if name in taken:
+        report.add("record", FAIL, f"name {name!r} is a registered method's", "record the entry under another name (--name)")
+        return None
+    entries = [r for r in store.find(exp, **{rec.Tag.ROLE: rec.PARENT, rec.Tag.METHOD: name, rec.Tag.FINGERPRINT: dataset.fingerprint})
+               if r.data.tags.get(rec.Tag.STATUS) == rec.COMPLETE]
+    same = [r for r in entries if r.data.tags.get(rec.Tag.CONFIG_HASH) == digest]
+    if same:
+        report.add("record", PASS, f"already recorded as MLflow run {same[0].info.run_id} (same predictions): nothing to do")
+        return same[0].info.run_id
+    if entries and not replace:
+        report.add("record", FAIL, f"an entry named {name!r} is already recorded for {dataset.name} (MLflow run {entries[0].info.run_id})",
+                   "pass --replace to overwrite it, or record under another name")
+        return None
+    for r in entries:
+        store.log(r.info.run_id, tags={rec.Tag.STATUS: "replaced"})
     subjects = sort_subjects(preds["subject"].unique())
-    s = metrics.score(preds["y_true"], preds["y_pred"], preds["subject"])
-    parent = c.create_run(exp, run_name=f"{name} (predictions only)", tags={
-        **{f"ratspain.{k}": str(v) for k, v in key.items()}, "ratspain.dataset": dataset.name, "ratspain.profile": "predictions",
-        "ratspain.source": SOURCE, "ratspain.status": "running", "ratspain.folds_expected": str(len(subjects)),
-        "ratspain.hardware": "n/a (predictions only)", "ratspain.cite": str(meta.get("paper", ""))[:5000]})
-    pid = parent.info.run_id
-    tracking.log(c, pid, params={"method": name, "family": SOURCE, "seed": seed, "profile": "predictions", "protocol": "loro",
-                                 "dataset": dataset.name, "dataset_fingerprint": fp, "predictions_sha1": digest, "source_file": source_file,
-                                 **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in meta.items()
-                                    if k in ("authors", "contact", "paper", "licence", "license", "description", "version", "code")}})
+    s = score_frame(preds)
+    parent = rec.ParentRun(key, SOURCE, "predictions", SOURCE, {}, len(subjects), str(meta.get("paper", "")), "n/a")
+    _, pid, _ = rec.open_parent(store, parent)
+    store.log(pid, params={"predictions_sha1": digest, "source_file": Path(source_file).name,
+                           **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in meta.items()
+                              if k in ("authors", "contact", "paper", "licence", "license", "description", "version", "code")}})
+    children: dict = {}
     for subj in subjects:
         g = preds[preds["subject"] == subj]
-        child = c.create_run(exp, run_name=f"{name} fold {subj}", tags={
-            "mlflow.parentRunId": pid, "ratspain.role": "fold", "ratspain.subject": subj, "ratspain.status": "complete"})
-        tracking.log(c, child.info.run_id, metrics={**metrics.summary(metrics.confusion(g["y_true"], g["y_pred"])), "n_test": len(g)})
-        c.set_terminated(child.info.run_id, "FINISHED")
+        rec.log_fold(store, exp, pid, children, subj, name, {**metrics.summary(metrics.confusion(g["y_true"], g["y_pred"])), "n_test": len(g)})
     with tempfile.TemporaryDirectory(prefix="ratspain-record-") as tmp:
-        p = Path(tmp) / "predictions.csv"
+        p, j = Path(tmp) / "predictions.csv", Path(tmp) / "score.json"
         preds.to_csv(p, index=False)
-        (Path(tmp) / "score.json").write_text(json.dumps(s, indent=1))
-        c.log_artifact(pid, str(p))
-        c.log_artifact(pid, str(Path(tmp) / "score.json"))
-    pooled = s["pooled"]
-    tracking.log(c, pid, metrics={**{f"pooled_{k}": pooled[k] for k in ("f1", "accuracy", "balanced_accuracy", "mcc")},
-                                  "mean_f1": s["mean_over_subjects"]["f1"], "mean_accuracy": s["mean_over_subjects"]["accuracy"],
-                                  "folds_complete": len(subjects)},
-                 tags={"ratspain.status": "complete"})
-    c.set_terminated(pid, "FINISHED")
-    report.add("record", PASS, f"recorded as MLflow run {pid} in experiment ratspain/{dataset.name} (source {SOURCE}); "
-                               "`ratspain-bench leaderboard` now lists it")
+        j.write_text(json.dumps(s, indent=1))
+        store.finish(pid, rec.COMPLETE, rec.parent_metrics(s, {"folds_complete": len(subjects)}),
+                     {rec.Tag.HARDWARE: "n/a (predictions only)"}, files=[p, j])
+    report.add("record", PASS, f"recorded as MLflow run {pid} in experiment {rec.EXPERIMENT_PREFIX}{dataset.name} (source {SOURCE}); "
+                               "`ratspain-bench leaderboard` lists it under \"predictions only, not reproduced\"")
     return pid
+
+
+def y_true_warning(report: Report, path: Path, frame: pd.DataFrame) -> None:
+    """A y_true column is ignored; say so (without telling which rows differ from the dataset's labels)."""
+    header = Path(path).read_text(encoding="utf-8-sig").splitlines()[:1]
+    if header and "y_true" in [h.strip() for h in header[0].split(",")]:
+        report.add("predictions.y_true", WARN, "the y_true column is ignored", "drop it; the harness scores against the dataset's labels")
+

@@ -3,7 +3,8 @@
 Rules, in the order they apply:
 1. One leaderboard per dataset (the run's `ratspain.dataset`); when one name carries several data
    fingerprints, each fingerprint gets its own leaderboard `<name>@<fingerprint[:8]>`.
-2. A row is one configuration: (method, config hash, profile, source). For each seed, the latest run
+2. A row is one configuration: (method, config hash, code hash, profile, source): rows from different
+   code never merge. For each seed, the latest run
    that is complete is used; a seed with no complete run makes the whole row incomplete.
 3. A run is complete when its status is `complete`, every expected fold has a complete child run,
    and its predictions cover every image of the dataset (the union of all complete runs' images).
@@ -15,6 +16,9 @@ Rules, in the order they apply:
    is reported, so a marker means every pair differs.
 7. Baselines are rows of their own, unranked: the majority class of each fold's training rats
    (ties go to no pain, like scikit-learn's most_frequent) and chance (a fair coin per image).
+8. Prediction-only entries (`source` predictions-only) are listed in their own section, "predictions
+   only, not reproduced", never ranked with the rows the harness ran. Rows of outside code run with
+   `--no-sandbox` carry the mark `unsandboxed` in their source.
 """
 from __future__ import annotations
 
@@ -27,19 +31,20 @@ import pandas as pd
 from .. import metrics
 from ..data.dataset import sort_subjects
 from . import paper, stats
-from .collect import RunRecord, run_url, ui_command
+from .collect import RunRecord, run_url, ui_base, ui_command
 
 SIGNIFICANCE = 0.05
 MARKER = "†"
 RANK_BY = "pooled_f1"
 POOLED_KEYS = ("f1", "accuracy", "balanced_accuracy", "mcc")
+PREDICTIONS_ONLY = "predictions-only"
 
 
 @dataclass(frozen=True)
 class Row:
     """One line of a leaderboard: a reproduced configuration (kind `method`) or a baseline."""
 
-    kind: str                                # method | baseline
+    kind: str                                # method | baseline | predictions-only
     label: str
     method: str
     seeds: tuple[str, ...]
@@ -56,6 +61,7 @@ class Row:
     source: str = ""
     profile: str = ""
     config_hash: str = ""
+    code_hash: str = ""
     train_seconds: float | None = None
     hardware: str = ""
     run_ids: tuple[str, ...] = ()
@@ -95,14 +101,24 @@ class Leaderboard:
     warnings: tuple[str, ...] = ()
     n_resamples: int = 2000
     bootstrap_seed: int = 0
+    ui_url: str = ""
 
     @property
     def ranked(self) -> tuple[Row, ...]:
         return tuple(r for r in self.rows if r.rank is not None)
 
     @property
+    def main_rows(self) -> tuple[Row, ...]:
+        """Ranked rows and baselines: everything but the prediction-only section."""
+        return tuple(r for r in self.rows if r.kind != PREDICTIONS_ONLY)
+
+    @property
     def baselines(self) -> tuple[Row, ...]:
         return tuple(r for r in self.rows if r.kind == "baseline")
+
+    @property
+    def predictions_only(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.kind == PREDICTIONS_ONLY)
 
 
 def _seed_key(s: str):
@@ -214,12 +230,17 @@ def _mcnemar_vs(top_preds: dict, other_preds: dict) -> dict | None:
 def _label(method: str, key, duplicates: set[str]) -> str:
     if method not in duplicates:
         return method
-    _, chash, profile, _ = key
-    return f"{method} [{profile}, cfg {chash[:8]}]" if profile else f"{method} [cfg {chash[:8]}]"
+    _, chash, code, profile, _ = key
+    code = f", code {code[:7]}" if code and code != "-" else ""
+    return f"{method} [{profile}, cfg {chash[:8]}{code}]" if profile else f"{method} [cfg {chash[:8]}{code}]"
+
+
+def _source(r: RunRecord) -> str:
+    return r.source + (", unsandboxed" if r.sandbox == "none" else "")
 
 
 def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str = "", n_resamples: int = 2000,
-                      bootstrap_seed: int = 0) -> Leaderboard:
+                      bootstrap_seed: int = 0, mlflow_ui: str | None = None) -> Leaderboard:
     """The leaderboard of one dataset from its parent runs (all with the same dataset and fingerprint)."""
     warnings = []
     images = _images([r for r in records if r.status == "complete"])
@@ -233,14 +254,15 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
 
     groups: dict[tuple, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        groups[(r.method, r.config_hash, r.profile, r.source)][r.seed].append(r)
+        groups[(r.method, r.config_hash, r.code_hash, r.profile, r.source)][r.seed].append(r)
     methods_count = defaultdict(int)
     for key in groups:
         methods_count[key[0]] += 1
     duplicates = {m for m, n in methods_count.items() if n > 1}
 
     complete_rows, incomplete, preds_by_label = [], [], {}
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3])):
+    ui = ui_base(tracking_uri, mlflow_ui)
+    for key in sorted(groups):
         method = key[0]
         label = _label(method, key, duplicates)
         chosen, reasons, folds = {}, [], []
@@ -256,24 +278,27 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
                 reasons.append(verdicts[0][1])
         seeds = tuple(chosen)
         ids = tuple(r.run_id for r in chosen.values())
-        urls = tuple(run_url(tracking_uri, r.experiment_id, r.run_id) for r in chosen.values())
+        urls = tuple(run_url(ui, r.experiment_id, r.run_id) for r in chosen.values())
         first = next(iter(chosen.values()))
         if reasons:
-            incomplete.append(IncompleteRow(label, method, seeds, tuple(reasons), ", ".join(folds), first.source, ids, urls))
+            incomplete.append(IncompleteRow(label, method, seeds, tuple(reasons), ", ".join(folds), _source(first), ids, urls))
             continue
         cms = np.stack([_per_subject_cm(r.predictions, subjects) for r in chosen.values()])
         pooled, pooled_std, per_subject, mean, mean_std, conf = _metric_block(cms, subjects)
         seconds = [r.metrics.get("train_seconds", sum(f.metrics.get("train_seconds", 0.0) for f in r.folds)) for r in chosen.values()]
         hardware = ", ".join(sorted({r.hardware for r in chosen.values() if r.hardware}))
         complete_rows.append(Row(
-            kind="method", label=label, method=method, seeds=seeds, pooled=pooled, pooled_std=pooled_std,
+            kind=PREDICTIONS_ONLY if first.source == PREDICTIONS_ONLY else "method", label=label, method=method, seeds=seeds, pooled=pooled, pooled_std=pooled_std,
             per_subject=per_subject, mean_over_subjects=mean, mean_over_subjects_std=mean_std, confusion=conf,
-            ci=_ci(cms, n_resamples, bootstrap_seed), family=first.family, source=first.source, profile=first.profile,
-            config_hash=first.config_hash, train_seconds=float(np.mean(seconds)), hardware=hardware, run_ids=ids,
+            ci=_ci(cms, n_resamples, bootstrap_seed), family=first.family, source=_source(first), profile=first.profile,
+            config_hash=first.config_hash, code_hash=first.code_hash, train_seconds=float(np.mean(seconds)), hardware=hardware, run_ids=ids,
             run_urls=urls, experiment_id=first.experiment_id))
         preds_by_label[label] = {s: r.predictions for s, r in chosen.items()}
 
+    outside = [r for r in complete_rows if r.kind == PREDICTIONS_ONLY]
+    complete_rows = [r for r in complete_rows if r.kind != PREDICTIONS_ONLY]
     complete_rows.sort(key=lambda r: (-r.pooled["f1"], -r.pooled["accuracy"], r.label))
+    outside.sort(key=lambda r: (-r.pooled["f1"], -r.pooled["accuracy"], r.label))
     ranked = []
     for i, row in enumerate(complete_rows):
         tied = ranked and abs(ranked[-1].pooled["f1"] - row.pooled["f1"]) < 1e-12
@@ -298,9 +323,9 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
 
     reference = tuple(_reference_rows(subjects)) if paper.is_ratspain_like(dataset.split("@")[0]) else ()
     fingerprint = next((r.fingerprint for r in records if r.fingerprint), "")
-    return Leaderboard(dataset, fingerprint, subjects, len(images), tuple(ranked) + tuple(baselines), tuple(incomplete),
+    return Leaderboard(dataset, fingerprint, subjects, len(images), tuple(ranked) + tuple(baselines) + tuple(outside), tuple(incomplete),
                        tuple(imbalance), reference, tracking_uri, ui_command(tracking_uri) if tracking_uri else None,
-                       tuple(warnings), n_resamples, bootstrap_seed)
+                       tuple(warnings), n_resamples, bootstrap_seed, ui)
 
 
 def _replace(row: Row, **changes) -> Row:
@@ -339,7 +364,7 @@ def _reference_rows(subjects) -> list[dict]:
 
 
 def build_leaderboards(records: list[RunRecord], tracking_uri: str = "", n_resamples: int = 2000,
-                       bootstrap_seed: int = 0) -> list[Leaderboard]:
+                       bootstrap_seed: int = 0, mlflow_ui: str | None = None) -> list[Leaderboard]:
     """One leaderboard per dataset (per fingerprint when one name has several), sorted by name."""
     by_name: dict[str, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
@@ -349,5 +374,5 @@ def build_leaderboards(records: list[RunRecord], tracking_uri: str = "", n_resam
         fps = by_name[name]
         for fp in sorted(fps):
             label = name if len(fps) == 1 else f"{name}@{fp[:8] or 'unknown'}"
-            out.append(build_leaderboard(label, fps[fp], tracking_uri, n_resamples, bootstrap_seed))
+            out.append(build_leaderboard(label, fps[fp], tracking_uri, n_resamples, bootstrap_seed, mlflow_ui))
     return out

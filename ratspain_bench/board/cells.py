@@ -69,6 +69,10 @@ def train_cell(row: Row) -> str:
     return DASH if row.train_seconds is None else f"{row.train_seconds:.1f}"
 
 
+def code_cell(row: Row) -> str:
+    return row.code_hash[:7] if row.code_hash and row.code_hash != "-" else DASH
+
+
 def rank_cell(row: Row) -> str:
     return str(row.rank) if row.rank is not None else row.kind
 

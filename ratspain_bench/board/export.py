@@ -34,7 +34,7 @@ def _num(x, digits: int = 6):
 def row_json(row: Row) -> dict:
     return {
         "rank": row.rank, "kind": row.kind, "status": "complete", "label": row.label, "method": row.method,
-        "family": row.family, "source": row.source, "profile": row.profile, "config_hash": row.config_hash,
+        "family": row.family, "source": row.source, "profile": row.profile, "config_hash": row.config_hash, "code_hash": row.code_hash,
         "seeds": list(row.seeds),
         "pooled": {k: _num(v) for k, v in row.pooled.items()},
         "pooled_std": {k: _num(v) for k, v in row.pooled_std.items()},
@@ -86,7 +86,7 @@ def csv_rows(lb: Leaderboard, subjects=None) -> list[dict]:
     for r in lb.rows:
         d = {"dataset": lb.dataset, "dataset_fingerprint": lb.fingerprint, "rank": r.rank, "kind": r.kind, "status": "complete",
              "label": r.label, "method": r.method, "family": r.family, "source": r.source, "profile": r.profile,
-             "config_hash": r.config_hash, "seeds": ";".join(r.seeds), "n_seeds": len(r.seeds), "n_images": lb.n_images,
+             "config_hash": r.config_hash, "code_hash": r.code_hash, "seeds": ";".join(r.seeds), "n_seeds": len(r.seeds), "n_images": lb.n_images,
              "n_subjects": len(lb.subjects)}
         for k in ("f1", "accuracy", "balanced_accuracy", "mcc"):
             d[f"pooled_{k}"] = r.pooled[k]

@@ -1,15 +1,16 @@
-"""Read, validate and score predictions files (the contract's "Predictions file").
+"""Predictions: the one set of rules, for a method's output and for a predictions file.
 
-A predictions file is a CSV with header; `image,subject,y_true,y_pred` are required, `score`
-(probability of pain, blank allowed), `fold`, `method` and `seed` optional, other columns ignored.
-Validation collects every problem and raises `InputError` with the first one as `file:line: message`
-(line 1 is the header) and how many more there are.
+Rules (the contract's "Predictions file"): one row per test image, `y_pred` 0 (no pain) or 1 (pain),
+`score` a probability of pain in [0, 1] (blank allowed in a file, required from a method), and in a
+file `image`, `subject` non-empty and each image once per (method, seed).
 
-A file may hold several (method, seed) runs. Each is scored on its own with `metrics.score`:
-- `to_json` gives the contract's object when the file (or the `--method`/`--seed` selection) holds one
-  run, and a list of such objects, each with two more keys `method` and `seed`, when it holds several;
-- `to_markdown` gives one paper-style row per run: `Method | Rat#<id>... | LORO`, each cell
-  "F1/accuracy%" ("0.7731/74.17"), the LORO cell from the confusion matrix pooled over all subjects.
+- `check_output(labels, scores, n)`: a method's returned arrays -> `Predictions`, or `InvalidOutput`
+  saying which rule failed (the fold path applies it to every method, in-process or sandboxed).
+- `read_predictions(path, truth=True)`: a CSV, every problem collected and reported as
+  `file:line: message (and N more)`; `truth=False` for prediction-only entries (their `y_true`, if
+  any, is ignored: the harness scores against the dataset's own labels).
+- `score_runs`, `to_json`, `to_markdown`: each (method, seed) run of a file scored on its own
+  (`metrics.score`); one run gives the contract's object, several a list with `method` and `seed`.
 """
 from __future__ import annotations
 
@@ -21,18 +22,46 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, where
-from .metrics import cell, score
+from ..errors import InputError, where
+from ..methods.base import Predictions
+from ..metrics import cell, score
 
 REQUIRED = ("image", "subject", "y_true", "y_pred")
 OPTIONAL = ("score", "fold", "method", "seed")
 _BINARY = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
+LABEL_RULE = "must be 0 or 1 (0 no pain, 1 pain)"
+SCORE_RULE = "must be a probability of pain in [0, 1]"
+
+
+class InvalidOutput(ValueError):
+    """A method's predictions break a rule: `rule` is shape, labels, probabilities or predict_type."""
+
+    def __init__(self, message: str, rule: str):
+        super().__init__(message)
+        self.rule = rule
+
+
+def check_output(labels, scores, n: int) -> Predictions:
+    """`Predictions` from a method's arrays, checked: one label and one score per test image."""
+    try:
+        labels = np.asarray(labels)
+        scores = np.asarray(scores, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise InvalidOutput(f"labels and scores must be numeric arrays ({e})", "predict_type") from None
+    if labels.shape != (n,) or scores.shape != (n,):
+        raise InvalidOutput(f"labels {labels.shape} and scores {scores.shape} for {n} test images (expected one per test image)", "shape")
+    if not np.isin(labels, (0, 1)).all():
+        raise InvalidOutput(f"labels {LABEL_RULE}; got {sorted(set(labels.ravel().tolist()) - {0, 1})[:5]}", "labels")
+    if np.isnan(scores).any() or (n and (scores.min() < 0 or scores.max() > 1)):
+        raise InvalidOutput(f"scores {SCORE_RULE} (no NaN); got range [{np.nanmin(scores) if n else 0:.3g}, "
+                            f"{np.nanmax(scores) if n else 0:.3g}]", "probabilities")
+    return Predictions(labels.astype(int), scores)
 
 
 @dataclass(frozen=True, eq=False)
-class Predictions:
-    """A validated predictions file: `table` has image, subject, y_true, y_pred, score (NaN if absent),
-    fold, method, seed (strings, "" if absent) and line (its line in the file)."""
+class PredictionsFile:
+    """A validated predictions file: `table` has image, subject, y_true (-1 when not read), y_pred, score
+    (NaN if absent), fold, method, seed (strings, "" if absent) and line (its line in the file)."""
 
     source: str
     table: pd.DataFrame
@@ -48,7 +77,12 @@ def _fail(problems: list[str]) -> None:
     raise InputError(f"{problems[0]}{more}")
 
 
-def read_predictions(path) -> Predictions:
+def _run_name(method: str, seed: str) -> str:
+    parts = ([f"method {method}"] if method else []) + ([f"seed {seed}"] if seed else [])
+    return " ".join(parts)
+
+
+def read_predictions(path, truth: bool = True) -> PredictionsFile:
     """Read and validate a predictions CSV; raises `InputError` naming file and line."""
     path = Path(path)
     if not path.is_file():
@@ -57,15 +91,17 @@ def read_predictions(path) -> Predictions:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    required = REQUIRED if truth else tuple(c for c in REQUIRED if c != "y_true")
     if not text.strip():
-        raise InputError(f"{path}: empty file (expected a CSV header with {','.join(REQUIRED)})")
+        raise InputError(f"{path}: empty file (expected a CSV header with {','.join(required)})")
     reader = csv.reader(text.splitlines())
     header = [h.strip() for h in next(reader)]
-    missing = [c for c in REQUIRED if c not in header]
+    missing = [c for c in required if c not in header]
     if missing:
         raise InputError(f"{where(path, 1)}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                         f"(header: {','.join(header)}; required: {','.join(REQUIRED)})")
+                         f"(header: {','.join(header)}; required: {','.join(required)})")
     col = {c: header.index(c) for c in REQUIRED + OPTIONAL if c in header}
+    binary = ("y_true", "y_pred") if truth else ("y_pred",)
     problems, rows, seen = [], [], {}
     for values in reader:
         line = reader.line_num
@@ -82,10 +118,11 @@ def read_predictions(path) -> Predictions:
             if not rec[c]:
                 problems.append(f"{at}: empty {c}")
                 bad = True
-        for c in ("y_true", "y_pred"):
+        rec["y_true"] = -1
+        for c in binary:
             v = _BINARY.get(get(c))
             if v is None:
-                problems.append(f"{at}: {c} must be 0 or 1 (0 no pain, 1 pain), got {get(c)!r}")
+                problems.append(f"{at}: {c} {LABEL_RULE}, got {get(c)!r}")
                 bad = True
             rec[c] = v
         rec["score"] = math.nan
@@ -95,7 +132,7 @@ def read_predictions(path) -> Predictions:
             except ValueError:
                 s = math.nan
             if not (0.0 <= s <= 1.0):
-                problems.append(f"{at}: score must be a probability of pain in [0, 1] (or blank), got {get('score')!r}")
+                problems.append(f"{at}: score {SCORE_RULE} (or blank), got {get('score')!r}")
                 bad = True
             rec["score"] = s
         key = (rec["method"], rec["seed"], rec["image"])
@@ -113,15 +150,10 @@ def read_predictions(path) -> Predictions:
     if not rows:
         raise InputError(f"{where(path, 1)}: no prediction rows after the header")
     table = pd.DataFrame(rows, columns=["image", "subject", "y_true", "y_pred", "score", "fold", "method", "seed", "line"])
-    return Predictions(str(path), table)
+    return PredictionsFile(str(path), table)
 
 
-def _run_name(method: str, seed: str) -> str:
-    parts = ([f"method {method}"] if method else []) + ([f"seed {seed}"] if seed else [])
-    return " ".join(parts)
-
-
-def select(preds: Predictions, method: str | None = None, seed: str | None = None) -> Predictions:
+def select(preds: PredictionsFile, method: str | None = None, seed: str | None = None) -> PredictionsFile:
     """Only the rows of one method and/or seed; `InputError` listing the runs present if none match."""
     t = preds.table
     keep = np.ones(len(t), bool)
@@ -133,20 +165,21 @@ def select(preds: Predictions, method: str | None = None, seed: str | None = Non
         present = ", ".join(_run_name(m, s) or "(no method/seed columns)" for m, s, _ in preds.runs())
         want = _run_name(method or "", "" if seed is None else str(seed))
         raise InputError(f"{preds.source}: no rows for {want}; the file holds: {present}")
-    return Predictions(preds.source, t[keep].reset_index(drop=True))
+    return PredictionsFile(preds.source, t[keep].reset_index(drop=True))
 
 
 def _seed_value(seed: str):
     return int(seed) if seed.lstrip("-").isdigit() else (seed or None)
 
 
-def score_runs(preds: Predictions) -> list[dict]:
+def score_frame(frame: pd.DataFrame) -> dict:
+    """The contract's score object of a predictions frame (columns y_true, y_pred, subject)."""
+    return score(frame["y_true"].to_numpy(), frame["y_pred"].to_numpy(), frame["subject"].astype(str).to_numpy())
+
+
+def score_runs(preds: PredictionsFile) -> list[dict]:
     """[{"method", "seed", "result": metrics.score(...)}] for each run of the file."""
-    out = []
-    for method, seed, rows in preds.runs():
-        result = score(rows["y_true"].to_numpy(), rows["y_pred"].to_numpy(), rows["subject"].to_numpy())
-        out.append({"method": method or None, "seed": _seed_value(seed), "result": result})
-    return out
+    return [{"method": method or None, "seed": _seed_value(seed), "result": score_frame(rows)} for method, seed, rows in preds.runs()]
 
 
 def to_json(scored: list[dict]):
@@ -160,7 +193,7 @@ def to_markdown(scored: list[dict], default_name: str = "predictions") -> str:
     """Paper-style rows: Method | Rat#<id> ... | LORO, cells "F1/accuracy%"."""
     from tabulate import tabulate
 
-    from .data.dataset import sort_subjects
+    from ..data.dataset import sort_subjects
 
     subjects = sort_subjects({s for r in scored for s in r["result"]["per_subject"]})
     several_seeds = len({r["seed"] for r in scored}) > 1

@@ -13,15 +13,15 @@ def _tab(rows, headers) -> str:
 
 def results_headers(lb: Leaderboard) -> list[str]:
     return (["Rank", "Method"] + [f"Rat#{s}" for s in lb.subjects]
-            + ["LORO (pooled)", "Mean over rats", "Pooled F1 95% CI", "Bal. acc.", "MCC", "vs top (McNemar)", "Seeds", "Train (s)", "Source"])
+            + ["LORO (pooled)", "Mean over rats", "Pooled F1 95% CI", "Bal. acc.", "MCC", "vs top (McNemar)", "Seeds", "Train (s)", "Source", "Code"])
 
 
-def results_rows(lb: Leaderboard) -> list[list[str]]:
+def results_rows(lb: Leaderboard, rows=None) -> list[list[str]]:
     return [[cells.rank_cell(r), r.label] + [cells.rat_cell(r, s) for s in lb.subjects]
             + [cells.pooled_cell(r), cells.mean_cell(r), cells.ci_cell(r), cells.metric_cell(r, "balanced_accuracy"),
                cells.metric_cell(r, "mcc"), cells.vs_top_cell(r), cells.seeds_cell(r), cells.train_cell(r),
-               r.source or cells.DASH]
-            for r in lb.rows]
+               r.source or cells.DASH, cells.code_cell(r)]
+            for r in (lb.main_rows if rows is None else rows)]
 
 
 def imbalance_table(lb: Leaderboard) -> str:
@@ -49,7 +49,8 @@ def definitions(lb: Leaderboard) -> list[str]:
         f"top-ranked row; b = images only this row gets right, c = images only the top row gets right; "
         f"{MARKER} = p < {SIGNIFICANCE}. With several seeds the seeds are paired and the largest p is shown.",
         "**Train (s)**: training time summed over the folds of a run (mean over seeds); hardware and MLflow run ids "
-        "are in `results.csv` and on the web page.",
+        "are in `results.csv` and on the web page. **Code**: the short hash of the code that made the row (the method's "
+        "files and the protocol version); rows from different code are never merged.",
         "**majority class**: each fold predicts the majority class of its training rats (a tie predicts no pain). "
         "**chance**: a fair coin per image; accuracy and balanced accuracy are exactly 0.5, MCC 0, F1 is the exact expectation "
         "E[2TP/(TP+FP+P)] with TP ~ Bin(P, 1/2), FP ~ Bin(N, 1/2) (close to 2p/(1+2p), p = share of pain images).",
@@ -67,11 +68,16 @@ def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     for w in lb.warnings:
         out += [f"> **Warning:** {w}", ""]
     out += ["## Results", ""]
-    if lb.rows:
+    if lb.main_rows:
         out += [_tab(results_rows(lb), results_headers(lb)), ""]
     else:
         out += ["No complete run yet.", ""]
     out += [f"- {d}" for d in definitions(lb)] + [""]
+    if lb.predictions_only:
+        out += ["## Predictions only, not reproduced (never ranked)", "",
+                "Entries submitted as predictions files: the harness checked and scored them against the dataset's labels "
+                "but did not run their code, so nothing shows how they were made. Not ranked with the rows above.", ""]
+        out += [_tab(results_rows(lb, lb.predictions_only), results_headers(lb)), ""]
     if lb.incomplete:
         out += ["## Incomplete (not ranked)", "",
                 "Missing folds, failed or still running: listed here, never ranked and never averaged.", ""]
@@ -92,7 +98,7 @@ def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     out += ["## MLflow", ""]
     if lb.ui_command:
         out += [f"Tracking store: `{lb.tracking_uri}`. Open it with `{lb.ui_command}` and browse "
-                "http://127.0.0.1:5000; the run ids of every row are in `results.csv` (`mlflow_run_ids`).", ""]
+                f"{lb.ui_url or 'http://127.0.0.1:5000'}; the run ids of every row are in `results.csv` (`mlflow_run_ids`).", ""]
     else:
         out += [f"Tracking server: {lb.tracking_uri}; the run ids of every row are in `results.csv` (`mlflow_run_ids`).", ""]
     return "\n".join(out)

@@ -3,7 +3,8 @@
 Pipeline: `collect.fetch_runs` (MLflow -> records) -> `table.build_leaderboards` (pure: ranking,
 seeds, bootstrap over rats, McNemar, baselines) -> `export`, `render_md`, `render_html` -> files.
 
-Layout of the output folder (default `leaderboard/`):
+Layout of the output folder (the CLI's default: `RUNS_DIR/leaderboard/`; the committed `leaderboard/`
+is written only when named with `--out leaderboard`, as `make demo` does):
 - one dataset: `DIR/README.md`, `DIR/index.html`, `DIR/results.csv`, `DIR/results.json`;
 - several datasets: the same four files per dataset in `DIR/<dataset>/`, plus `DIR/README.md` and
   `DIR/index.html` linking them and `DIR/results.csv`/`DIR/results.json` holding every dataset's rows
@@ -63,14 +64,15 @@ def write_leaderboards(leaderboards: list[Leaderboard], out, with_figures: bool 
     return [out / n for n in FILES] + written
 
 
-def leaderboard_from_store(out="leaderboard", runs_dir="ratspain-runs", tracking_uri: str | None = None,
-                           n_resamples: int = 2000, bootstrap_seed: int = 0) -> tuple[list[Leaderboard], list[Path]]:
-    """Read every ratspain run of the store and write the leaderboards; returns them and the files written."""
+def leaderboard_from_store(out=None, runs_dir="ratspain-runs", tracking_uri: str | None = None, n_resamples: int = 2000,
+                           bootstrap_seed: int = 0, mlflow_ui: str | None = None) -> tuple[list[Leaderboard], list[Path]]:
+    """Read every ratspain run of the store and build the leaderboards; write them to `out` when given.
+    Returns the leaderboards and the files written."""
     from ..errors import InputError
 
     uri = resolve_tracking_uri(runs_dir, tracking_uri)
     records = fetch_runs(uri)
     if not records:
         raise InputError(f"{uri}: no ratspain runs in this MLflow store (run `ratspain-bench run` first)")
-    boards = build_leaderboards(records, uri, n_resamples, bootstrap_seed)
-    return boards, write_leaderboards(boards, out)
+    boards = build_leaderboards(records, uri, n_resamples, bootstrap_seed, mlflow_ui)
+    return boards, (write_leaderboards(boards, out) if out is not None else [])

@@ -107,14 +107,15 @@ def _runs_html(row: Row) -> str:
     return " ".join(links)
 
 
-def results_table(lb: Leaderboard) -> str:
+def results_table(lb: Leaderboard, rows=None, table_id: str = "results-table") -> str:
     head = ([_th("Rank", first="ascending"), _th("Method", numeric=False)]
             + [_th(f"Rat#{s}") for s in lb.subjects]
             + [_th("LORO (pooled)"), _th("Mean over rats"), _th("Pooled F1 95% CI"), _th("Bal. acc."), _th("MCC"),
                _th("vs top: McNemar p", first="ascending"), _th("Seeds"), _th("Train (s)", first="ascending"),
-               _th("Hardware", numeric=False), _th("Source", numeric=False), _th("MLflow run", numeric=False)])
+               _th("Hardware", numeric=False), _th("Source", numeric=False), _th("Code", numeric=False),
+               _th("MLflow run", numeric=False)])
     body = []
-    for r in lb.rows:
+    for r in (lb.main_rows if rows is None else rows):
         cls = "baseline" if r.kind == "baseline" else ("top" if r.rank == 1 else "")
         p = r.mcnemar["p_value"] if r.mcnemar else None
         tds = ([_td(cells.rank_cell(r), "" if r.rank is None else r.rank), _td(r.label, cls="text")]
@@ -127,9 +128,9 @@ def results_table(lb: Leaderboard) -> str:
                   _td(cells.seeds_cell(r), len(r.seeds) if r.seeds else ""),
                   _td(cells.train_cell(r), "" if r.train_seconds is None else r.train_seconds),
                   _td(r.hardware or cells.DASH, cls="text"), _td(r.source or r.note, cls="text small"),
-                  _td(_runs_html(r), cls="text", raw=True)])
+                  _td(cells.code_cell(r), cls="text small"), _td(_runs_html(r), cls="text", raw=True)])
         body.append(f'<tr class="{cls}">' + "".join(tds) + "</tr>")
-    return ('<table id="results-table" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"
+    return (f'<table id="{table_id}" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"
             + "\n".join(body) + "</tbody></table>")
 
 
@@ -198,12 +199,12 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
     for w in lb.warnings:
         parts.append(f'<p class="warn">Warning: {escape(w)}</p>')
     if lb.ui_command:
-        mlflow = (f"Run links open the MLflow UI at http://127.0.0.1:5000 after <code>{escape(lb.ui_command)}</code> "
+        mlflow = (f"Run links open the MLflow UI at {escape(lb.ui_url)} after <code>{escape(lb.ui_command)}</code> "
                   f"(tracking store <code>{escape(lb.tracking_uri)}</code>).")
     else:
         mlflow = f'Run links open the tracking server <a href="{escape(lb.tracking_uri)}">{escape(lb.tracking_uri)}</a>.'
     parts += ['<section id="results"><h2>Results</h2><div class="row">',
-              f'<div class="scroll">{results_table(lb) if lb.rows else "<p>No complete run yet.</p>"}'
+              f'<div class="scroll">{results_table(lb) if lb.main_rows else "<p>No complete run yet.</p>"}'
               f'<p class="small">{mlflow}</p></div>']
     if lb.imbalance:
         parts.append('<div id="imbalance"><h3>Class imbalance per fold</h3>'
@@ -213,6 +214,10 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
                      + (_img(figures.imbalance_bars(lb), "class balance per rat") if with_figures else "") + "</div>")
     parts.append("</div>")
     parts.append('<ul class="defs">' + "".join(f"<li>{_md_inline(d)}</li>" for d in definitions(lb)) + "</ul></section>")
+    if lb.predictions_only:
+        parts += ['<section id="predictions-only"><h2>Predictions only, not reproduced (never ranked)</h2>',
+                  "<p>Entries submitted as predictions files: scored against the dataset's labels, their code not run.</p>",
+                  f'<div class="scroll">{results_table(lb, lb.predictions_only, "predictions-only-table")}</div></section>']
     if lb.incomplete:
         parts += ['<section id="incomplete"><h2>Incomplete (not ranked)</h2>',
                   "<p>Missing folds, failed or still running: listed here, never ranked and never averaged.</p>",

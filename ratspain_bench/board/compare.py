@@ -1,8 +1,6 @@
 """`score A.csv --compare B.csv`: McNemar's test of two predictions files on the images they share."""
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
 
 from .. import metrics
@@ -24,7 +22,7 @@ def _one_run(preds, name: str) -> pd.DataFrame:
 def compare(a, b) -> dict:
     """McNemar (exact two-sided binomial; the chi-square with continuity correction beside it) on shared images.
 
-    `a`, `b`: `scoring.Predictions` holding one run each. b/c count the images only A / only B gets right.
+    `a`, `b`: `evaluation.predictions.PredictionsFile` holding one run each. b/c count the images only A / only B gets right.
     """
     ta, tb = _one_run(a, "A"), _one_run(b, "B")
     joined = ta[["image", "subject", "y_true", "y_pred"]].merge(tb[["image", "y_true", "y_pred"]], on="image", suffixes=("_a", "_b"))
@@ -61,16 +59,3 @@ def format_comparison(r: dict) -> str:
              + (f" {MARKER} (A and B differ at p < {SIGNIFICANCE})" if r["significant"] else f" (no difference at p < {SIGNIFICANCE})"),
              f"chi-square with continuity correction: {m['chi2_continuity_corrected']:.4f}, {p_text(m['p_value_chi2'])}"]
     return "\n".join(lines) + "\n"
-
-
-def run_compare(preds_a, path_b, fmt: str = "md") -> int:
-    """The `score --compare` action: read B, test, print (JSON or text)."""
-    from ..cli.common import print_json
-    from ..scoring import read_predictions
-
-    result = compare(preds_a, read_predictions(path_b))
-    if fmt == "json":
-        print_json(result)
-    else:
-        sys.stdout.write(format_comparison(result))
-    return 0

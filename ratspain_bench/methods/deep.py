@@ -1,4 +1,4 @@
-"""`DeepMethod`: fit/predict for a timm backbone (seen as K region features) plus a trainable head.
+"""`DeepMethod`: the base class of the deep families; fit/predict for a timm backbone (seen as K region features) plus a trainable head.
 
 Subclasses give `make_head(num_features, num_regions)` (a module mapping (B, K, C) region features to
 logits, or to (logits, attention)) and may override `loss(output, y)` (default: cross-entropy).
@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine.augment import Normalizer, check_crop, eval_view, to_uint8_tensor
+from ..engine.backbone import RegionBackbone
+from ..engine.device import autocast, cpu_threads, deterministic, resolve_device, seed_everything
+from ..engine.features import FeatureCache, fill, space_id
+from ..engine.train import FeatureBatches, ImageBatches, make_optimizer, train
+from ..engine.weights import create_backbone, input_size_kwargs, weights_id
 from ..errors import InputError
-from ..methods.base import Method, Predictions, TestSet, TrainSet
-from .augment import Normalizer, check_crop, eval_view, to_uint8_tensor
-from .backbone import RegionBackbone
-from .device import autocast, cpu_threads, deterministic, resolve_device, seed_everything
-from .features import FeatureCache, fill, space_id
-from .train import FeatureBatches, ImageBatches, make_optimizer, train
-from .weights import create_backbone, input_size_kwargs, weights_id
+from .base import Method, Predictions, TestSet, TrainSet
 
 
 class Standardized(nn.Module):
@@ -89,6 +89,13 @@ class DeepMethod(Method):
         self.device = torch.device("cpu")
         self.losses: list[float] = []
 
+    @classmethod
+    def preflight(cls, config) -> None:
+        """The config's settings are valid and its starting weights can be had (hub reachable or cached, file readable)."""
+        config.validate()
+        if config.weights != "none":
+            create_backbone(config.model, config.weights, **input_size_kwargs(config.model, config.crop_size))
+
     # ------------------------------------------------------------ what subclasses give
 
     def make_head(self, num_features: int, num_regions: int) -> nn.Module:  # pragma: no cover - interface
@@ -128,7 +135,9 @@ class DeepMethod(Method):
 
     def feature_cache(self) -> FeatureCache:
         c = self.config
-        space = space_id(c.model, weights_id(c.weights, self.context.seed), c.image_size, c.crop_size, c.test_crop)
+        precision = "bf16" if c.amp and resolve_device(self.context.device).type == "cuda" else "fp32"
+        space = space_id(c.model, weights=weights_id(c.weights, self.context.seed), image_size=c.image_size, crop_size=c.crop_size,
+                         test_crop=c.test_crop, flip=c.flip, precision=precision, channels_last=c.channels_last)
         return FeatureCache(space, self.context.cache_dir)
 
     def _encode(self):

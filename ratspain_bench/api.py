@@ -1,0 +1,231 @@
+"""The Python API: everything the command line does, as functions a notebook can call.
+
+    import ratspain_bench as rb
+    r = rb.run(["lbp-r1p8-8x8"], data=None)    # None: the built-in synthetic replica
+    r.table                                      # one row per method: pooled and per-rat scores
+    r.predictions                                # every test image's prediction, all methods
+
+`data` is anything `--data` accepts (a folder, a manifest CSV, an annotation JSON, a SUBJECT/LEVEL
+tree), a `Dataset` from `load_dataset`, or None for the replica. The command line is a thin face of
+these functions (argument parsing and printing only).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .data import Dataset
+from .data import load_dataset as _load
+from .errors import InputError
+from .evaluation.runner import MethodResult, RunOptions, check_methods, run_methods
+from .evaluation.sandbox import SandboxSettings
+from .methods.registry import MethodSpec, default_registry
+
+DEFAULT_SUITE = "quick"
+
+
+def load_dataset(data=None, include_low_confidence: bool = False) -> Dataset:
+    """A validated dataset (see the module doc for `data`); InputError naming file and row on bad input."""
+    return data if isinstance(data, Dataset) else _load(data, include_low_confidence)
+
+
+def list_methods(pattern: str | None = None) -> list[MethodSpec]:
+    """Registered methods (named rows, families, plugins, submissions), optionally filtered by a glob (`lbp-*`)."""
+    specs = default_registry().specs()
+    return [s for s in specs if pattern is None or fnmatch.fnmatch(s.name, pattern)]
+
+
+def get_method(name: str) -> MethodSpec:
+    """A method by name (including parametric names such as `timm:efficientnet_b0`); InputError with a hint."""
+    return default_registry().get(name)
+
+
+def suites() -> dict[str, list[str]]:
+    """Suite name -> its methods (`run(suite=...)`)."""
+    return default_registry().suites()
+
+
+@dataclass
+class Results:
+    """What `run` returns: one `MethodResult` per method, the scores as a table, the predictions."""
+
+    results: list[MethodResult]
+    dataset: Dataset
+    _preds: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def failed(self) -> list[MethodResult]:
+        return [r for r in self.results if r.status != "complete"]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per method: status, pooled metrics, mean over rats, F1 and accuracy per rat, time, identity."""
+        rows = []
+        for r in self.results:
+            row = {"method": r.method, "status": r.status}
+            if r.score is not None:
+                row.update({f"pooled_{k}": r.score["pooled"][k] for k in ("f1", "accuracy", "balanced_accuracy", "mcc")})
+                row.update({f"mean_{k}": r.score["mean_over_subjects"][k] for k in ("f1", "accuracy")})
+                for s, v in r.score["per_subject"].items():
+                    row[f"f1_rat{s}"], row[f"accuracy_rat{s}"] = v["f1"], v["accuracy"]
+            row.update({"seconds": r.seconds, "config_hash": r.config_hash, "code_hash": r.code_hash, "run_id": r.run_id,
+                        "predictions": None if r.predictions is None else str(r.predictions), "error": r.error})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        """Every complete method's predictions (contract columns image, subject, y_true, y_pred, score, fold, method, seed)."""
+        if self._preds is None:
+            frames = [pd.read_csv(r.predictions, dtype={"image": str, "subject": str, "fold": str})
+                      for r in self.results if r.predictions is not None]
+            self._preds = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return self._preds
+
+    def markdown(self) -> str:
+        """The paper's Table 3 layout: per-rat "F1/Acc%" cells and the pooled LORO cell."""
+        from tabulate import tabulate
+
+        from .metrics import cell
+
+        subjects = self.dataset.subjects
+        rows = []
+        for r in self.results:
+            if r.score is None:
+                rows.append([r.method] + ["-"] * len(subjects) + ["failed", "", f"{r.seconds:.0f}"])
+                continue
+            per, p, m = r.score["per_subject"], r.score["pooled"], r.score["mean_over_subjects"]
+            rows.append([r.method] + [cell(per[s]["f1"], per[s]["accuracy"]) if s in per else "-" for s in subjects]
+                        + [cell(p["f1"], p["accuracy"]), cell(m["f1"], m["accuracy"]), f"{r.seconds:.0f}"])
+        headers = ["Method"] + [f"Rat#{s}" for s in subjects] + ["LORO (pooled)", "mean over rats", "time (s)"]
+        return tabulate(rows, headers=headers, tablefmt="github")
+
+    def __repr__(self) -> str:
+        return self.markdown()
+
+
+def run(methods=None, data=None, *, suite: str | None = None, profile: str = "quick", seed: int = 0, device: str = "auto",
+        jobs: int = 1, runs_dir="ratspain-runs", tracking_uri: str | None = None, set: dict | None = None,
+        weights: str | None = None, finetune: str | None = None, sandbox: bool = True, time_limit: float = 1800.0,
+        memory_mb: int = 8192, quiet: bool = True, include_low_confidence: bool = False) -> Results:
+    """Run the LORO protocol for `methods` (names; default: `suite`, else the quick suite) on `data`.
+
+    Every run is tracked in MLflow (`runs_dir`/`tracking_uri`) and resumable; a configuration already
+    complete for the same dataset, config, code and seed is read back, not recomputed. `set`: parameter
+    overrides every method must declare; `weights`/`finetune`: applied to the methods that declare them.
+    Outside methods (submissions, untrusted plugins) run sandboxed, one fold per process (`sandbox=False`
+    runs them unisolated, marked `unsandboxed`; `time_limit`/`memory_mb` per fold).
+    """
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    if methods and suite:
+        raise InputError("give methods or a suite, not both")
+    names = list(methods) if methods else default_registry().suite(suite or DEFAULT_SUITE)
+    if not names:
+        raise InputError("no methods to run")
+    declared = {k: v for k, v in (("weights", weights), ("finetune", finetune)) if v is not None}
+    opts = RunOptions(profile=profile, seed=seed, device=device, runs_dir=Path(runs_dir), tracking_uri=tracking_uri, jobs=max(1, jobs),
+                      quiet=quiet, overrides=dict(set or {}), where_declared=declared,
+                      sandbox=SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb))
+    check_methods(names, opts)  # configuration errors before the dataset is read (or the replica rendered)
+    dataset = load_dataset(data, include_low_confidence)
+    return Results(run_methods(names, dataset, opts, checked=True), dataset)
+
+
+def score(predictions, method: str | None = None, seed=None, format: str = "json"):
+    """Score a predictions file (path) or frame: the contract's score object, or a list with `method`/`seed` for
+    several runs; `format="md"`: the paper-style Markdown rows instead."""
+    from .evaluation.predictions import PredictionsFile, read_predictions, score_runs, select, to_json, to_markdown
+
+    if isinstance(predictions, pd.DataFrame):
+        t = predictions.copy()
+        for c in ("method", "seed", "fold"):
+            t[c] = t[c].astype(str) if c in t.columns else ""
+        preds = PredictionsFile("<DataFrame>", t)
+    else:
+        preds = read_predictions(predictions)
+    if method is not None or seed is not None:
+        preds = select(preds, method, seed)
+    scored = score_runs(preds)
+    return to_markdown(scored, default_name=Path(str(predictions)).stem) if format == "md" else to_json(scored)
+
+
+def compare(a, b) -> dict:
+    """McNemar's test of two predictions files (one run each) on the images they share."""
+    from .evaluation.predictions import read_predictions
+    from .board.compare import compare as _compare
+
+    return _compare(read_predictions(a), read_predictions(b))
+
+
+def check_data(data=None, include_low_confidence: bool = False):
+    """(dataset, every problem found): `data check` (columns, rows, decoding, near-duplicates across subjects)."""
+    from .data.check import inspect_dataset
+
+    return inspect_dataset(data, include_low_confidence=include_low_confidence)
+
+
+def imbalance(data=None, include_low_confidence: bool = False) -> dict:
+    """Per-subject label counts (the paper's Table 2) and per-fold train/test counts (Table 4)."""
+    from .data.imbalance import imbalance_report
+
+    return imbalance_report(load_dataset(data, include_low_confidence))
+
+
+def synth(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None, jobs: int | None = None, progress=None) -> Path:
+    """Render the synthetic replica into `out_dir` (manifest.csv, images/, au_regions.json); the manifest's path."""
+    from .data.synth import generate_replica
+
+    return generate_replica(out_dir, seed=seed, size=size, counts=counts, jobs=jobs, progress=progress)
+
+
+def contact_sheet(data=None, out="replica-sheet.png", per_level: int = 2, seed: int = 0, include_low_confidence: bool = False) -> Path:
+    """A PNG of a few faces per subject (rows) and level (columns)."""
+    from .data.sheet import contact_sheet as _sheet
+
+    dataset = load_dataset(data, include_low_confidence)
+    dataset.require_images()
+    return _sheet(dataset, Path(out), per_level=per_level, seed=seed)
+
+
+def leaderboard(out=None, runs_dir="ratspain-runs", tracking_uri: str | None = None, resamples: int = 2000,
+                bootstrap_seed: int = 0, mlflow_ui: str | None = None):
+    """The leaderboards of every dataset in the MLflow store; written (README.md, index.html, results.csv,
+    results.json) only to `out` when given."""
+    from .board import leaderboard_from_store
+
+    if resamples < 1:
+        raise InputError(f"resamples {resamples}: must be at least 1")
+    return leaderboard_from_store(out, runs_dir, tracking_uri, resamples, bootstrap_seed, mlflow_ui)[0]
+
+
+def sensitivity(method: str = "painseeker", data=None, *, grid: dict | None = None, jobs: int = 1, **options):
+    """One-at-a-time sensitivity (default grid: the method's SENSITIVITY_GRID, PainSeeker's is the paper's Figure 5).
+
+    `grid`: {name: [values]}; other options are the fields of `study.SensitivityOptions` (profile, finetune,
+    fixed, seed, device, runs_dir, tracking_uri, storage, study_name, out_dir, n_trials, quiet, sandbox)."""
+    from .study import SensitivityOptions, run_sensitivity
+
+    dataset = load_dataset(data)
+    dataset.require_images()
+    grid = None if grid is None else {k: [str(v) for v in vals] for k, vals in grid.items()}
+    return run_sensitivity(dataset, SensitivityOptions(method=method, grid=grid, jobs=max(1, jobs), **options))
+
+
+def tune(method: str = "painseeker", data=None, **options):
+    """Nested-LORO hyper-parameter search; options are the fields of `study.TuneOptions` (n_trials, space, ...)."""
+    from .study import TuneOptions, run_tune
+
+    dataset = load_dataset(data)
+    dataset.require_images()
+    return run_tune(dataset, TuneOptions(method=method, **options))
+
+
+def validate(path, **options):
+    """Check a submission folder or predictions file; a `submit.Report` (`.ok`, `.text()`, `.as_dict()`)."""
+    from .submit import validate as _validate
+
+    return _validate(path, **options)

@@ -1,0 +1,102 @@
+"""A method's full configuration (every parameter, public names) from its profile and overrides.
+
+Trusted methods are asked in this process (their Config class); outside methods in a sandboxed worker
+(`sandbox.describe`), so their code never runs here; their answers are kept in the cache, keyed by the
+method's code hash. Either way an unknown or ill-typed parameter is an InputError naming the method,
+raised before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from ..errors import InputError
+from ..methods.base import config_params, public_name
+from ..methods.registry import MethodSpec
+from ..paths import atomic_write_text
+from .sandbox import SandboxSettings, describe
+
+_DESCRIBED: dict[tuple, dict] = {}
+
+
+def _key(params: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+def _disk(spec: MethodSpec):
+    """Where an outside method's descriptions are kept between runs: keyed by its code, so an edit asks again."""
+    import hashlib
+
+    from ..paths import cache_dir
+    from .identity import code_hash
+
+    return cache_dir() / "describe" / f"{hashlib.sha1(spec.name.encode()).hexdigest()[:8]}-{code_hash(spec)}.json"
+
+
+def _outside(spec: MethodSpec, profile, sets: list[dict], settings: SandboxSettings) -> list[dict]:
+    if (spec.name, "info") not in _DESCRIBED:
+        try:
+            saved = json.loads(_disk(spec).read_text())
+            _DESCRIBED[(spec.name, "info")] = saved["info"]
+            _DESCRIBED.update({(spec.name, p, tuple(map(tuple, k))): c for p, k, c in saved["configs"]})
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    todo = [s for s in sets if (spec.name, profile, _key(s)) not in _DESCRIBED]
+    if todo or (spec.name, "info") not in _DESCRIBED:
+        info = describe(spec, profile, todo or [{}], settings)
+        _DESCRIBED[(spec.name, "info")] = info
+        for s, c in zip(todo, info["configs"]):
+            _DESCRIBED[(spec.name, profile, _key(s))] = c
+        configs = [[k[1], k[2], c] for k, c in _DESCRIBED.items() if k[0] == spec.name and k[1] != "info"]
+        atomic_write_text(_disk(spec), json.dumps({"info": info, "configs": configs}, default=str))
+    return [_DESCRIBED[(spec.name, profile, _key(s))] for s in sets]
+
+
+def configure_many(spec: MethodSpec, profile: str | None, overrides: list[dict], settings: SandboxSettings = SandboxSettings(),
+                   errors: str = "raise") -> list[dict]:
+    """Full params for each set of overrides (on top of the spec's own params). A bad set raises an InputError
+    naming the method, or with `errors="return"` gives {"error": message} in its place."""
+    if spec.trusted:
+        out = []
+        for o in overrides:
+            try:
+                out.append(config_params(spec.checked_config(profile, **o)))
+            except InputError as e:
+                if errors == "raise":
+                    raise
+                out.append({"error": str(e).removeprefix(f"{spec.name}: ")})
+        return out
+    out = _outside(spec, profile, [{**dict(spec.params), **o} for o in overrides], settings)
+    for c in out:
+        if errors == "raise" and "error" in c and len(c) == 1:
+            raise InputError(f"{spec.name}: {c['error']}")
+    return out
+
+
+def configure(spec: MethodSpec, profile: str | None, overrides: dict | None = None, where_declared: dict | None = None,
+              settings: SandboxSettings = SandboxSettings()) -> dict:
+    """Full params: profile, the spec's params, `where_declared` settings the method has, then `overrides`."""
+    extra = {}
+    if where_declared:
+        names = declared_names(spec, settings)
+        extra = {k: v for k, v in where_declared.items() if k in names}
+    return configure_many(spec, profile, [{**extra, **(overrides or {})}], settings)[0]
+
+
+def declared_names(spec: MethodSpec, settings: SandboxSettings = SandboxSettings()) -> set[str]:
+    """The method's config parameters (public names)."""
+    if spec.trusted:
+        return {public_name(f) for f in dataclasses.fields(spec.load().Config)}
+    _outside(spec, None, [{}], settings)
+    return set(_DESCRIBED[(spec.name, "info")]["fields"])
+
+
+def declaration(spec: MethodSpec, name: str, settings: SandboxSettings = SandboxSettings()) -> dict:
+    """A class-level declaration (`search_space`, `sensitivity_grid`) of the method; {} when it has none."""
+    if spec.trusted:
+        cls = spec.load()
+        attr = {"search_space": "SEARCH_SPACE", "sensitivity_grid": "SENSITIVITY_GRID"}[name]
+        return dict(getattr(cls, attr, {}) or getattr(cls.Config, attr, {}) or {})
+    _outside(spec, None, [{}], settings)
+    value = _DESCRIBED[(spec.name, "info")].get(name) or {}
+    return value if isinstance(value, dict) else {}

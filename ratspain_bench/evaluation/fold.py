@@ -1,0 +1,156 @@
+"""The fold path: the one place where a method meets a fold, for `run`, both studies, `submit validate`
+and the benchmarks.
+
+`run_fold(task, dataset, images)`: split the dataset (the training rats' images, labels, subject ids;
+the test rat's images and subject id, never its labels), fit and predict (in this process for a
+trusted method, in a sandboxed worker process for outside code: `sandbox`), check the predictions
+by the rules of a predictions file (`predictions.check_output`), score where the method looked
+(attention localisation, when the method returns attention maps and AU boxes are known), and write
+the job folder: `predictions.csv` and `fold.json` under temporary names renamed into place, then
+`DONE` last. A folder with `DONE` is never computed again (`read_fold`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..methods.base import Context, Method, Predictions, TestSet, TrainSet, make_config
+from ..methods.registry import MethodSpec
+from ..paths import atomic_write_text, cache_dir
+from ..protocol import Fold
+from .predictions import InvalidOutput, check_output
+from .sandbox import SandboxError, SandboxSettings, fit_predict
+
+META_COLUMNS = ("pose_yaw", "pose_pitch", "pose_roll", "pose_bin")  # what a method may see besides pixels
+
+
+class FoldError(Exception):
+    """A fold failed (the method raised, overran its limits, or returned invalid predictions: `rule` names
+    the predictions rule broken, else it is "")."""
+
+    def __init__(self, message: str, rule: str = ""):
+        super().__init__(message)
+        self.rule = rule
+
+
+@dataclass(frozen=True)
+class FoldTask:
+    """One fold of one configured method. `params`: the full config (public names)."""
+
+    spec: MethodSpec
+    params: dict
+    fold: Fold
+    job_dir: Path
+    seed: int = 0
+    profile: str = "quick"
+    device: str = "auto"
+    sandbox: SandboxSettings = SandboxSettings()  # how an outside method runs (trusted ones run in this process)
+    prefetch: bool = False  # more folds of this method follow: an outside method's next worker may start now
+
+
+def image_size(params: dict) -> int:
+    """Side of the square images a method gets (its `image_size` parameter, default 224)."""
+    return int(params.get("image_size", 224))
+
+
+def split(dataset, images, fold: Fold) -> tuple[TrainSet, TestSet]:
+    """The method's view of a fold: labels of the training rats only."""
+    t = dataset.table
+    keys = dataset.keys
+    meta_cols = [c for c in META_COLUMNS if c in t.columns]
+    meta = t[meta_cols] if meta_cols else None
+    tr, te = fold.train, fold.test
+    train = TrainSet(np.asarray(images[tr]), t["label"].to_numpy()[tr], t["subject"].to_numpy()[tr],
+                     tuple(keys[i] for i in tr), None if meta is None else meta.iloc[tr].reset_index(drop=True))
+    test = TestSet(np.asarray(images[te]), t["subject"].to_numpy()[te], tuple(keys[i] for i in te),
+                   None if meta is None else meta.iloc[te].reset_index(drop=True))
+    return train, test
+
+
+def build(spec: MethodSpec, params: dict, ctx: Context) -> Method:
+    """A fresh instance of the method with exactly `params` (no profile applied: they are complete)."""
+    cls = spec.load()
+    return cls(make_config(cls.Config, None, **params), ctx)
+
+
+def _in_process(task: FoldTask, train, test, work: Path, progress, log_metric) -> tuple[Predictions, float, Method]:
+    hooks = {k: v for k, v in (("progress", progress), ("log_metric", log_metric)) if v is not None}
+    ctx = Context(seed=task.seed, device=task.device, profile=task.profile, cache_dir=cache_dir(), work_dir=work, **hooks)
+    method = build(task.spec, task.params, ctx)
+    start = time.perf_counter()
+    method.fit(train)
+    fit_seconds = time.perf_counter() - start
+    pred = method.predict(test)
+    if not isinstance(pred, Predictions):
+        raise InvalidOutput(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions")
+    return pred, fit_seconds, method
+
+
+def _localisation(dataset, method: Method, pred: Predictions, fold: Fold) -> dict:
+    """Where the top-k attention regions sit relative to the AU boxes (when both are known)."""
+    from ..attention import load_au_regions, localisation
+
+    regions = load_au_regions(dataset)
+    if not regions:
+        return {}
+    from PIL import Image
+
+    k, shown = method.attention_view()
+    with Image.open(dataset.table["file"].iloc[fold.test[0]]) as im:
+        wh = im.size
+    return localisation(pred.attention, dataset.table["image"].iloc[list(fold.test)].tolist(), regions, wh, k, shown)
+
+
+def run_fold(task: FoldTask, dataset, images, progress=None, log_metric=None) -> dict:
+    """Fit on the training rats, predict the held-out rat, check, write the job folder; returns its summary."""
+    train, test = split(dataset, images, task.fold)
+    work = task.job_dir / "artifacts"
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    extra: dict = {}
+    try:
+        if task.spec.trusted:
+            pred, fit_seconds, method = _in_process(task, train, test, work, progress, log_metric)
+            checked = check_output(pred.labels, pred.scores, len(test))
+            if pred.attention is not None:
+                extra = _localisation(dataset, method, pred, task.fold)
+        else:
+            labels, scores, fit_seconds, extra = fit_predict(task, train, test)
+            checked = check_output(labels, scores, len(test))
+    except InvalidOutput as e:
+        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: invalid predictions: {e}", e.rule) from None
+    except SandboxError as e:
+        rule = "predict_type" if "predict() returned" in str(e) else ""
+        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: {e}", rule) from None
+    except InputError:
+        raise
+    except Exception as e:
+        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: {type(e).__name__}: {e}") from e
+    t = dataset.table.iloc[list(task.fold.test)]
+    frame = pd.DataFrame({"image": t["image"].to_numpy(), "subject": t["subject"].to_numpy(), "y_true": t["label"].to_numpy(),
+                          "y_pred": checked.labels, "score": np.round(checked.scores, 6), "fold": task.fold.subject})
+    seconds = time.perf_counter() - start
+    summary = {"subject": task.fold.subject, "train_seconds": fit_seconds, "predict_seconds": max(0.0, seconds - fit_seconds),
+               "n_test": len(test), **extra}
+    tmp = task.job_dir / f".predictions.{os.getpid()}.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, task.job_dir / "predictions.csv")
+    atomic_write_text(task.job_dir / "fold.json", json.dumps(summary))
+    atomic_write_text(task.job_dir / "DONE", "")
+    return summary
+
+
+def read_fold(job_dir: Path) -> tuple[pd.DataFrame, dict] | None:
+    """A finished job folder's predictions and summary; None when it has no `DONE` marker."""
+    job_dir = Path(job_dir)
+    if not (job_dir / "DONE").is_file():
+        return None
+    frame = pd.read_csv(job_dir / "predictions.csv", dtype={"image": str, "subject": str, "fold": str})
+    return frame, json.loads((job_dir / "fold.json").read_text())

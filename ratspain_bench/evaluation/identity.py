@@ -1,0 +1,149 @@
+"""What makes a result: the dataset, the method's config, its code, the protocol and the seed.
+
+A job (one fold of one method run) is identified by all five, and so are its folder, the predictions
+file and the "already complete" check: changed code, another config or another dataset in a folder
+of the same name can never reuse an old result.
+
+- `config_hash`: the family and every config parameter (public names, defaults included);
+- `code_hash`: for a submission, every file of its folder; for a built-in or plugin, the package
+  version plus the source of the method's module and of every module of the same package it imports,
+  transitively (so an edit to the engine a method uses changes its hash); and the protocol version;
+- the dataset fingerprint (`Dataset.fingerprint`): labelled rows and image content.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from ..protocol import PROTOCOL_VERSION, Fold, fold_digest
+
+SKIP_PARTS = {"__pycache__", ".git", ".ipynb_checkpoints"}
+
+
+def safe_name(name: str) -> str:
+    """A name as one portable path component (`timm:resnet18` -> `timm_resnet18`)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "_"
+
+
+def config_hash(family: str, params: dict) -> str:
+    payload = json.dumps({"family": family, **params}, sort_keys=True, default=str)
+    return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+def _module_file(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None) if spec else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _imports(file: Path, module: str, package_root: str) -> set[str]:
+    """Modules of `package_root` that `module` (at `file`) imports, absolute or relative."""
+    tree = ast.parse(file.read_text(encoding="utf-8"), str(file))
+    is_pkg = file.name == "__init__.py"
+    parts = module.split(".")
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = parts[: len(parts) - node.level + (1 if is_pkg else 0)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            out.add(target)
+            out |= {f"{target}.{a.name}" for a in node.names}
+    return {m for m in out if m == package_root or m.startswith(package_root + ".")}
+
+
+def module_sources(*modules: str) -> dict[str, Path]:
+    """`modules` and every module of their top-level packages they import, transitively: {name: file}."""
+    seen: dict[str, Path] = {}
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        file = _module_file(name)
+        if file is None:
+            continue
+        seen[name] = file
+        todo += _imports(file, name, name.split(".")[0])
+    return seen
+
+
+def folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and not SKIP_PARTS & set(p.relative_to(folder).parts)
+                  and not p.name.endswith((".pyc", ".tmp")))
+
+
+def _plugin_files(distribution: str, target: str) -> list[Path]:
+    """An outside plugin's own files, found without importing it: its distribution's RECORD, else the files of
+    the entry point's top-level module or package where the distribution lies."""
+    from importlib.machinery import PathFinder
+    from importlib.metadata import distribution as dist_of
+
+    dist = dist_of(distribution)
+    files = [Path(dist.locate_file(f)) for f in (dist.files or []) if str(f).endswith(".py")]
+    if not files:
+        found = PathFinder.find_spec(target.partition(":")[0].split(".")[0], [str(dist.locate_file(""))])
+        if found is not None and found.origin:
+            origin = Path(found.origin)
+            files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+    return sorted(f for f in files if f.is_file())
+
+
+def code_hash(spec) -> str:
+    """A digest of the code that computes `spec`'s predictions, with the protocol version (see the module doc)."""
+    h = hashlib.sha1(f"protocol={PROTOCOL_VERSION}\n".encode())
+    dist = spec.distribution or "ratspain_bench"
+    try:
+        h.update(f"{dist}={version(dist)}\n".encode())
+    except PackageNotFoundError:
+        pass
+    if spec.folder is not None:
+        files = [(f.relative_to(spec.folder).as_posix(), f) for f in folder_files(spec.folder)]
+    elif not spec.trusted:  # an untrusted plugin: never imported here
+        h.update(str(spec.target).encode())
+        files = [(str(f), f) for f in _plugin_files(spec.distribution, str(spec.target))]
+    else:
+        targets = [spec.target.partition(":")[0]] if isinstance(spec.target, str) else []
+        targets.append(spec.load().__module__)
+        files = sorted(module_sources(*targets).items())
+    for name, file in files:
+        h.update(f"{name}\n".encode())
+        h.update(file.read_bytes())
+    return h.hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class JobKey:
+    """One (dataset, method config, code, seed): its job folders, predictions file and MLflow parent."""
+
+    dataset: str
+    fingerprint: str
+    method: str
+    config_hash: str
+    code_hash: str
+    seed: int
+
+    def root(self, runs_dir) -> Path:
+        return (Path(runs_dir) / "jobs" / f"{safe_name(self.dataset)}-{self.fingerprint}" / safe_name(self.method)
+                / f"{self.config_hash}-{self.code_hash}-seed{self.seed}")
+
+    def fold_dir(self, runs_dir, fold: Fold) -> Path:
+        """One folder per fold: its held-out subject and a digest of its rows (inner folds of nested LORO differ)."""
+        return self.root(runs_dir) / f"{safe_name(fold.subject)}-{fold_digest(fold)}"
+
+    def predictions_path(self, runs_dir) -> Path:
+        return (Path(runs_dir) / "predictions" / f"{safe_name(self.dataset)}-{self.fingerprint}"
+                / f"{safe_name(self.method)}__{self.config_hash}-{self.code_hash}__seed{self.seed}.csv")

@@ -1,0 +1,143 @@
+"""The sandboxed worker: `python -I -m ratspain_bench.evaluation.worker TASK IN OUT`.
+
+TASK `fold`: build the method from `IN/request.json` (its code, the full config, seed, device), read
+the fold's arrays (training images, labels, subjects, keys, pose columns; test images, subjects,
+keys, pose columns: no test labels exist here), fit, predict, write `OUT/predictions.npz` (labels,
+scores). TASK `describe`: import the class and report its declarations and the full config of each
+requested parameter set (`OUT/describe.json`). On failure: `OUT/error.json` (a one-line reason) and
+exit code 1. Nothing written here is trusted by the harness beyond what it checks.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+
+def _where(e: BaseException, folder: str | None) -> str:
+    """`ExcType: message (at file:line in function)`, the frame being the last one in the method's own code."""
+    frames = traceback.extract_tb(e.__traceback__)
+    mine = [f for f in frames if folder and str(Path(f.filename).resolve()).startswith(folder)]
+    f = (mine or frames or [None])[-1]
+    at = f" (at {Path(f.filename).name}:{f.lineno} in {f.name})" if f is not None else ""
+    if isinstance(e, SyntaxError):
+        return f"SyntaxError: {e.msg} (at {Path(e.filename or '?').name}:{e.lineno})"
+    msg = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {msg}{at}"
+
+
+def _load_class(req: dict):
+    """The method class, imported here (its own exceptions propagate, with their place in its code)."""
+    import importlib
+
+    from ratspain_bench.methods.base import Method
+    from ratspain_bench.methods.registry import load_from_folder
+
+    for p in req.get("sys_path", []):
+        sys.path.insert(0, p)
+    if req.get("folder"):
+        cls = load_from_folder(Path(req["folder"]), req["entry_point"])
+    else:
+        module, _, attr = req["entry_point"].partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"{req['entry_point']} is not a ratspain_bench.methods.Method subclass")
+    return cls
+
+
+def _arrays(inp: Path, part: str) -> dict:
+    out = {}
+    for f in sorted(inp.glob(f"{part}_*.npy")):
+        out[f.stem[len(part) + 1:]] = np.load(f, allow_pickle=False)
+    return out
+
+
+def _meta(a: dict):
+    cols = {k[len("meta_"):]: v for k, v in a.items() if k.startswith("meta_")}
+    if not cols:
+        return None
+    import pandas as pd
+
+    return pd.DataFrame(cols)
+
+
+def fold(cls, req: dict, inp: Path, out: Path) -> None:
+    from ratspain_bench.methods.base import Context, Predictions, TestSet, TrainSet, make_config
+
+    config = make_config(cls.Config, None, **req["params"])
+    tr, te = _arrays(inp, "train"), _arrays(inp, "test")
+    train = TrainSet(tr["images"], tr["labels"], tr["subjects"].astype(object), tuple(tr["keys"].tolist()), _meta(tr))
+    test = TestSet(te["images"], te["subjects"].astype(object), tuple(te["keys"].tolist()), _meta(te))
+    work = out / "artifacts"
+    work.mkdir(exist_ok=True)
+    method = cls(config, Context(seed=int(req["seed"]), device=req.get("device", "cpu"), profile=req.get("profile", "quick"),
+                                 cache_dir=None, work_dir=work))
+    t0 = time.perf_counter()
+    method.fit(train)
+    pred = method.predict(test)
+    if not isinstance(pred, Predictions):
+        raise TypeError(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions")
+    np.savez(out / "predictions.npz", labels=np.asarray(pred.labels), scores=np.asarray(pred.scores, dtype=float))
+    (out / "info.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
+
+
+def describe(cls, req: dict, out: Path) -> None:
+    import dataclasses
+
+    from ratspain_bench.methods.base import Method, config_params, make_config, public_name
+
+    config_cls = getattr(cls, "Config", None)
+    is_dc = config_cls is not None and dataclasses.is_dataclass(config_cls)
+    configs = []
+    for params in req["param_sets"]:
+        try:
+            if not is_dc:
+                raise TypeError("the method's Config is missing or not a dataclass")
+            configs.append(config_params(make_config(config_cls, req.get("profile"), **params)))
+        except (KeyError, TypeError, ValueError) as e:
+            configs.append({"error": str(e.args[0] if e.args else e)})
+    info = {"class": cls.__name__, "config_class": getattr(config_cls, "__name__", None), "config_dataclass": is_dc,
+            "missing": [m for m in ("fit", "predict") if getattr(cls, m) is getattr(Method, m)], "configs": configs,
+            "fields": [public_name(f) for f in dataclasses.fields(config_cls)] if is_dc else [],
+            "search_space": dict(getattr(cls, "SEARCH_SPACE", {}) or getattr(config_cls, "SEARCH_SPACE", {}) or {}),
+            "sensitivity_grid": dict(getattr(cls, "SENSITIVITY_GRID", {}) or {})}
+    (out / "describe.json").write_text(json.dumps(info, default=str))
+
+
+def _wait_for_inputs(inp: Path, patience_s: float = 3600.0) -> None:
+    """A worker is started ahead of its fold (its imports overlap the previous fold); the harness writes READY last."""
+    deadline = time.monotonic() + patience_s
+    while not (inp / "READY").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("no inputs arrived")
+        time.sleep(0.005)
+
+
+def main(argv=None) -> int:
+    task, inp, out = (argv or sys.argv[1:])[:3]
+    inp, out = Path(inp), Path(out)
+    req = json.loads((inp / "request.json").read_text())
+    try:
+        cls = _load_class(req)
+        _wait_for_inputs(inp)
+        if task == "fold":
+            fold(cls, req, inp, out)
+        else:
+            describe(cls, req, out)
+    except BaseException as e:  # reported to the harness as the fold's reason
+        (out / "error.json").write_text(json.dumps({"error": _where(e, req.get("folder"))}))
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # its outputs are written and closed: skip the interpreter's teardown
