@@ -12,6 +12,7 @@ these functions (argument parsing and printing only).
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,13 +108,27 @@ class Results:
         return self.markdown()
 
 
+def jobs_count(jobs) -> int:
+    """`auto` (every core) or a positive number of worker processes."""
+    if jobs in (None, "auto"):
+        return os.cpu_count() or 1
+    try:
+        n = int(jobs)
+    except (TypeError, ValueError):
+        raise InputError(f"--jobs {jobs!r}: expected auto or a positive number") from None
+    if n < 1:
+        raise InputError(f"--jobs {jobs}: expected auto or a positive number")
+    return n
+
+
 def run(methods=None, data=None, *, suite: str | None = None, profile: str = "quick", seed: int = 0, device: str = "auto",
-        jobs: int = 1, runs_dir="ratspain-runs", tracking_uri: str | None = None, set: dict | None = None,
+        jobs="auto", runs_dir="ratspain-runs", tracking_uri: str | None = None, set: dict | None = None,
         weights: str | None = None, finetune: str | None = None, sandbox: bool = True, time_limit: float = 1800.0,
         memory_mb: int = 8192, quiet: bool = True, include_low_confidence: bool = False) -> Results:
     """Run the LORO protocol for `methods` (names; default: `suite`, else the quick suite) on `data`.
 
-    Every run is tracked in MLflow (`runs_dir`/`tracking_uri`) and resumable; a configuration already
+    `jobs`: processes for the folds of trusted methods whose folds are light once their shared work is done
+    (frozen deep heads): `auto` uses every core. Every run is tracked in MLflow (`runs_dir`/`tracking_uri`) and resumable; a configuration already
     complete for the same dataset, config, code and seed is read back, not recomputed. `set`: parameter
     overrides every method must declare; `weights`/`finetune`: applied to the methods that declare them.
     Outside methods (submissions, untrusted plugins) run sandboxed, one fold per process (`sandbox=False`
@@ -127,7 +142,7 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     if not names:
         raise InputError("no methods to run")
     declared = {k: v for k, v in (("weights", weights), ("finetune", finetune)) if v is not None}
-    opts = RunOptions(profile=profile, seed=seed, device=device, runs_dir=Path(runs_dir), tracking_uri=tracking_uri, jobs=max(1, jobs),
+    opts = RunOptions(profile=profile, seed=seed, device=device, runs_dir=Path(runs_dir), tracking_uri=tracking_uri, jobs=jobs_count(jobs),
                       quiet=quiet, overrides=dict(set or {}), where_declared=declared,
                       sandbox=SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb))
     check_methods(names, opts)  # configuration errors before the dataset is read (or the replica rendered)
@@ -202,7 +217,7 @@ def leaderboard(out=None, runs_dir="ratspain-runs", tracking_uri: str | None = N
     return leaderboard_from_store(out, runs_dir, tracking_uri, resamples, bootstrap_seed, mlflow_ui)[0]
 
 
-def sensitivity(method: str = "painseeker", data=None, *, grid: dict | None = None, jobs: int = 1, **options):
+def sensitivity(method: str = "painseeker", data=None, *, grid: dict | None = None, jobs="auto", **options):
     """One-at-a-time sensitivity (default grid: the method's SENSITIVITY_GRID, PainSeeker's is the paper's Figure 5).
 
     `grid`: {name: [values]}; other options are the fields of `study.SensitivityOptions` (profile, finetune,
@@ -212,7 +227,7 @@ def sensitivity(method: str = "painseeker", data=None, *, grid: dict | None = No
     dataset = load_dataset(data)
     dataset.require_images()
     grid = None if grid is None else {k: [str(v) for v in vals] for k, vals in grid.items()}
-    return run_sensitivity(dataset, SensitivityOptions(method=method, grid=grid, jobs=max(1, jobs), **options))
+    return run_sensitivity(dataset, SensitivityOptions(method=method, grid=grid, jobs=jobs_count(jobs), **options))
 
 
 def tune(method: str = "painseeker", data=None, **options):

@@ -34,8 +34,9 @@ def coverage_grid(boxes: dict, width: int, height: int, m: int, crop: float = 1.
         height, width = ch, cw
     rows = np.arange(height) * m // height
     cols = np.arange(width) * m // width
-    sums = np.zeros((m, m))
-    np.add.at(sums, (rows[:, None], cols[None, :]), mask)
+    starts_r = np.flatnonzero(np.r_[True, np.diff(rows) > 0])
+    starts_c = np.flatnonzero(np.r_[True, np.diff(cols) > 0])
+    sums = np.add.reduceat(np.add.reduceat(mask.astype(np.int32), starts_r, axis=0), starts_c, axis=1)
     counts = np.bincount(rows, minlength=m)[:, None] * np.bincount(cols, minlength=m)[None, :]
     return sums / counts
 

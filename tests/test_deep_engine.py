@@ -175,6 +175,21 @@ def test_standardize_uses_training_features_only(tmp_path):
     assert not isinstance(plain.head, Standardized)
 
 
+def test_views_zero_trains_on_the_test_view_alone(tmp_path):
+    features._MEMORY.clear()
+    features._LOADED.clear()
+    train, test = sets(seed=6)
+    m = get_method("timm:resnet10t").build("quick", Context(seed=0, cache_dir=tmp_path),
+                                           **{**TINY, "finetune": "frozen", "views": 0})
+    m.fit(train)
+    m.predict(test)
+    assert {p.parent.name for p in (tmp_path / "features").rglob("*.npz")} == {"view0"}  # no crop + flip view computed
+    mean, _ = channel_stats(m.cached_features(train.keys, train.images, [0]))
+    assert torch.equal(m.head.mean, mean)  # standardised with the test view's training-fold statistics
+    with pytest.raises(InputError, match="views must be 0"):
+        get_method("timm:resnet10t").build("quick", Context(), **{**TINY, "finetune": "frozen", "views": -1})
+
+
 def test_frozen_views_do_not_depend_on_batching():
     keys = [f"k{i}" for i in range(5)]
     t1, l1, f1 = features.view_params(keys, 3, 40, 40, 32, True)

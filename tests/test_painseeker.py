@@ -165,3 +165,22 @@ def test_paper_profile_matches_the_paper():
     assert (cfg.prsc_lambda, cfg.prsc_delta, cfg.k_high) == (0.1, 0.2, 5)
     assert get_method("painseeker-noprsc").config("paper").prsc_lambda == 0.0
     assert isinstance(PainSeeker.Config.PROFILES, dict) and {"quick", "paper"} <= set(PainSeeker.Config.PROFILES)
+
+
+def test_coverage_grid_matches_a_pixel_by_pixel_count():
+    """Attention localisation: the share of each region covered by AU boxes, against a plain per-pixel loop."""
+    from ratspain_bench.attention import coverage_grid
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        w, h, m = int(rng.integers(20, 80)), int(rng.integers(20, 80)), int(rng.integers(1, 8))
+        boxes = {"eye": [[float(rng.uniform(-5, w)), float(rng.uniform(-5, h)), float(rng.uniform(0, w + 5)), float(rng.uniform(0, h + 5))]]}
+        x0, y0, x1, y1 = boxes["eye"][0]
+        expected = np.zeros((m, m))
+        size = np.zeros((m, m))
+        for y in range(h):
+            for x in range(w):
+                r, c = y * m // h, x * m // w
+                size[r, c] += 1
+                expected[r, c] += max(0, int(y0)) <= y < int(np.ceil(y1)) and max(0, int(x0)) <= x < int(np.ceil(x1))
+        assert np.allclose(coverage_grid(boxes, w, h, m), expected / size)

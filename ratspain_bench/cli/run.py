@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", help="deep methods: none, hub (timm's pretrained, needs network), lite0 (the offline extra) or a local weights file")
     p.add_argument("--finetune", choices=("full", "frozen"), help="deep methods: train the whole network, or only the head on cached backbone features")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a config parameter of every method run (repeatable), e.g. --set epochs=5")
-    p.add_argument("--jobs", type=int, default=1, help="folds of one method in parallel processes (default 1)")
+    p.add_argument("--jobs", default="auto", help="worker processes for the folds of methods whose folds are light once their shared "
+                                                  "work is done (frozen deep heads: features are computed once, with every core, then "
+                                                  "the heads of all folds and methods share the cores); auto (default): one per core")
     p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
     add_sandbox_options(p)
     add_runs_dir_option(p)

@@ -43,8 +43,9 @@ def add_parser(sub) -> None:
                         "(PainSeeker: lambda 0.05,0.1,0.5,1,1.5; delta 0.05,0.1,0.15,0.2,0.5; k_high 3,5,10,15,20)")
     s.add_argument("--finetune", choices=("frozen", "full"), default=None, help="deep methods: frozen backbone (cached features) or full fine-tuning")
     s.add_argument("--n-trials", type=int, default=None, help="at most this many grid points in this worker (default: until the grid is done)")
-    s.add_argument("--jobs", type=int, default=1, help="worker processes on this machine sharing the study (default 1; "
-                                                        "2 on a 2-core CPU: one torch thread each, usually faster for frozen heads)")
+    s.add_argument("--jobs", default="auto", help="worker processes on this machine sharing the study, each with cores / jobs torch "
+                                                   "threads; auto (default): one per core (the first point fills the feature cache, then "
+                                                   "the workers split the other points)")
     s.set_defaults(func=run_sensitivity)
 
     t = command(ss, "tune", "nested-LORO hyper-parameter search (TPE, pruning across inner folds)", [

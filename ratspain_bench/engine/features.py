@@ -22,7 +22,32 @@ import torch
 
 from .augment import crop_flip, eval_view
 
-_MEMORY: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+class _Slot:
+    """The features of one (space, view) in memory: arrays as computed or loaded (chunks) and where each key is."""
+
+    def __init__(self):
+        self.chunks: list[np.ndarray] = []
+        self.where: dict[str, tuple[int, int]] = {}
+
+    def add(self, keys, feats: np.ndarray) -> None:
+        i = len(self.chunks)
+        self.chunks.append(feats)
+        for row, k in enumerate(keys):
+            self.where.setdefault(str(k), (i, row))
+
+    def __contains__(self, key) -> bool:
+        return key in self.where
+
+    def take(self, keys, out: np.ndarray) -> np.ndarray:
+        """Rows of `keys` into `out`, one fancy-indexed copy per chunk (no per-key arrays)."""
+        pos = np.array([self.where[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+        for c in np.unique(pos[:, 0]):
+            m = pos[:, 0] == c
+            out[m] = self.chunks[c][pos[m, 1]]
+        return out
+
+
+_MEMORY: dict[tuple[str, int], _Slot] = {}
 _LOADED: set[tuple[str, int]] = set()
 
 
@@ -50,16 +75,15 @@ class FeatureCache:
         self.space = space
         self.root = Path(root) / "features" / space if root else None
 
-    def _store(self, view: int) -> dict[str, np.ndarray]:
+    def _store(self, view: int) -> _Slot:
         slot = (self.space, view)
-        store = _MEMORY.setdefault(slot, {})
+        store = _MEMORY.setdefault(slot, _Slot())
         if slot not in _LOADED and self.root is not None:
             _LOADED.add(slot)
             for shard in sorted((self.root / f"view{view}").glob("*.npz")):
                 try:
                     with np.load(shard) as z:
-                        for k, f in zip(z["keys"].tolist(), z["features"]):
-                            store.setdefault(str(k), f)
+                        store.add(z["keys"].tolist(), z["features"])
                 except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                     continue  # a partial or foreign file: recomputed as needed
         return store
@@ -71,8 +95,7 @@ class FeatureCache:
     def put(self, keys, view: int, feats: np.ndarray) -> None:
         store = self._store(view)
         feats = feats.astype(np.float16) if np.abs(feats).max(initial=0) < 6e4 else feats.astype(np.float32)
-        for k, f in zip(keys, feats):
-            store[k] = f
+        store.add(keys, feats)
         if self.root is not None and len(keys):
             folder = self.root / f"view{view}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -81,10 +104,18 @@ class FeatureCache:
             np.savez(tmp, keys=np.asarray(keys), features=feats)
             os.replace(tmp, folder / f"{name}.npz")
 
-    def get(self, keys, view: int) -> np.ndarray:
-        """(N, K, C) features as stored (float16 or float32; the engine widens each batch to float32)."""
+    def dtype(self, view: int) -> np.dtype:
+        """What a view is stored as (float16, or float32 where values exceed float16's range)."""
+        chunks = self._store(view).chunks
+        return np.result_type(*{c.dtype for c in chunks}) if chunks else np.dtype(np.float16)
+
+    def get(self, keys, view: int, out: np.ndarray | None = None) -> np.ndarray:
+        """(N, K, C) features as stored (float16 or float32; the engine widens each batch to float32), into `out` if given."""
         store = self._store(view)
-        return np.stack([store[k] for k in keys])
+        if out is None:
+            shape = store.chunks[store.where[keys[0]][0]].shape[1:] if len(keys) else (0, 0)
+            out = np.empty((len(keys), *shape), self.dtype(view))
+        return store.take(keys, out)
 
 
 def fill(cache: FeatureCache, keys, images: torch.Tensor, views, encode, crop: int, test_crop: str, flip: bool,

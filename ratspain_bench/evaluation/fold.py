@@ -89,7 +89,7 @@ def _in_process(task: FoldTask, train, test, work: Path, progress, log_metric) -
     fit_seconds = time.perf_counter() - start
     pred = method.predict(test)
     if not isinstance(pred, Predictions):
-        raise InvalidOutput(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions")
+        raise InvalidOutput(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions", "predict_type")
     return pred, fit_seconds, method
 
 

@@ -1,7 +1,9 @@
 """Run the LORO protocol for registered methods: plan, execute the missing folds, collect, record.
 
 Planning resolves every method's full config first (an unknown name or parameter fails before any
-work). Each fold is a job folder (`identity.JobKey`) written by the fold path (`fold.run_fold`) with
+work). Each method's shared work (`Method.prepare`: backbone features, LBP codes) runs once in this
+process; folds that are then light (frozen deep heads) run in a local pool of `jobs` processes while
+this process goes on with the next method. Each fold is a job folder (`identity.JobKey`) written by the fold path (`fold.run_fold`) with
 `DONE` last; a run killed at any point and started again computes only the folds without `DONE`.
 The MLflow parent is marked complete only after every fold is logged (`record`), and a method whose
 fold fails is recorded as failed while the other methods still run.
@@ -12,7 +14,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +24,9 @@ import pandas as pd
 from .. import metrics
 from ..data.cache import load_images
 from ..errors import InputError
+from ..methods.base import Context, make_config
 from ..methods.registry import MethodSpec, get_method
-from ..paths import atomic_write_text
+from ..paths import atomic_write_text, cache_dir
 from ..protocol import Fold, leave_one_subject_out
 from . import record, sandbox
 from .configure import configure
@@ -140,32 +143,19 @@ class Progress:
 # ---------------------------------------------------------------- execution
 
 
-def _pool_fold(args) -> dict:
-    """A fold in a worker process of the local pool (the dataset object itself travels with the task)."""
-    task, dataset, threads = args
+def _pool_init(threads: int) -> None:
+    """A worker of the local pool: `threads` torch threads (the pool's workers share the cores)."""
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[k] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _pool_fold(task: FoldTask, dataset) -> dict:
+    """A fold in a worker process of the local pool (the dataset object itself travels with the task)."""
     images, _ = load_images(dataset, image_size(task.params))
     return run_fold(task, dataset, images)
-
-
-def _execute(p: Plan, todo: list[Fold], dataset, opts: RunOptions, progress: Progress, on_done) -> None:
-    if opts.jobs > 1 and len(todo) > 1:
-        import multiprocessing as mp
-
-        threads = max(1, (os.cpu_count() or 1) // opts.jobs)
-        with ProcessPoolExecutor(opts.jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_pool_fold, (p.task(f, opts), dataset, threads)): f for f in todo}
-            for fut in as_completed(futures):
-                summary = fut.result()
-                on_done(futures[fut], summary)
-        return
-    images, _ = load_images(dataset, image_size(p.params)) if todo else (None, None)
-    for i, f in enumerate(todo):
-        progress.fold(f.subject)
-        summary = run_fold(p.task(f, opts, prefetch=i < len(todo) - 1), dataset, images, progress=progress.epoch(f.subject))
-        on_done(f, summary)
 
 
 def _fold_metrics(frame: pd.DataFrame, summary: dict) -> dict:
@@ -174,62 +164,165 @@ def _fold_metrics(frame: pd.DataFrame, summary: dict) -> dict:
     return m
 
 
-def run_method(p: Plan, dataset, opts: RunOptions, store: record.Store) -> MethodResult:
-    name, key = p.spec.name, p.key
-    pred_path = key.predictions_path(opts.runs_dir)
-    parent = record.ParentRun(key, p.spec.family, opts.profile, p.spec.source, p.params, len(p.folds), p.spec.cite,
-                              "in-process" if p.spec.trusted else opts.sandbox.mode)
-    first = p.first_missing(opts)
-    if first is not None and not p.spec.trusted and opts.jobs == 1:
-        sandbox.prestart(p.task(first, opts))  # its imports overlap the MLflow set-up and the image loading below
-    exp, parent_id, done = record.open_parent(store, parent)
-    if done and pred_path.is_file():
-        if not opts.quiet:
-            print(f"[{name}] already complete (MLflow run {parent_id}, code {key.code_hash}): skipped", file=sys.stderr)
-        preds = pd.read_csv(pred_path, dtype={"subject": str, "image": str, "fold": str})
-        return MethodResult(name, "complete", parent_id, pred_path, score_frame(preds), 0.0, "", key.config_hash, key.code_hash, True)
-    children = record.fold_runs(store, exp, parent_id)
-    progress = Progress(name, len(p.folds), opts.quiet)
-    start = time.perf_counter()
+class MethodRun:
+    """One method's run: its MLflow parent, the folds done earlier, the folds to compute, the result."""
 
-    def logged(f: Fold, summary: dict, info: str) -> None:
-        frame, _ = read_fold(key.fold_dir(opts.runs_dir, f))
-        job = key.fold_dir(opts.runs_dir, f)
-        record.log_fold(store, exp, parent_id, children, f.subject, name, _fold_metrics(frame, summary),
+    def __init__(self, p: Plan, dataset, opts: RunOptions, store: record.Store):
+        self.p, self.dataset, self.opts, self.store = p, dataset, opts, store
+        self.pred_path = p.key.predictions_path(opts.runs_dir)
+        self.result: MethodResult | None = None
+        self.todo: list[Fold] = []
+        self.start = time.perf_counter()
+        first = p.first_missing(opts)
+        if first is not None and not p.spec.trusted:
+            sandbox.prestart(p.task(first, opts))  # its imports overlap the MLflow set-up and the image loading
+        parent = record.ParentRun(p.key, p.spec.family, opts.profile, p.spec.source, p.params, len(p.folds), p.spec.cite,
+                                  "in-process" if p.spec.trusted else opts.sandbox.mode)
+        self.exp, self.parent_id, done = record.open_parent(store, parent)
+        if done and self.pred_path.is_file():
+            if not opts.quiet:
+                print(f"[{p.spec.name}] already complete (MLflow run {self.parent_id}, code {p.key.code_hash}): skipped", file=sys.stderr)
+            preds = pd.read_csv(self.pred_path, dtype={"subject": str, "image": str, "fold": str})
+            self.result = MethodResult(p.spec.name, "complete", self.parent_id, self.pred_path, score_frame(preds), 0.0, "",
+                                       p.key.config_hash, p.key.code_hash, True)
+            return
+        self.children = record.fold_runs(store, self.exp, self.parent_id)
+        self.progress = Progress(p.spec.name, len(p.folds), opts.quiet)
+        for f in p.folds:
+            finished = read_fold(self.job(f))
+            if finished is None:
+                self.todo.append(f)
+            else:
+                self.done(f, finished[1], "done earlier (resumed)")
+
+    def job(self, f: Fold) -> Path:
+        return self.p.key.fold_dir(self.opts.runs_dir, f)
+
+    def _config(self):
+        cls = self.p.spec.load()
+        return cls, make_config(cls.Config, None, **self.p.params)
+
+    @property
+    def parallel(self) -> bool:
+        """Its folds may share the local pool: a trusted method that says its folds are light once `prepare` ran."""
+        if self.opts.jobs < 2 or len(self.todo) < 2 or not self.p.spec.trusted:
+            return False
+        cls, config = self._config()
+        return cls.parallel_folds(config, self.opts.device)
+
+    def prepare(self, images) -> None:
+        """The method's shared work for every image (backbone features, LBP codes), once, in this process."""
+        if self.todo and self.p.spec.trusted:
+            cls, config = self._config()
+            ctx = Context(seed=self.opts.seed, device=self.opts.device, profile=self.opts.profile, cache_dir=cache_dir(),
+                          progress=self.progress.epoch("all"))
+            cls.prepare(config, images, self.dataset.keys, ctx)
+
+    def done(self, f: Fold, summary: dict, info: str) -> None:
+        job = self.job(f)
+        frame, _ = read_fold(job)
+        record.log_fold(self.store, self.exp, self.parent_id, self.children, f.subject, self.p.spec.name, _fold_metrics(frame, summary),
                         files=[job / "predictions.csv"], figures=job / "artifacts")
-        progress.done(f.subject, info)
+        self.progress.done(f.subject, info)
+
+    def run_here(self, images) -> None:
+        """The missing folds one after the other in this process (outside methods: each in its sandbox)."""
+        for i, f in enumerate(self.todo):
+            self.progress.fold(f.subject)
+            summary = run_fold(self.p.task(f, self.opts, prefetch=i < len(self.todo) - 1), self.dataset, images,
+                               progress=self.progress.epoch(f.subject))
+            self.done(f, summary, f"fit {summary['train_seconds']:.1f}s")
+        self.todo.clear()
+
+    def fail(self, e: BaseException) -> None:
+        error = str(e) if isinstance(e, (FoldError, InputError)) else f"{type(e).__name__}: {e}"
+        for run in record.fold_runs(self.store, self.exp, self.parent_id).values():
+            if run.data.tags.get(record.Tag.STATUS) == record.RUNNING:
+                self.store.finish(run.info.run_id, record.FAILED)
+        self.store.finish(self.parent_id, record.FAILED, tags={record.Tag.ERROR: error[:5000]})
+        self.progress.close()
+        key = self.p.key
+        self.result = MethodResult(self.p.spec.name, "failed", self.parent_id, None, None, time.perf_counter() - self.start, error,
+                                   key.config_hash, key.code_hash)
+
+    def finish(self) -> None:
+        """Every fold is done: the predictions file, the score, the parent marked complete."""
+        self.progress.close()
+        key, name = self.p.key, self.p.spec.name
+        summaries, frames = [], []
+        for f in self.p.folds:
+            frame, summary = read_fold(self.job(f))
+            frames.append(frame)
+            summaries.append(summary)
+        preds = pd.concat(frames, ignore_index=True).assign(method=name, seed=self.opts.seed)
+        self.pred_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.pred_path.with_name(f".{self.pred_path.name}.{os.getpid()}.tmp")
+        preds.to_csv(tmp, index=False)
+        os.replace(tmp, self.pred_path)
+        score = score_frame(preds)
+        _complete_parent(self.store, self.parent_id, self.dataset, preds, score, summaries, key.root(self.opts.runs_dir),
+                         self.pred_path, self.opts.device)
+        self.result = MethodResult(name, "complete", self.parent_id, self.pred_path, score, time.perf_counter() - self.start, "",
+                                   key.config_hash, key.code_hash)
+
+
+FAILURES = (FoldError, InputError, sandbox.SandboxError, OSError, RuntimeError, ValueError)
+
+
+def _execute(runs: list[MethodRun], dataset, opts: RunOptions) -> None:
+    """Each method's shared work, in order, in this process; then its folds: the light folds of trusted methods go
+    to the local pool (`jobs` processes, one thread each) while this process goes on with the next method; other
+    folds run here, one after the other."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pool, futures = None, {}
+
+    def drain(block: bool = False) -> None:
+        if not futures:
+            return
+        finished, _ = wait(list(futures), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            run, f = futures.pop(fut)
+            if run.result is not None:  # failed meanwhile
+                continue
+            try:
+                summary = fut.result()
+                run.done(f, summary, f"fit {summary['train_seconds']:.1f}s")
+                run.todo.remove(f)
+                if not run.todo:
+                    run.finish()
+            except FAILURES as e:
+                run.fail(e)
+                for other, (r, _) in list(futures.items()):
+                    if r is run:
+                        other.cancel()
 
     try:
-        todo = []
-        for f in p.folds:
-            finished = read_fold(key.fold_dir(opts.runs_dir, f))
-            if finished is None:
-                todo.append(f)
-            else:
-                logged(f, finished[1], "done earlier (resumed)")
-        _execute(p, todo, dataset, opts, progress, lambda f, s: logged(f, s, f"fit {s['train_seconds']:.1f}s"))
-    except (FoldError, InputError, sandbox.SandboxError, OSError, RuntimeError, ValueError) as e:
-        error = str(e) if isinstance(e, (FoldError, InputError)) else f"{type(e).__name__}: {e}"
-        for run in record.fold_runs(store, exp, parent_id).values():
-            if run.data.tags.get(record.Tag.STATUS) == record.RUNNING:
-                store.finish(run.info.run_id, record.FAILED)
-        store.finish(parent_id, record.FAILED, tags={record.Tag.ERROR: error[:5000]})
-        return MethodResult(name, "failed", parent_id, None, None, time.perf_counter() - start, error, key.config_hash, key.code_hash)
+        for run in runs:
+            if run.result is not None:
+                continue
+            try:
+                images = load_images(dataset, image_size(run.p.params))[0] if run.todo else None
+                run.prepare(images)
+                if run.parallel:
+                    if pool is None:
+                        threads = max(1, (os.cpu_count() or 1) // opts.jobs)
+                        pool = ProcessPoolExecutor(opts.jobs, mp_context=mp.get_context("spawn"), initializer=_pool_init,
+                                                   initargs=(threads,))
+                    for f in run.todo:
+                        futures[pool.submit(_pool_fold, run.p.task(f, opts), dataset)] = (run, f)
+                else:
+                    run.run_here(images)
+                    run.finish()
+            except FAILURES as e:
+                run.fail(e)
+            drain()
+        while futures:
+            drain(block=True)
     finally:
-        progress.close()
-    summaries, frames = [], []
-    for f in p.folds:
-        frame, summary = read_fold(key.fold_dir(opts.runs_dir, f))
-        frames.append(frame)
-        summaries.append(summary)
-    preds = pd.concat(frames, ignore_index=True).assign(method=name, seed=opts.seed)
-    pred_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pred_path.with_name(f".{pred_path.name}.{os.getpid()}.tmp")
-    preds.to_csv(tmp, index=False)
-    os.replace(tmp, pred_path)
-    score = score_frame(preds)
-    _complete_parent(store, parent_id, dataset, preds, score, summaries, key.root(opts.runs_dir), pred_path, opts.device)
-    return MethodResult(name, "complete", parent_id, pred_path, score, time.perf_counter() - start, "", key.config_hash, key.code_hash)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def _complete_parent(store, parent_id, dataset, preds, score, summaries, root: Path, pred_path: Path, device: str) -> None:
@@ -272,18 +365,21 @@ def check_methods(names: list[str], opts: RunOptions) -> None:
 
 
 def run_methods(names: list[str], dataset, opts: RunOptions, checked: bool = False) -> list[MethodResult]:
-    """Check every method (unless the caller did), plan them, then run them one after the other."""
+    """Check every method (unless the caller did), plan them, then run them (`_execute`: shared work in order, light
+    folds of trusted methods side by side in the local pool)."""
     if not checked:
         check_methods(names, opts)
     dataset.require_images()
     plans = [plan(n, dataset, opts) for n in names]
     outside = next((p for p in plans if not p.spec.trusted), None)
-    if outside is not None and opts.jobs == 1:  # its first worker imports the method while the MLflow store opens
+    if outside is not None:  # its first worker imports the method while the MLflow store opens
         first = outside.first_missing(opts)
         if first is not None:
             sandbox.prestart(outside.task(first, opts))
     try:
         store = record.Store(opts.runs_dir, opts.tracking_uri)
-        return [run_method(p, dataset, opts, store) for p in plans]
+        runs = [MethodRun(p, dataset, opts, store) for p in plans]
+        _execute(runs, dataset, opts)
+        return [r.result for r in runs]
     finally:
         sandbox.close_spares()

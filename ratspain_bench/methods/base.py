@@ -79,8 +79,9 @@ class Method:
     - `suites`: suites the family's own name joins (`run --suite NAME`);
     - `SEARCH_SPACE`: what `study tune` searches ({name: {low, high, log} or {choices}});
     - `SENSITIVITY_GRID`, `PLOT_SYMBOLS`: the default grid of `study sensitivity` and axis symbols;
-    - hooks: `preflight` (fail before any work), `study_settings` (settings every study point must
-      hold) and `attention_view` (how `Predictions.attention` maps onto the image, for localisation).
+    - hooks: `preflight` (fail before any work), `prepare` and `parallel_folds` (work shared by all folds,
+      done once; folds then light enough to run in parallel), `study_settings` (settings every study point
+      must hold) and `attention_view` (how `Predictions.attention` maps onto the image, for localisation).
     """
 
     Config: ClassVar[type]
@@ -100,6 +101,15 @@ class Method:
 
     def predict(self, test: TestSet) -> Predictions:  # pragma: no cover - interface
         raise TypeError(f"{type(self).__name__} must implement predict(test)")
+
+    @classmethod
+    def prepare(cls, config, images: np.ndarray, keys: tuple[str, ...], context: Context) -> None:
+        """Work every fold shares, done once for all images before the folds (e.g. cached backbone features)."""
+
+    @classmethod
+    def parallel_folds(cls, config, device: str) -> bool:
+        """Whether folds are light enough, once `prepare` ran, to share the cores in parallel processes."""
+        return False
 
     @classmethod
     def preflight(cls, config) -> None:

@@ -8,7 +8,6 @@ the head only, on region features cached per image and view (see `features`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 
 import numpy as np
 import torch
@@ -45,23 +44,32 @@ class Standardized(nn.Module):
         return self.head(torch.addcmul(self.shift, regions, self.scale))  # (x - mean) / std in one pass
 
 
-_STATS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+_KEY_SUMS: dict[tuple, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
+
+
+def key_sums(feats: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, per channel: the sum and the sum of squares (float64) of (V, N, K, C) features over views and regions."""
+    v, n, k, c = feats.shape
+    total = torch.empty(n, c, dtype=torch.float64)
+    sq = torch.empty(n, c, dtype=torch.float64)
+    for s in range(0, n, chunk):
+        x = feats[:, s:s + chunk].double()
+        total[s:s + chunk] = x.sum(dim=(0, 2))
+        sq[s:s + chunk] = (x * x).sum(dim=(0, 2))
+    return total, sq
+
+
+def stats_from_sums(total: torch.Tensor, sq: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation per channel from per-image sums (rows) over `count` values each channel."""
+    mean = total.sum(0) / count
+    std = (sq.sum(0) / count - mean * mean).clamp_min(0).sqrt()
+    return mean.float(), std.clamp_min(1e-6).float()
 
 
 def channel_stats(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and standard deviation of (V, N, K, C) features, over views, images and regions."""
-    c = feats.shape[-1]
-    total = torch.zeros(c, dtype=torch.float64)
-    sq = torch.zeros(c, dtype=torch.float64)
-    n = 0
-    for view in feats:
-        x = view.reshape(-1, c).double()
-        total += x.sum(0)
-        sq += (x * x).sum(0)
-        n += x.shape[0]
-    mean = total / n
-    std = (sq / n - mean * mean).clamp_min(0).sqrt()
-    return mean.float(), std.clamp_min(1e-6).float()
+    v, n, k, _ = feats.shape
+    return stats_from_sums(*key_sums(feats), v * n * k)
 
 
 class DeepNet(nn.Module):
@@ -88,6 +96,18 @@ class DeepMethod(Method):
         self.net: nn.Module | None = None
         self.device = torch.device("cpu")
         self.losses: list[float] = []
+
+    @classmethod
+    def prepare(cls, config, images, keys, context) -> None:
+        """Frozen mode: every image's region features for the test view and each training view, one pass per
+        (backbone, view), cached and shared by every fold, every method on that backbone and every study point."""
+        if config.finetune == "frozen":
+            cls(config, context).cached_features(keys, images, range(0, config.views + 1))  # views 0: the test view only
+
+    @classmethod
+    def parallel_folds(cls, config, device: str) -> bool:
+        """Frozen heads on the CPU train on one thread each: folds run side by side on the cores."""
+        return config.finetune == "frozen" and resolve_device(device).type == "cpu"
 
     @classmethod
     def preflight(cls, config) -> None:
@@ -160,15 +180,26 @@ class DeepMethod(Method):
             check_crop(imgs, self.config.crop_size)
             fill(cache, keys, imgs, views, self._encode(), self.config.crop_size, self.config.test_crop,
                  self.config.flip, batch_size=self.predict_batch)
-        return torch.from_numpy(np.stack([cache.get(keys, v) for v in views]))
+        views = list(views)
+        first = cache.get(keys, views[0])
+        out = np.empty((len(views), *first.shape), np.result_type(first.dtype, *(cache.dtype(v) for v in views)))
+        out[0] = first
+        for i, v in enumerate(views[1:], 1):
+            cache.get(keys, v, out[i])
+        return torch.from_numpy(out)
 
     def train_stats(self, keys, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`channel_stats` of a training set's cached features, remembered per (feature space, images, views):
-        every method on the same backbone and every point of a study reuse them (about 1 s a fold)."""
-        key = (self.feature_cache().space, self.config.views, hashlib.sha1("|".join(keys).encode()).hexdigest())
-        if key not in _STATS:
-            _STATS[key] = channel_stats(feats)
-        return _STATS[key]
+        """`channel_stats` of a training set's cached features, from per-image sums remembered per (feature space,
+        views): each image is summed once per process, and a fold, another method on the same backbone or a study
+        point only adds the sums of its training images."""
+        slot = _KEY_SUMS.setdefault((self.feature_cache().space, self.config.views), {})
+        todo = [i for i, k in enumerate(keys) if k not in slot]
+        if todo:
+            total, sq = key_sums(feats[:, todo])
+            for j, i in enumerate(todo):
+                slot[keys[i]] = (total[j], sq[j])
+        v, n, k, _ = feats.shape
+        return stats_from_sums(torch.stack([slot[key][0] for key in keys]), torch.stack([slot[key][1] for key in keys]), v * n * k)
 
     # ------------------------------------------------------------ fit / predict
 
@@ -181,7 +212,7 @@ class DeepMethod(Method):
             raise InputError("training needs at least two images")
         with deterministic(self.device):
             if c.finetune == "frozen":
-                feats = self.cached_features(train_set.keys, train_set.images, range(1, c.views + 1))
+                feats = self.cached_features(train_set.keys, train_set.images, c.training_views)
                 k, ch = feats.shape[2], feats.shape[3]
                 self.head = self._new_head(ch, k)
                 if c.standardize:

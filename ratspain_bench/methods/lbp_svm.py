@@ -42,6 +42,11 @@ class LbpSvm(Method):
     family = "lbp"
     SEARCH_SPACE = {"C": {"low": 0.001, "high": 100.0, "log": True}}
 
+    @classmethod
+    def prepare(cls, config, images, keys, context) -> None:
+        """Every image's code image (cached on disk per image and radius) and grid histograms, once."""
+        cls(config, context).features(images, list(keys))
+
     def _setting(self) -> tuple:
         c = self.config
         return (c.variant, c.points, float(c.radius), c.grid, c.image_size)

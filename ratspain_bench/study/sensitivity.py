@@ -288,12 +288,12 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
                 opts.log(f"[sensitivity] {last.params.get('point')}: FAILED: {last.user_attrs.get('error', 'see the log above')}")
         return ran
 
-    if opts.jobs > 1:
+    if opts.jobs > 1 and opts.n_trials is None:
         # the first point here (it fills the decoded-image and feature caches), then jobs - 1 more worker processes
+        # share the rest; a worker given --n-trials is one worker
         ran = work(1)
-        budget = None if opts.n_trials is None else opts.n_trials - ran
-        helpers = _spawn_workers(dataset, opts, study_name, storage_url) if budget is None or budget > 0 else []
-        ran += work(budget)
+        helpers = _spawn_workers(dataset, opts, study_name, storage_url)
+        ran += work(None)
         for proc in helpers:
             proc.join()
             if proc.exitcode:

@@ -4,9 +4,10 @@ The harness calls, once per leave-one-rat-out fold and on a fresh instance:
     method = HogLogReg(config, context)   # config: a frozen HogLogRegConfig; context.seed, context.cache_dir, ...
     method.fit(train)                     # train.images (N, S, S, 3) uint8 RGB, train.labels (N,) 0/1, train.subjects
     method.predict(test)                  # test.images, test.subjects -- never labels
-and scores the returned `Predictions(labels, scores)` itself. Rules: return one 0/1 label and one
-probability of pain in [0, 1] per test image, in the order given; derive all randomness from
-`self.context.seed` (the same seed must give the same predictions); read nothing from disk but
+and scores the returned `Predictions(labels, scores)` itself. Each fold runs in a fresh process inside
+a sandbox that shows it only this folder, the fold's data and a private /tmp. Rules: return one 0/1
+label and one probability of pain in [0, 1] per test image, in the order given; derive all randomness
+from `self.context.seed` (the same seed must give the same predictions); read nothing from disk but
 your own files (the harness hands you everything about the data).
 """
 from __future__ import annotations
