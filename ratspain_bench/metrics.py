@@ -2,7 +2,8 @@
 
 "Pooled" means one confusion matrix summed over all folds: the paper's LORO column (Eqs. 7-8).
 Edge cases follow scikit-learn: F1 is 0 when there are no positives at all, MCC is 0 when undefined,
-balanced accuracy averages the recall of the classes present in y_true.
+balanced accuracy averages the recall of the classes present in y_true. `f1_or_none` tells that 0/0 case
+apart (None): the leaderboard shows it as undefined rather than as a score of 0.
 """
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ def f1(c: Confusion) -> float:
     """F1 of the pain class, 2TP / (2TP + FP + FN) (the paper's Eq. 7)."""
     d = 2 * c.tp + c.fp + c.fn
     return 2 * c.tp / d if d else 0.0
+
+
+def f1_or_none(c: Confusion) -> float | None:
+    """F1 of the pain class, or None where it is undefined: no pain image and no pain prediction (0/0)."""
+    return f1(c) if 2 * c.tp + c.fp + c.fn else None
 
 
 def accuracy(c: Confusion) -> float:

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from ratspain_bench import metrics
-from ratspain_bench.board import build_leaderboards, fetch_runs, write_leaderboards
+from ratspain_bench.board import build_leaderboards, fetch_runs, registered, write_leaderboards
 from ratspain_bench.board import stats
 from ratspain_bench.board.export import results_csv
 from ratspain_bench.board.render_md import render_markdown
@@ -30,6 +30,17 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/ch
 REPLICA_COUNTS = {"1": (56, 165), "2": (102, 108), "3": (148, 50), "4": (138, 92), "5": (63, 119), "6": (34, 63)}
 MICE_COUNTS = {"a": (12, 8), "b": (9, 11), "c": (10, 10)}
 T0 = 1_700_000_000_000  # fixed start times (ms) so "latest run" is deterministic
+VARIANT = "C0.001-lbp-r1p8-4x4"  # the config hash of a `--set` variant of lbp-r1p8-4x4 in the store
+RETIRED = "old-method"  # a method the fixture's registry no longer knows
+
+
+def fixture_registry(method: str, profile: str) -> str:
+    """The store's registered configurations: `cfg-<method>` for every method but RETIRED."""
+    from ratspain_bench.errors import InputError
+
+    if method == RETIRED:
+        raise InputError(f"unknown method {method!r}")
+    return f"cfg-{method}"
 
 
 def _labels(counts):
@@ -53,15 +64,15 @@ def _predictions(labels: pd.DataFrame, accuracy: float, seed: int, bias: float =
 
 
 def _log_method(client, exp_id, tmp: Path, dataset, fingerprint, method, seed, labels, accuracy, *, start, status="complete",
-                folds_done=None, bias=0.0, error=""):
+                folds_done=None, bias=0.0, error="", config=None):
     from mlflow.entities import Metric, Param, RunTag
 
-    preds = _predictions(labels, accuracy, seed=hash_seed(method, seed), bias=bias).assign(method=method, seed=seed)
+    preds = _predictions(labels, accuracy, seed=hash_seed(method + (config or ""), seed), bias=bias).assign(method=method, seed=seed)
     subjects = list(dict.fromkeys(labels["subject"]))
     done = subjects if folds_done is None else subjects[:folds_done]
     tags = {"ratspain.role": "parent", "ratspain.method": method, "ratspain.dataset": dataset,
             "ratspain.dataset_fingerprint": fingerprint, "ratspain.seed": str(seed), "ratspain.profile": "quick",
-            "ratspain.config_hash": f"cfg-{method}", "ratspain.source": "built-in", "ratspain.status": status,
+            "ratspain.config_hash": config or f"cfg-{method}", "ratspain.source": "built-in", "ratspain.status": status,
             "ratspain.folds_expected": str(len(subjects)), "ratspain.hardware": "cpu x2"}
     if error:
         tags["ratspain.error"] = error
@@ -99,7 +110,7 @@ def hash_seed(method: str, seed: int) -> int:
 
 
 def make_store(root: Path, template: Path | None = None) -> str:
-    """Two datasets; complete, multi-seed, failed, missing-fold and superseded runs.
+    """Two datasets; complete, multi-seed, failed, missing-fold, superseded and exploratory runs.
 
     `template`: an empty, already migrated MLflow database to start from (creating one takes seconds).
     """
@@ -130,6 +141,11 @@ def make_store(root: Path, template: Path | None = None) -> str:
                 folds_done=3, error="RuntimeError: CUDA out of memory")
     t += 10_000
     _log_method(client, exp, tmp, "ratspain-replica", fp, "timm:tiny", 0, replica, 0.95, start=t, folds_done=5)
+    t += 10_000
+    # exploratory: a better `--set` variant of a registered method, and a method no longer registered
+    _log_method(client, exp, tmp, "ratspain-replica", fp, "lbp-r1p8-4x4", 0, replica, 0.8, start=t, config=VARIANT)
+    t += 10_000
+    _log_method(client, exp, tmp, "ratspain-replica", fp, RETIRED, 0, replica, 0.85, start=t)
     t += 10_000
     mice = _labels(MICE_COUNTS)
     exp2 = client.create_experiment("ratspain/mice-demo", artifact_location=(root / "artifacts").as_uri())
@@ -173,7 +189,7 @@ def store(tmp_path_factory, request):
     finally:
         event.remove(Engine, "connect", _no_fsync)
     records = fetch_runs(uri)
-    boards = build_leaderboards(records, uri, n_resamples=500, bootstrap_seed=0)
+    boards = build_leaderboards(records, uri, n_resamples=500, bootstrap_seed=0, lookup=fixture_registry)
     return {"root": root, "uri": uri, "records": records, "boards": {b.dataset: b for b in boards}, "list": boards}
 
 
@@ -232,6 +248,31 @@ def test_incomplete_runs_listed_never_ranked(store):
     assert (csv_rows.loc[csv_rows["method"] == "timm:tiny", "status"] == "incomplete").all()
 
 
+def test_only_registered_configurations_ranked_others_exploratory(store):
+    lb = store["boards"]["ratspain-replica"]
+    exploratory = {(r.method, r.config_hash): r for r in lb.exploratory}
+    assert set(exploratory) == {("lbp-r1p8-4x4", VARIANT), (RETIRED, f"cfg-{RETIRED}")}
+    variant = exploratory[("lbp-r1p8-4x4", VARIANT)]
+    registered_row = next(r for r in lb.ranked if r.method == "lbp-r1p8-4x4")
+    assert registered_row.label == "lbp-r1p8-4x4" and registered_row.config_hash == "cfg-lbp-r1p8-4x4"
+    assert variant.pooled["f1"] > registered_row.pooled["f1"]  # better on the test rats, and still not ranked
+    assert all(r.rank is None and r.tier is None and r.mcnemar is None for r in exploratory.values())
+    assert "unknown method" in exploratory[(RETIRED, f"cfg-{RETIRED}")].note
+    assert {r.label for r in lb.exploratory}.isdisjoint(r.label for r in lb.main_rows)
+    csv_rows = pd.read_csv(pd.io.common.StringIO(results_csv([lb])), dtype=str)
+    assert csv_rows.loc[csv_rows["kind"] == "exploratory", "rank"].isna().all()
+    assert len(csv_rows[csv_rows["kind"] == "exploratory"]) == 2
+
+
+def test_tiers_on_the_store(store):
+    lb = store["boards"]["ratspain-replica"]
+    tiers = [r.tier for r in lb.ranked]
+    assert tiers[0] == 1 and tiers == sorted(tiers)
+    assert lb.ranked[0].tier_p is None and all(r.tier_p is not None for r in lb.ranked[1:] if r.tier == 1)
+    assert all(r.tier is None for r in lb.baselines)
+    assert lb.bootstrap_exact and lb.distinct_resamples == 462
+
+
 def test_superseded_failed_attempt_is_ignored(store):
     lb = store["boards"]["ratspain-replica"]
     resnet = next(r for r in lb.ranked if r.method == "resnet18")
@@ -260,7 +301,8 @@ def test_seeds_reported_as_mean_and_std(store):
 def test_pooled_matches_the_runs_own_score(store):
     lb = store["boards"]["ratspain-replica"]
     row = next(r for r in lb.ranked if r.method == "lbp-r1p8-4x4")
-    rec = next(r for r in store["records"] if r.method == "lbp-r1p8-4x4" and r.dataset == "ratspain-replica")
+    rec = next(r for r in store["records"] if r.method == "lbp-r1p8-4x4" and r.dataset == "ratspain-replica"
+               and r.config_hash == "cfg-lbp-r1p8-4x4")
     assert row.pooled["f1"] == pytest.approx(rec.metrics["pooled_f1"])
     assert row.pooled["mcc"] == pytest.approx(rec.metrics["pooled_mcc"])
     assert row.train_seconds == 60.0 and row.hardware == "cpu x2"
@@ -417,9 +459,10 @@ def test_single_dataset_page_is_self_contained(store, tmp_path):
     assert "one confusion matrix" in (tmp_path / "one" / "README.md").read_text()
 
 
-def test_cli(store, tmp_path, capsys):
+def test_cli(store, tmp_path, capsys, monkeypatch):
     from ratspain_bench.cli import main
 
+    monkeypatch.setattr(registered, "registered_config_hash", fixture_registry)
     out = tmp_path / "cli"
     assert main(["leaderboard", "--out", str(out), "--tracking-uri", store["uri"], "--resamples", "200"]) == 0
     text = capsys.readouterr().out
@@ -447,7 +490,7 @@ def test_page_in_headless_chromium(store, tmp_path):
     t = time.monotonic()
     result = check.check_page(tmp_path / "page" / "index.html", screenshot=tmp_path / "shot.png", chromium=CHROMIUM)
     assert result["console_errors"] == [], result["console_errors"]
-    assert result["rows"] == len(lb.rows)
+    assert result["rows"] == len(lb.main_rows)
     assert result["sorted_by_method"] and result["order_changed_by_click"]
     assert result["sorted_descending"] and result["sorted_ascending"]
     assert (tmp_path / "shot.png").stat().st_size > 10_000
@@ -489,18 +532,22 @@ def test_score_compare(tmp_path, capsys):
 # ---------------------------------------------------------------- pure table function on hand-made records
 
 
-def _record(method, seed, status, preds=None, folds=2, fingerprint="fp", dataset="toy", start=0):
+def _record(method, seed, status, preds=None, folds=2, fingerprint="fp", dataset="toy", start=0, config="h"):
     from ratspain_bench.board.collect import FoldRecord, RunRecord
 
-    return RunRecord(run_id=f"{method}-{seed}-{start}", experiment_id="1", dataset=dataset, fingerprint=fingerprint,
-                     method=method, family="x", seed=str(seed), profile="quick", config_hash="h", source="built-in",
+    return RunRecord(run_id=f"{method}-{seed}-{start}-{config}", experiment_id="1", dataset=dataset, fingerprint=fingerprint,
+                     method=method, family="x", seed=str(seed), profile="quick", config_hash=config, source="built-in",
                      status=status, folds_expected=2, hardware="cpu x2", start_time=start,
                      folds=tuple(FoldRecord(f"f{i}", s, "complete") for i, s in enumerate(["r1", "r2"][:folds])),
                      predictions=preds)
 
 
+def _registry_h(method, profile):
+    return "h"
+
+
 def test_no_complete_run_still_renders():
-    lb = build_leaderboards([_record("m", 0, "failed", folds=1)], "sqlite:////x/mlflow.db")[0]
+    lb = build_leaderboards([_record("m", 0, "failed", folds=1)], "sqlite:////x/mlflow.db", lookup=_registry_h)[0]
     assert lb.rows == () and len(lb.incomplete) == 1 and lb.incomplete[0].folds == "1/2"
     assert "No complete run yet." in render_markdown(lb)
     from ratspain_bench.board.render_html import render_html
@@ -513,7 +560,7 @@ def test_fingerprints_never_mixed_and_partial_predictions_flagged():
     full = labels.assign(y_pred=[0, 1, 1, 1])
     boards = build_leaderboards([_record("m", 0, "complete", full, fingerprint="fp1"),
                                  _record("m", 0, "complete", full, fingerprint="fp2"),
-                                 _record("n", 0, "complete", full.iloc[:3], fingerprint="fp2")], "")
+                                 _record("n", 0, "complete", full.iloc[:3], fingerprint="fp2")], "", lookup=_registry_h)
     assert [b.dataset for b in boards] == ["toy@fp1", "toy@fp2"]
     second = boards[1]
     assert [r.method for r in second.ranked] == ["m"]

@@ -22,16 +22,21 @@ def pooled_cell(row: Row) -> str:
     return text + (f" {MARKER}" if row.significant else "")
 
 
+def f1_acc_cell(f1: float | None, accuracy: float) -> str:
+    """"F1/Acc%", with F1 shown as a dash where it is undefined (no pain image and no pain prediction)."""
+    return cell(f1, accuracy) if f1 is not None else f"{DASH}/{100 * accuracy:.2f}"
+
+
 def mean_cell(row: Row) -> str:
     m, s = row.mean_over_subjects, row.mean_over_subjects_std
     if s.get("f1") is None:
-        return cell(m["f1"], m["accuracy"])
+        return f1_acc_cell(m["f1"], m["accuracy"])
     return f"{_pm(m['f1'], s['f1'])}/{_pm(m['accuracy'], s['accuracy'], 100, 2)}"
 
 
 def rat_cell(row: Row, subject: str) -> str:
     v = row.per_subject.get(subject)
-    return cell(v["f1"], v["accuracy"]) if v else DASH
+    return f1_acc_cell(v["f1"], v["accuracy"]) if v else DASH
 
 
 def ci_cell(row: Row, key: str = "pooled_f1") -> str:
@@ -75,6 +80,10 @@ def code_cell(row: Row) -> str:
 
 def rank_cell(row: Row) -> str:
     return str(row.rank) if row.rank is not None else row.kind
+
+
+def tier_cell(row: Row) -> str:
+    return str(row.tier) if row.tier is not None else DASH
 
 
 def reference_cells(ref: dict, subjects) -> list[str]:

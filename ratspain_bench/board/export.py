@@ -5,17 +5,30 @@ import csv
 import io
 import math
 
-from . import paper
+from . import paper, stats
 from .table import MARKER, RANK_BY, SIGNIFICANCE, Leaderboard, Row
 
 DEFINITIONS = {
     "f1": "F1 of the pain class (positive = pain = 1)",
     "accuracy": "fraction of images classified correctly, in [0, 1] (tables print it x100)",
     "pooled": "one confusion matrix summed over all LORO folds (the paper's LORO column)",
-    "mean_over_subjects": "unweighted mean over rats of the per-rat F1 and accuracy",
-    "ranking": f"by {RANK_BY} (the paper's headline metric), ties by pooled accuracy; incomplete rows and baselines are not ranked",
+    "mean_over_subjects": "unweighted mean over rats of the per-rat F1 and accuracy; F1 over the rats where it is defined",
+    "undefined_f1": "a rat with no pain image and no pain prediction has no F1 (0/0): null in JSON, an empty cell in CSV",
+    "ranking": (f"by {RANK_BY} (the paper's headline metric), ties by pooled accuracy; only each method's registered configuration "
+                "(the registry's configuration for the row's profile with no overrides) is ranked; incomplete rows, baselines and "
+                "exploratory rows are not ranked"),
+    "exploratory": ("kind exploratory: a configuration other than the method's registered one (--set, --weights), or a method no "
+                    "longer registered; never ranked (choosing among configurations on the test rats would tune on them); note says why"),
+    "tier": ("ranked rows the data cannot separate: the top row opens tier 1; each other ranked row is compared with it by a "
+             "paired bootstrap over rats of the difference d in pooled F1 (the resamples of `bootstrap`, the same rats for both "
+             "rows), two-sided p = min(1, 2 min(P(d <= 0), P(d >= 0))) weighted by the resamples' probabilities, Holm-adjusted "
+             f"over the comparisons with that row; walking down the ranks, rows join the tier while adjusted p >= {SIGNIFICANCE}; "
+             "the first row separated opens the next tier (tiers are contiguous in rank). tier_p: the Holm-adjusted p against "
+             "the tier's best row (tier_p_raw before adjustment); empty for that row"),
     "seeds": "several seeds of one configuration: mean and sample standard deviation (ddof=1) over seeds, never the best seed",
-    "ci": "95% percentile bootstrap over rats: whole animals resampled with replacement, their confusion matrices summed",
+    "ci": ("95% weighted percentile bootstrap over rats: whole animals resampled with replacement, their confusion matrices summed; "
+           "every distinct resample (multiset of rats) weighted by its multinomial probability when there are at most "
+           f"{stats.MAX_EXACT}, else n_resamples random ones; the percentile is the inverse of the weighted distribution function"),
     "mcnemar": (f"McNemar's exact two-sided binomial test on the images both rows scored, against the top-ranked row; "
                 f"b = images only this row gets right, c = images only the top row gets right; {MARKER} marks p < {SIGNIFICANCE}; "
                 "with several seeds, seeds are paired and the largest p-value is kept"),
@@ -45,6 +58,7 @@ def row_json(row: Row) -> dict:
         "ci95": {k: [_num(lo), _num(hi)] for k, (lo, hi) in row.ci.items()},
         "mcnemar_vs_top": (None if row.mcnemar is None else {**row.mcnemar, "p_value": _num(row.mcnemar["p_value"], 8),
                                                               "significant": row.significant}),
+        "tier": row.tier, "tier_p": _num(row.tier_p, 8), "tier_p_raw": _num(row.tier_p_raw, 8),
         "train_seconds": _num(row.train_seconds, 3), "hardware": row.hardware,
         "mlflow": {"experiment_id": row.experiment_id, "run_ids": list(row.run_ids), "urls": list(row.run_urls)},
         "note": row.note,
@@ -55,7 +69,8 @@ def leaderboard_json(lb: Leaderboard) -> dict:
     return {
         "dataset": lb.dataset, "dataset_fingerprint": lb.fingerprint, "subjects": list(lb.subjects), "n_images": lb.n_images,
         "tracking_uri": lb.tracking_uri, "mlflow_ui_command": lb.ui_command,
-        "bootstrap": {"unit": "subject", "n_resamples": lb.n_resamples, "seed": lb.bootstrap_seed, "level": 0.95},
+        "bootstrap": {"unit": "subject", "n_resamples": lb.n_resamples, "seed": lb.bootstrap_seed, "level": 0.95,
+                      "exact": lb.bootstrap_exact, "distinct_resamples": lb.distinct_resamples},
         "rows": [row_json(r) for r in lb.rows],
         "incomplete": [{"label": r.label, "method": r.method, "status": "incomplete", "seeds": list(r.seeds),
                         "folds_complete": r.folds, "reasons": list(r.reasons), "source": r.source,
@@ -109,7 +124,8 @@ def csv_rows(lb: Leaderboard, subjects=None) -> list[dict]:
         d.update({"mcnemar_b": m.get("b"), "mcnemar_c": m.get("c"), "mcnemar_n_shared": m.get("n_shared"),
                   "mcnemar_p": m.get("p_value"), "significant_vs_top": (r.significant if r.mcnemar else None),
                   "train_seconds": r.train_seconds, "hardware": r.hardware, "mlflow_experiment_id": r.experiment_id,
-                  "mlflow_run_ids": ";".join(r.run_ids), "folds_complete": "", "note": r.note})
+                  "mlflow_run_ids": ";".join(r.run_ids), "folds_complete": "", "note": r.note,
+                  "tier": r.tier, "tier_p": r.tier_p, "tier_p_raw": r.tier_p_raw})
         out.append(d)
     for r in lb.incomplete:
         out.append({"dataset": lb.dataset, "dataset_fingerprint": lb.fingerprint, "kind": "method", "status": "incomplete",

@@ -71,7 +71,7 @@ def per_rat_bars(lb: Leaderboard) -> bytes:
     colors = [f"C{i % 10}" for i in range(len(rows))]
     for ax, key, name in ((axes[0], "f1", "F1 (pain)"), (axes[1], "accuracy", "accuracy")):
         for i, r in enumerate(rows):
-            vals = [r.per_subject.get(s, {}).get(key, np.nan) for s in subjects]
+            vals = np.array([r.per_subject.get(s, {}).get(key, np.nan) for s in subjects], dtype=float)  # None: undefined
             ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=_short(r.label, 28), color=colors[i],
                    hatch="//" if r.kind == "baseline" else None, edgecolor="white" if r.kind != "baseline" else "black")
         ax.set_ylim(0, 1)

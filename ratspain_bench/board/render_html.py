@@ -5,7 +5,7 @@ import base64
 from html import escape
 
 from . import cells, figures, paper
-from .render_md import definitions
+from .render_md import definitions, exploratory_intro
 from .table import Leaderboard, Row
 
 CSS = """
@@ -107,8 +107,15 @@ def _runs_html(row: Row) -> str:
     return " ".join(links)
 
 
+def _sort_value(x):
+    """A cell's sort key: "" (sorted last) where the value is undefined."""
+    return "" if x is None else x
+
+
 def results_table(lb: Leaderboard, rows=None, table_id: str = "results-table") -> str:
-    head = ([_th("Rank", first="ascending"), _th("Method", numeric=False)]
+    """The results as a sortable table. Method stays the second column (tests/browser reads it there), so Tier
+    comes after it."""
+    head = ([_th("Rank", first="ascending"), _th("Method", numeric=False), _th("Tier", first="ascending")]
             + [_th(f"Rat#{s}") for s in lb.subjects]
             + [_th("LORO (pooled)"), _th("Mean over rats"), _th("Pooled F1 95% CI"), _th("Bal. acc."), _th("MCC"),
                _th("vs top: McNemar p", first="ascending"), _th("Seeds"), _th("Train (s)", first="ascending"),
@@ -118,9 +125,9 @@ def results_table(lb: Leaderboard, rows=None, table_id: str = "results-table") -
     for r in (lb.main_rows if rows is None else rows):
         cls = "baseline" if r.kind == "baseline" else ("top" if r.rank == 1 else "")
         p = r.mcnemar["p_value"] if r.mcnemar else None
-        tds = ([_td(cells.rank_cell(r), "" if r.rank is None else r.rank), _td(r.label, cls="text")]
-               + [_td(cells.rat_cell(r, s), r.per_subject[s]["f1"] if s in r.per_subject else "") for s in lb.subjects]
-               + [_td(cells.pooled_cell(r), r.pooled["f1"]), _td(cells.mean_cell(r), r.mean_over_subjects["f1"]),
+        tds = ([_td(cells.rank_cell(r), _sort_value(r.rank)), _td(r.label, cls="text"), _td(cells.tier_cell(r), _sort_value(r.tier))]
+               + [_td(cells.rat_cell(r, s), _sort_value(r.per_subject.get(s, {}).get("f1"))) for s in lb.subjects]
+               + [_td(cells.pooled_cell(r), r.pooled["f1"]), _td(cells.mean_cell(r), _sort_value(r.mean_over_subjects["f1"])),
                   _td(cells.ci_cell(r), r.ci["pooled_f1"][0] if "pooled_f1" in r.ci else ""),
                   _td(cells.metric_cell(r, "balanced_accuracy"), r.pooled["balanced_accuracy"]),
                   _td(cells.metric_cell(r, "mcc"), r.pooled["mcc"]),
@@ -144,7 +151,7 @@ def imbalance_table(lb: Leaderboard) -> str:
                _td(str(d["train_no_pain"]), d["train_no_pain"]), _td(str(d["train_pain"]), d["train_pain"]),
                _td(str(d["test_no_pain"]), d["test_no_pain"]), _td(str(d["test_pain"]), d["test_pain"]),
                _td(f"{100 * d['test_pain_share']:.1f}", d["test_pain_share"]), _td(d["majority_class"], cls="text"),
-               _td(cells.cell(d["majority_f1"], d["majority_accuracy"]), d["majority_f1"])]
+               _td(cells.f1_acc_cell(d["majority_f1"], d["majority_accuracy"]), _sort_value(d["majority_f1"]))]
         body.append("<tr>" + "".join(tds) + "</tr>")
     return ('<table id="imbalance-table" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"
             + "\n".join(body) + "</tbody></table>")
@@ -214,6 +221,12 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
                      + (_img(figures.imbalance_bars(lb), "class balance per rat") if with_figures else "") + "</div>")
     parts.append("</div>")
     parts.append('<ul class="defs">' + "".join(f"<li>{_md_inline(d)}</li>" for d in definitions(lb)) + "</ul></section>")
+    if lb.exploratory:
+        parts += ['<section id="exploratory"><h2>Exploratory configurations (not ranked)</h2>',
+                  f"<p>{_md_inline(exploratory_intro(lb))}</p>",
+                  f'<div class="scroll">{results_table(lb, lb.exploratory, "exploratory-table")}</div>',
+                  '<ul class="defs">' + "".join(f"<li>{escape(r.label)}: {escape(r.note)}</li>" for r in lb.exploratory)
+                  + "</ul></section>"]
     if lb.predictions_only:
         parts += ['<section id="predictions-only"><h2>Predictions only, not reproduced (never ranked)</h2>',
                   "<p>Entries submitted as predictions files: scored against the dataset's labels, their code not run.</p>",

@@ -1,7 +1,9 @@
 """`README.md`: the paper's Table 3 layout (per-rat "F1/Acc" cells and the pooled LORO cell) with tabulate."""
 from __future__ import annotations
 
-from . import cells, paper
+from collections import Counter
+
+from . import cells, paper, stats
 from .table import MARKER, SIGNIFICANCE, Leaderboard
 
 
@@ -12,12 +14,12 @@ def _tab(rows, headers) -> str:
 
 
 def results_headers(lb: Leaderboard) -> list[str]:
-    return (["Rank", "Method"] + [f"Rat#{s}" for s in lb.subjects]
+    return (["Rank", "Tier", "Method"] + [f"Rat#{s}" for s in lb.subjects]
             + ["LORO (pooled)", "Mean over rats", "Pooled F1 95% CI", "Bal. acc.", "MCC", "vs top (McNemar)", "Seeds", "Train (s)", "Source", "Code"])
 
 
 def results_rows(lb: Leaderboard, rows=None) -> list[list[str]]:
-    return [[cells.rank_cell(r), r.label] + [cells.rat_cell(r, s) for s in lb.subjects]
+    return [[cells.rank_cell(r), cells.tier_cell(r), r.label] + [cells.rat_cell(r, s) for s in lb.subjects]
             + [cells.pooled_cell(r), cells.mean_cell(r), cells.ci_cell(r), cells.metric_cell(r, "balanced_accuracy"),
                cells.metric_cell(r, "mcc"), cells.vs_top_cell(r), cells.seeds_cell(r), cells.train_cell(r),
                r.source or cells.DASH, cells.code_cell(r)]
@@ -27,10 +29,28 @@ def results_rows(lb: Leaderboard, rows=None) -> list[list[str]]:
 def imbalance_table(lb: Leaderboard) -> str:
     rows = [[f"Rat#{d['subject']}", d["train_no_pain"], d["train_pain"], d["test_no_pain"], d["test_pain"],
              f"{100 * d['test_pain_share']:.1f}", d["majority_class"],
-             cells.cell(d["majority_f1"], d["majority_accuracy"])] for d in lb.imbalance]
+             cells.f1_acc_cell(d["majority_f1"], d["majority_accuracy"])] for d in lb.imbalance]
     return _tab([[str(x) for x in r] for r in rows],
                 ["Held-out rat", "Train no pain", "Train pain", "Test no pain", "Test pain", "Test pain %",
                  "Majority class (train)", "Majority baseline F1/Acc"])
+
+
+def resampling_text(lb: Leaderboard) -> str:
+    """How the rats were resampled: every distinct resample (exact) or random draws."""
+    if lb.bootstrap_exact:
+        return (f"all {lb.distinct_resamples:,} distinct resamples of the {len(lb.subjects)} rats, multisets drawn with "
+                "replacement, each weighted by its multinomial probability")
+    return (f"{lb.n_resamples:,} random resamples of the rats with replacement, seed {lb.bootstrap_seed} (more than "
+            f"{stats.MAX_EXACT:,} distinct resamples: too many to enumerate)")
+
+
+def tier_text(lb: Leaderboard) -> str:
+    return ("**Tier**: the ranks the data can support. The top row opens tier 1; every other ranked row is compared with it "
+            "by a paired bootstrap over rats of the difference in pooled F1 (" + resampling_text(lb) + "; on each the same "
+            "rats' confusion matrices are summed for both rows), two-sided p = min(1, 2 min(P(d <= 0), P(d >= 0))); "
+            f"walking down the ranks, rows join tier 1 while Holm-corrected p >= {SIGNIFICANCE}; the first row separated "
+            "from the top opens tier 2, compared the same way with the rows below it, and so on "
+            "(`tier_p` in `results.csv`: the Holm-adjusted p against the tier's best row).")
 
 
 def definitions(lb: Leaderboard) -> list[str]:
@@ -38,11 +58,16 @@ def definitions(lb: Leaderboard) -> list[str]:
         "Cells are **F1 of the pain class / accuracy in %** (the paper's \"0.7731/74.17\").",
         "**LORO (pooled) = one confusion matrix over all folds**: the held-out rats' confusion matrices summed, "
         "then F1 and accuracy computed once (the paper's LORO column).",
-        "**Mean over rats** = the unweighted mean of the per-rat F1 and accuracy (each rat counts once, whatever its size).",
-        "**Ranking: by pooled F1** (the paper's headline metric), ties broken by pooled accuracy. "
+        "**Mean over rats** = the unweighted mean of the per-rat F1 and accuracy (each rat counts once, whatever its size). "
+        f"A rat with no pain image and no pain prediction has no F1 ({cells.DASH} in the tables, blank in `results.csv`): "
+        "the mean F1 is over the rats where it is defined.",
+        "**Ranking: by pooled F1** (the paper's headline metric), ties broken by pooled accuracy. Only each method's "
+        "registered configuration is ranked (its configuration for the profile with no `--set`/`--weights` override), so no "
+        "configuration is chosen on the test rats; other configurations are exploratory. "
         "Baselines, the paper's reported numbers and incomplete runs are never ranked.",
-        f"**95% CI**: percentile bootstrap over rats ({lb.n_resamples:,} resamples of whole animals with replacement, "
-        f"seed {lb.bootstrap_seed}; a resample's confusion matrix is the sum of its rats' matrices).",
+        tier_text(lb),
+        f"**95% CI**: weighted percentile bootstrap over rats ({resampling_text(lb)}; a resample's confusion matrix "
+        "is the sum of its rats' matrices).",
         "**Several seeds** of one configuration: mean ± sample standard deviation over seeds (pooled and mean-over-rats "
         "cells); per-rat cells are seed means. Never the best seed.",
         f"**vs top (McNemar)**: McNemar's exact two-sided binomial test on the images both rows scored, against the "
@@ -55,6 +80,15 @@ def definitions(lb: Leaderboard) -> list[str]:
         "**chance**: a fair coin per image; accuracy and balanced accuracy are exactly 0.5, MCC 0, F1 is the exact expectation "
         "E[2TP/(TP+FP+P)] with TP ~ Bin(P, 1/2), FP ~ Bin(N, 1/2) (close to 2p/(1+2p), p = share of pain images).",
     ]
+
+
+def exploratory_intro(lb: Leaderboard) -> str:
+    """What the exploratory section holds, with its count of rows per method."""
+    counts = Counter(r.method for r in lb.exploratory)
+    per_method = ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
+    return ("Configurations other than a method's registered one (`--set` or `--weights` variants) and methods no longer "
+            "registered: listed for exploration, never ranked, since picking among them on these rats would tune on the "
+            f"test set. Rows per method: {per_method}.")
 
 
 def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
@@ -73,6 +107,10 @@ def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     else:
         out += ["No complete run yet.", ""]
     out += [f"- {d}" for d in definitions(lb)] + [""]
+    if lb.exploratory:
+        out += ["## Exploratory configurations (not ranked)", "", exploratory_intro(lb), ""]
+        out += [_tab(results_rows(lb, lb.exploratory), results_headers(lb)), ""]
+        out += [f"- {r.label}: {r.note}" for r in lb.exploratory] + [""]
     if lb.predictions_only:
         out += ["## Predictions only, not reproduced (never ranked)", "",
                 "Entries submitted as predictions files: the harness checked and scored them against the dataset's labels "

@@ -1,19 +1,29 @@
 """Uncertainty and paired tests at the level the protocol cares about: whole animals and shared images.
 
-- `bootstrap_over_subjects`: resample whole animals with replacement; each resample's pooled confusion
-  matrix is the sum of the drawn animals' confusion matrices (an animal drawn twice counts twice).
-  Percentile interval; NumPy's legacy `RandomState` stream, which NumPy keeps frozen, so a seed
-  gives the same interval on every NumPy version.
+- Resamples of rats (`rat_resamples`): a resample is a multiset of S rats drawn with replacement from
+  S. There are only C(2S-1, S) distinct multisets (462 for 6 rats); up to `MAX_EXACT` of them they are
+  all enumerated, each weighted by its multinomial probability S!/(prod m_i!) / S^S (m_i: how often
+  rat i is drawn), so results are exact and need no seed. Above that, random resamples (NumPy's legacy
+  `RandomState` stream, which NumPy keeps frozen, so a seed gives the same draws on every version).
+- `bootstrap_over_subjects`: a resample's pooled confusion matrix is the sum of its rats' matrices (a rat
+  drawn twice counts twice); weighted percentile interval (`weighted_quantile`).
+- `paired_f1_p`: paired bootstrap over rats of the difference in pooled F1 of two rows on the same
+  resamples; `holm`: Holm's step-down adjustment; `tiers`: rows that the data cannot separate.
 - `mcnemar`: McNemar's test on the discordant pairs of two classifiers on the same images. Exact
   two-sided binomial test by default (valid at any count); the chi-square statistic with continuity
   correction, (|b - c| - 1)^2 / (b + c), is available as `method="chi2"`.
 - `chance_f1`: the exact expected F1 of a fair coin (each image called pain with probability 1/2).
+
+F1 is undefined (NaN here) where there is no pain image and no pain prediction; a mean over rats is
+taken over the rats where it is defined, and resamples where a statistic is undefined are left out.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import combinations_with_replacement
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +31,10 @@ from ..metrics import Confusion
 
 #: confusion matrices as arrays: the last axis is (tp, fp, fn, tn)
 TP, FP, FN, TN = range(4)
+#: enumerate every distinct resample of the rats up to this many, else draw random resamples
+MAX_EXACT = 20_000
+#: differences of F1 closer to 0 than this count as ties (on both sides of 0)
+TIE = 1e-12
 
 
 def as_array(confusions) -> np.ndarray:
@@ -31,10 +45,10 @@ def as_array(confusions) -> np.ndarray:
 
 
 def f1_of(cm: np.ndarray) -> np.ndarray:
-    """Vectorised F1 of the pain class over the last axis; 0 where there are no positives at all."""
+    """Vectorised F1 of the pain class over the last axis; NaN where undefined (no pain image, no pain prediction)."""
     num = 2 * cm[..., TP]
     den = 2 * cm[..., TP] + cm[..., FP] + cm[..., FN]
-    return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+    return np.divide(num, den, out=np.full(np.shape(num), np.nan), where=den > 0)
 
 
 def accuracy_of(cm: np.ndarray) -> np.ndarray:
@@ -54,32 +68,158 @@ class Interval:
         return self.low - tol <= x <= self.high + tol
 
 
-def bootstrap_over_subjects(per_subject, n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, Interval]:
+@dataclass(frozen=True)
+class Resamples:
+    """Resamples of S rats: `counts` (B, S), how often each rat is drawn; `weights` (B,), summing to 1."""
+
+    counts: np.ndarray
+    weights: np.ndarray
+    exact: bool
+
+
+def n_distinct_resamples(s: int) -> int:
+    """Multisets of size s drawn from s rats: C(2s - 1, s)."""
+    return math.comb(2 * s - 1, s) if s else 1
+
+
+def exact_resamples(s: int) -> Resamples:
+    """Every distinct multiset of s rats, weighted by its multinomial probability s!/(prod m_i!) / s^s."""
+    counts = np.array([np.bincount(c, minlength=s) for c in combinations_with_replacement(range(s), s)], dtype=int)
+    ways = [math.factorial(s) // math.prod(math.factorial(int(m)) for m in row) for row in counts]
+    return Resamples(counts, np.array(ways, dtype=float) / s ** s, True)
+
+
+def random_resamples(s: int, n: int, seed: int) -> Resamples:
+    """n ordered draws of s rats with replacement (legacy `RandomState` stream), equally weighted."""
+    idx = np.random.RandomState(seed).randint(0, s, size=(n, s))
+    counts = np.stack([np.bincount(row, minlength=s) for row in idx]) if n else np.zeros((0, s), dtype=int)
+    return Resamples(counts, np.full(n, 1 / n) if n else np.zeros(0), False)
+
+
+def rat_resamples(s: int, n_random: int = 2000, seed: int = 0, max_exact: int = MAX_EXACT) -> Resamples:
+    """All distinct resamples when there are at most `max_exact`, else `n_random` random ones."""
+    return exact_resamples(s) if n_distinct_resamples(s) <= max_exact else random_resamples(s, n_random, seed)
+
+
+def weighted_quantile(values, weights, q: float) -> float:
+    """The smallest value whose weighted cumulative share reaches q (the inverse CDF); NaN values are left out."""
+    v, w = np.asarray(values, dtype=float), np.asarray(weights, dtype=float)
+    ok = ~np.isnan(v)
+    v, w = v[ok], w[ok]
+    if not len(v) or w.sum() <= 0:
+        return float("nan")
+    order = np.argsort(v, kind="stable")
+    cum = np.cumsum(w[order]) / w.sum()
+    i = min(int(np.searchsorted(cum, q - TIE, side="left")), len(v) - 1)
+    return float(v[order][i])
+
+
+def _nanmean(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Mean over `axis` of the values that are not NaN; NaN where there is none (no warning)."""
+    ok = ~np.isnan(x)
+    total, n = np.where(ok, x, 0.0).sum(axis=axis), ok.sum(axis=axis)
+    return np.divide(total, n, out=np.full(np.shape(total), np.nan), where=n > 0)
+
+
+def _pooled(cm: np.ndarray, r: Resamples, fn) -> np.ndarray:
+    """(B,) seed mean of `fn` of each resample's pooled confusion matrix; `cm` is (K seeds, S, 4)."""
+    return _nanmean(fn(np.einsum("bs,ksc->kbc", r.counts, cm)))
+
+
+def _mean_over_drawn(cm: np.ndarray, r: Resamples, fn) -> np.ndarray:
+    """(B,) seed mean of the mean of `fn` over each resample's rats (with multiplicity, where defined)."""
+    per = fn(cm)                                          # (K, S)
+    defined = ~np.isnan(per)
+    total = np.einsum("bs,ks->kb", r.counts, np.where(defined, per, 0.0))
+    n = np.einsum("bs,ks->kb", r.counts, defined.astype(float))
+    return _nanmean(np.divide(total, n, out=np.full(total.shape, np.nan), where=n > 0))
+
+
+def bootstrap_over_subjects(per_subject, n_resamples: int = 2000, seed: int = 0, level: float = 0.95,
+                            resamples: Resamples | None = None) -> dict[str, Interval]:
     """Percentile intervals of pooled F1, pooled accuracy and the mean of per-subject F1 and accuracy.
 
     `per_subject`: array (S, 4) of per-subject confusion matrices, or (K, S, 4) for K seeds of one
-    configuration; with seeds, each resample draws one set of animals, computes the metric for every
-    seed on it and averages over seeds (the interval of the seed-mean, animals resampled jointly).
+    configuration; with seeds, each resample's metric is computed for every seed on the same animals and
+    averaged over seeds (the interval of the seed-mean, animals resampled jointly). `resamples`: default
+    `rat_resamples(S, n_resamples, seed)` (exact when S is small; `n_resamples` and `seed` then unused).
     Returns keys `pooled_f1`, `pooled_accuracy`, `mean_f1`, `mean_accuracy`.
     """
     cm = np.asarray(per_subject, dtype=float)
     if cm.ndim == 2:
         cm = cm[None]
-    k, s, _ = cm.shape
+    s = cm.shape[1]
     if s == 0:
         nan = Interval(float("nan"), float("nan"))
         return {key: nan for key in ("pooled_f1", "pooled_accuracy", "mean_f1", "mean_accuracy")}
-    idx = np.random.RandomState(seed).randint(0, s, size=(n_resamples, s))
-    drawn = cm[:, idx]                      # (K, B, S, 4)
-    pooled = drawn.sum(axis=2)              # (K, B, 4)
+    r = resamples if resamples is not None else rat_resamples(s, n_resamples, seed)
     alpha = (1 - level) / 2
     out = {}
     for name, fn in METRICS.items():
-        pooled_stat = fn(pooled).mean(axis=0)           # (B,)
-        mean_stat = fn(drawn).mean(axis=2).mean(axis=0)  # (B,)
-        for key, stat in ((f"pooled_{name}", pooled_stat), (f"mean_{name}", mean_stat)):
-            lo, hi = np.quantile(stat, [alpha, 1 - alpha])
-            out[key] = Interval(float(lo), float(hi))
+        for key, stat in ((f"pooled_{name}", _pooled(cm, r, fn)), (f"mean_{name}", _mean_over_drawn(cm, r, fn))):
+            out[key] = Interval(weighted_quantile(stat, r.weights, alpha), weighted_quantile(stat, r.weights, 1 - alpha))
+    return out
+
+
+def paired_f1_p(cm_a, cm_b, resamples: Resamples) -> float:
+    """Two-sided p-value of "A and B have the same pooled F1" from a paired bootstrap over rats.
+
+    On each resample (the same rats for both rows) d = F1_A - F1_B, each F1 the seed mean of the
+    resample's pooled F1; p = min(1, 2 min(P(d <= 0), P(d >= 0))), P weighted by the resamples'
+    probabilities; |d| < TIE counts on both sides; resamples where d is undefined are left out.
+    `cm_a`, `cm_b`: (S, 4) or (K, S, 4) per-rat confusion matrices over the same rats.
+    """
+    a, b = (np.asarray(c, dtype=float) for c in (cm_a, cm_b))
+    a, b = (c[None] if c.ndim == 2 else c for c in (a, b))
+    d = _pooled(a, resamples, f1_of) - _pooled(b, resamples, f1_of)
+    ok = ~np.isnan(d)
+    w, d = resamples.weights[ok], d[ok]
+    if w.sum() <= 0:
+        return 1.0
+    w = w / w.sum()
+    return float(min(1.0, 2 * min(w[d <= TIE].sum(), w[d >= -TIE].sum())))
+
+
+def holm(pvalues) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order: with p sorted ascending,
+    adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j))."""
+    p = np.asarray(pvalues, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order])) if m else p
+    out = np.empty(m)
+    out[order] = adjusted
+    return out.tolist()
+
+
+class Tier(NamedTuple):
+    """A row's tier and its p-values against the tier's best row (None for the best row itself)."""
+
+    tier: int
+    p_raw: float | None
+    p_holm: float | None
+
+
+def tiers(cms, resamples: Resamples, alpha: float = 0.05) -> list[Tier]:
+    """Tiers of rows given best first (`cms`: each row's (S, 4) or (K, S, 4) per-rat confusion matrices).
+
+    The best remaining row opens a tier; each other remaining row is compared with it (`paired_f1_p`),
+    the p-values Holm-adjusted over these comparisons. Walking down the ranks, rows join the tier while
+    their adjusted p >= alpha; the first row separated from the tier's best opens the next tier (tiers
+    are contiguous in rank, so a tier never holds a row ranked below one the test put in a later tier).
+    """
+    out: list[Tier | None] = [None] * len(cms)
+    remaining, tier = list(range(len(cms))), 0
+    while remaining:
+        tier += 1
+        best, others = remaining[0], remaining[1:]
+        out[best] = Tier(tier, None, None)
+        raw = [paired_f1_p(cms[best], cms[i], resamples) for i in others]
+        adjusted = holm(raw)
+        joining = next((j for j, a in enumerate(adjusted) if a < alpha), len(others))
+        for i, p, a in zip(others[:joining], raw, adjusted):
+            out[i] = Tier(tier, p, a)
+        remaining = others[joining:]
     return out
 
 

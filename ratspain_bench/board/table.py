@@ -9,28 +9,39 @@ Rules, in the order they apply:
 3. A run is complete when its status is `complete`, every expected fold has a complete child run,
    and its predictions cover every image of the dataset (the union of all complete runs' images).
 4. Incomplete rows are listed with the reason and never ranked, never averaged.
-5. Complete rows are ranked by pooled F1 (the paper's headline metric), ties by pooled accuracy;
-   several seeds are shown as mean and sample standard deviation (ddof=1), never the best seed.
-6. McNemar's test (exact, two-sided) of every row against the top-ranked one on the shared images;
+5. Only the registered configuration of a method is ranked: the row's config hash must equal the hash
+   of the configuration the registry gives the method for the row's profile with no overrides
+   (`registered.registered_config_hash`), so no configuration is chosen on the test rats. Other
+   configurations (`--set`, `--weights`, ...) and methods no longer registered are exploratory rows,
+   listed apart and never ranked. (Nested `study tune` results would enter here, as their own kind.)
+6. Complete registered rows are ranked by pooled F1 (the paper's headline metric), ties by pooled
+   accuracy (a shared rank only when both are equal); several seeds are shown as mean and sample
+   standard deviation (ddof=1), never the best seed. Per-rat F1 is undefined (None) for a rat with no
+   pain image and no pain prediction; means over rats skip it.
+7. Tiers: the ranks the data can support (`stats.tiers`: paired bootstrap over rats of the pooled F1
+   difference against the tier's best row, Holm-corrected, alpha `SIGNIFICANCE`).
+8. McNemar's test (exact, two-sided) of every row against the top-ranked one on the shared images;
    with several seeds, seeds are paired (the same seed where both have it) and the largest p-value
    is reported, so a marker means every pair differs.
-7. Baselines are rows of their own, unranked: the majority class of each fold's training rats
+9. Baselines are rows of their own, unranked: the majority class of each fold's training rats
    (ties go to no pain, like scikit-learn's most_frequent) and chance (a fair coin per image).
-8. Prediction-only entries (`source` predictions-only) are listed in their own section, "predictions
+10. Prediction-only entries (`source` predictions-only) are listed in their own section, "predictions
    only, not reproduced", never ranked with the rows the harness ran. Rows of outside code run with
    `--no-sandbox` carry the mark `unsandboxed` in their source.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from .. import metrics
 from ..data.dataset import sort_subjects
-from . import paper, stats
+from ..errors import InputError
+from . import paper, registered, stats
 from .collect import RunRecord, run_url, ui_base, ui_command
 
 SIGNIFICANCE = 0.05
@@ -38,25 +49,29 @@ MARKER = "†"
 RANK_BY = "pooled_f1"
 POOLED_KEYS = ("f1", "accuracy", "balanced_accuracy", "mcc")
 PREDICTIONS_ONLY = "predictions-only"
+EXPLORATORY = "exploratory"
 
 
 @dataclass(frozen=True)
 class Row:
     """One line of a leaderboard: a reproduced configuration (kind `method`) or a baseline."""
 
-    kind: str                                # method | baseline | predictions-only
+    kind: str                                # method | baseline | exploratory | predictions-only
     label: str
     method: str
     seeds: tuple[str, ...]
     pooled: dict                             # metric -> mean over seeds
     pooled_std: dict                         # metric -> sample std over seeds (None with one seed)
-    per_subject: dict                        # subject -> {"f1", "accuracy", "n"} (means over seeds)
-    mean_over_subjects: dict                 # {"f1", "accuracy"} (means over seeds)
+    per_subject: dict                        # subject -> {"f1", "accuracy", "n"} (means over seeds; f1 None: undefined)
+    mean_over_subjects: dict                 # {"f1", "accuracy"} (means over seeds; f1 over rats where defined)
     mean_over_subjects_std: dict
     confusion: dict                          # pooled tp/fp/fn/tn (mean over seeds)
     ci: dict = field(default_factory=dict)   # key -> (low, high), bootstrap over animals
     rank: int | None = None
     mcnemar: dict | None = None              # against the top row: b, c, n_shared, p_value, pairs
+    tier: int | None = None                  # ranked rows: rows of one tier are not separable (stats.tiers)
+    tier_p: float | None = None              # Holm-adjusted p against the tier's best row (None for that row)
+    tier_p_raw: float | None = None          # the same p before Holm's adjustment
     family: str = ""
     source: str = ""
     profile: str = ""
@@ -102,6 +117,11 @@ class Leaderboard:
     n_resamples: int = 2000
     bootstrap_seed: int = 0
     ui_url: str = ""
+    bootstrap_exact: bool = True             # every distinct resample of the rats enumerated (else random)
+
+    @property
+    def distinct_resamples(self) -> int:
+        return stats.n_distinct_resamples(len(self.subjects))
 
     @property
     def ranked(self) -> tuple[Row, ...]:
@@ -109,8 +129,12 @@ class Leaderboard:
 
     @property
     def main_rows(self) -> tuple[Row, ...]:
-        """Ranked rows and baselines: everything but the prediction-only section."""
-        return tuple(r for r in self.rows if r.kind != PREDICTIONS_ONLY)
+        """Ranked rows and baselines: everything but the exploratory and prediction-only sections."""
+        return tuple(r for r in self.rows if r.kind not in (PREDICTIONS_ONLY, EXPLORATORY))
+
+    @property
+    def exploratory(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.kind == EXPLORATORY)
 
     @property
     def baselines(self) -> tuple[Row, ...]:
@@ -167,8 +191,22 @@ def _confusion(a) -> metrics.Confusion:
     return metrics.Confusion(*(int(round(x)) for x in a))
 
 
+def _mean_defined(values) -> float | None:
+    """Mean of the values that are not None (an undefined F1); None when there is none."""
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def _mean_std_defined(values) -> tuple[float | None, float | None]:
+    kept = [v for v in values if v is not None]
+    return stats.mean_std(kept) if kept else (None, None)
+
+
 def _metric_block(cms: np.ndarray, subjects) -> tuple[dict, dict, dict, dict, dict, dict]:
-    """cms: (K seeds, S, 4) -> pooled mean/std, per-subject means, mean-over-subjects mean/std, pooled confusion."""
+    """cms: (K seeds, S, 4) -> pooled mean/std, per-subject means, mean-over-subjects mean/std, pooled confusion.
+
+    A rat's F1 is undefined (None) where it has no pain image and no pain prediction; seed means and the
+    mean over rats are taken over the values that are defined."""
     pooled_each = [metrics.summary(_confusion(c.sum(axis=0))) for c in cms]
     pooled, pooled_std = {}, {}
     for k in POOLED_KEYS:
@@ -176,17 +214,17 @@ def _metric_block(cms: np.ndarray, subjects) -> tuple[dict, dict, dict, dict, di
     per_subject = {}
     for i, s in enumerate(subjects):
         each = [_confusion(c[i]) for c in cms]
-        per_subject[s] = {"f1": float(np.mean([metrics.f1(e) for e in each])),
+        per_subject[s] = {"f1": _mean_defined([metrics.f1_or_none(e) for e in each]),
                           "accuracy": float(np.mean([metrics.accuracy(e) for e in each])), "n": each[0].n}
     mean, mean_std = {}, {}
-    for k, fn in (("f1", metrics.f1), ("accuracy", metrics.accuracy)):
-        mean[k], mean_std[k] = stats.mean_std([np.mean([fn(_confusion(x)) for x in c]) for c in cms])
+    for k, fn in (("f1", metrics.f1_or_none), ("accuracy", metrics.accuracy)):
+        mean[k], mean_std[k] = _mean_std_defined([_mean_defined([fn(_confusion(x)) for x in c]) for c in cms])
     conf = dict(zip(("tp", "fp", "fn", "tn"), (float(x) for x in cms.sum(axis=1).mean(axis=0))))
     return pooled, pooled_std, per_subject, mean, mean_std, conf
 
 
-def _ci(cms: np.ndarray, n_resamples: int, seed: int) -> dict:
-    return {k: (v.low, v.high) for k, v in stats.bootstrap_over_subjects(cms, n_resamples, seed).items()}
+def _ci(cms: np.ndarray, resamples: stats.Resamples) -> dict:
+    return {k: (v.low, v.high) for k, v in stats.bootstrap_over_subjects(cms, resamples=resamples).items()}
 
 
 def _majority(images: pd.DataFrame, subjects) -> tuple[pd.DataFrame, list[dict]]:
@@ -203,7 +241,7 @@ def _majority(images: pd.DataFrame, subjects) -> tuple[pd.DataFrame, list[dict]]
         table.append({"subject": s, "train_no_pain": tr_neg, "train_pain": tr_pos, "test_no_pain": neg, "test_pain": pos,
                       "test_pain_share": pos / (neg + pos) if neg + pos else 0.0,
                       "majority_class": "pain" if cls[s] else "no pain",
-                      "majority_f1": metrics.f1(c), "majority_accuracy": metrics.accuracy(c)})
+                      "majority_f1": metrics.f1_or_none(c), "majority_accuracy": metrics.accuracy(c)})
     preds = images.assign(y_pred=images["subject"].map(cls).astype(int))
     return preds, table
 
@@ -239,9 +277,74 @@ def _source(r: RunRecord) -> str:
     return r.source + (", unsandboxed" if r.sandbox == "none" else "")
 
 
+#: (method, profile) -> config hash of the registered configuration; raises InputError when there is none
+Lookup = Callable[[str, str], str]
+
+
+def _registration_note(row: Row, lookup: Lookup, cache: dict) -> str:
+    """"" when `row` is its method's registered configuration, else why it is exploratory."""
+    key = (row.method, row.profile)
+    if key not in cache:
+        try:
+            cache[key] = (lookup(row.method, row.profile), "")
+        except InputError as e:  # args[0]: UnknownMethodError is a KeyError, whose str() adds quotes
+            cache[key] = (None, str(e.args[0]) if e.args else type(e).__name__)
+    wanted, problem = cache[key]
+    if wanted is None:
+        return f"no registered configuration to compare with ({problem})"
+    if row.config_hash != wanted:
+        return (f"config {row.config_hash[:8]} is not the registered configuration of {row.method} "
+                f"for profile {row.profile or '-'} ({wanted[:8]}): a --set or --weights variant")
+    return ""
+
+
+def _split_registered(rows: list[Row], lookup: Lookup) -> tuple[list[Row], list[Row]]:
+    """The rows of registered configurations, and the other rows as exploratory (with the reason as note)."""
+    cache: dict = {}
+    kept, exploratory = [], []
+    for row in rows:
+        note = _registration_note(row, lookup, cache)
+        if note:
+            exploratory.append(replace(row, kind=EXPLORATORY, note=note))
+        else:
+            kept.append(row)
+    return kept, exploratory
+
+
+def _order(row: Row) -> tuple:
+    return (-row.pooled["f1"], -row.pooled["accuracy"], row.label)
+
+
+def _ranks(rows: list[Row]) -> list[Row]:
+    """Rows sorted by pooled F1, then pooled accuracy; equal in both share a rank."""
+    ranked: list[Row] = []
+    for i, row in enumerate(sorted(rows, key=_order)):
+        prev = ranked[-1] if ranked else None
+        tied = prev is not None and all(abs(prev.pooled[k] - row.pooled[k]) < 1e-12 for k in ("f1", "accuracy"))
+        ranked.append(replace(row, rank=prev.rank if tied else i + 1))
+    return ranked
+
+
+def _with_tiers(ranked: list[Row], cms_by_label: dict, resamples: stats.Resamples) -> list[Row]:
+    found = stats.tiers([cms_by_label[r.label] for r in ranked], resamples, SIGNIFICANCE)
+    return [replace(r, tier=t.tier, tier_p=t.p_holm, tier_p_raw=t.p_raw) for r, t in zip(ranked, found)]
+
+
+def _plain_labels(ranked: list[Row]) -> list[Row]:
+    """The method's name as label of its only ranked row (its other rows keep their config in the label)."""
+    count = defaultdict(int)
+    for r in ranked:
+        count[r.method] += 1
+    return [replace(r, label=r.method) if count[r.method] == 1 else r for r in ranked]
+
+
 def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str = "", n_resamples: int = 2000,
-                      bootstrap_seed: int = 0, mlflow_ui: str | None = None) -> Leaderboard:
-    """The leaderboard of one dataset from its parent runs (all with the same dataset and fingerprint)."""
+                      bootstrap_seed: int = 0, mlflow_ui: str | None = None, lookup: Lookup | None = None) -> Leaderboard:
+    """The leaderboard of one dataset from its parent runs (all with the same dataset and fingerprint).
+
+    `lookup`: the registered configuration's hash of a (method, profile); default the registry's
+    (`registered.registered_config_hash`)."""
+    lookup = lookup or registered.registered_config_hash
     warnings = []
     images = _images([r for r in records if r.status == "complete"])
     conflicts = images["image"].duplicated(keep=False)
@@ -251,6 +354,7 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
         images = images.drop_duplicates("image")
     subjects = tuple(sort_subjects(images["subject"].unique()))
     all_images = set(images["image"])
+    resamples = stats.rat_resamples(len(subjects), n_resamples, bootstrap_seed)
 
     groups: dict[tuple, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
@@ -260,7 +364,7 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
         methods_count[key[0]] += 1
     duplicates = {m for m, n in methods_count.items() if n > 1}
 
-    complete_rows, incomplete, preds_by_label = [], [], {}
+    complete_rows, incomplete, preds_by_label, cms_by_label = [], [], {}, {}
     ui = ui_base(tracking_uri, mlflow_ui)
     for key in sorted(groups):
         method = key[0]
@@ -290,23 +394,20 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
         complete_rows.append(Row(
             kind=PREDICTIONS_ONLY if first.source == PREDICTIONS_ONLY else "method", label=label, method=method, seeds=seeds, pooled=pooled, pooled_std=pooled_std,
             per_subject=per_subject, mean_over_subjects=mean, mean_over_subjects_std=mean_std, confusion=conf,
-            ci=_ci(cms, n_resamples, bootstrap_seed), family=first.family, source=_source(first), profile=first.profile,
+            ci=_ci(cms, resamples), family=first.family, source=_source(first), profile=first.profile,
             config_hash=first.config_hash, code_hash=first.code_hash, train_seconds=float(np.mean(seconds)), hardware=hardware, run_ids=ids,
             run_urls=urls, experiment_id=first.experiment_id))
         preds_by_label[label] = {s: r.predictions for s, r in chosen.items()}
+        cms_by_label[label] = cms
 
-    outside = [r for r in complete_rows if r.kind == PREDICTIONS_ONLY]
-    complete_rows = [r for r in complete_rows if r.kind != PREDICTIONS_ONLY]
-    complete_rows.sort(key=lambda r: (-r.pooled["f1"], -r.pooled["accuracy"], r.label))
-    outside.sort(key=lambda r: (-r.pooled["f1"], -r.pooled["accuracy"], r.label))
-    ranked = []
-    for i, row in enumerate(complete_rows):
-        tied = ranked and abs(ranked[-1].pooled["f1"] - row.pooled["f1"]) < 1e-12
-        rank = ranked[-1].rank if tied else i + 1
-        ranked.append(_replace(row, rank=rank))
+    outside = sorted((r for r in complete_rows if r.kind == PREDICTIONS_ONLY), key=_order)
+    candidates, exploratory = _split_registered([r for r in complete_rows if r.kind != PREDICTIONS_ONLY], lookup)
+    exploratory.sort(key=lambda r: (r.method, _order(r)))
+    ranked = _with_tiers(_ranks(candidates), cms_by_label, resamples)
     top_preds = preds_by_label[ranked[0].label] if ranked else None
     if ranked:
-        ranked = [ranked[0]] + [_replace(r, mcnemar=_mcnemar_vs(top_preds, preds_by_label[r.label])) for r in ranked[1:]]
+        ranked = [ranked[0]] + [replace(r, mcnemar=_mcnemar_vs(top_preds, preds_by_label[r.label])) for r in ranked[1:]]
+    ranked = _plain_labels(ranked)
 
     baselines, imbalance = [], []
     if len(images):
@@ -316,22 +417,17 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
         baselines.append(Row(
             kind="baseline", label="majority class (baseline)", method="majority", seeds=(), pooled=pooled,
             pooled_std=pooled_std, per_subject=per_subject, mean_over_subjects=mean, mean_over_subjects_std=mean_std,
-            confusion=conf, ci=_ci(cms, n_resamples, bootstrap_seed),
+            confusion=conf, ci=_ci(cms, resamples),
             mcnemar=_mcnemar_vs(top_preds, {"": maj_preds}) if top_preds else None,
             note="each fold predicts the majority class of its training rats (tie: no pain)"))
         baselines.append(_chance_row(images, subjects))
 
     reference = tuple(_reference_rows(subjects)) if paper.is_ratspain_like(dataset.split("@")[0]) else ()
     fingerprint = next((r.fingerprint for r in records if r.fingerprint), "")
-    return Leaderboard(dataset, fingerprint, subjects, len(images), tuple(ranked) + tuple(baselines) + tuple(outside), tuple(incomplete),
+    rows = tuple(ranked) + tuple(baselines) + tuple(exploratory) + tuple(outside)
+    return Leaderboard(dataset, fingerprint, subjects, len(images), rows, tuple(incomplete),
                        tuple(imbalance), reference, tracking_uri, ui_command(tracking_uri) if tracking_uri else None,
-                       tuple(warnings), n_resamples, bootstrap_seed, ui)
-
-
-def _replace(row: Row, **changes) -> Row:
-    from dataclasses import replace
-
-    return replace(row, **changes)
+                       tuple(warnings), n_resamples, bootstrap_seed, ui, resamples.exact)
 
 
 def _chance_row(images: pd.DataFrame, subjects) -> Row:
@@ -364,8 +460,9 @@ def _reference_rows(subjects) -> list[dict]:
 
 
 def build_leaderboards(records: list[RunRecord], tracking_uri: str = "", n_resamples: int = 2000,
-                       bootstrap_seed: int = 0, mlflow_ui: str | None = None) -> list[Leaderboard]:
-    """One leaderboard per dataset (per fingerprint when one name has several), sorted by name."""
+                       bootstrap_seed: int = 0, mlflow_ui: str | None = None, lookup: Lookup | None = None) -> list[Leaderboard]:
+    """One leaderboard per dataset (per fingerprint when one name has several), sorted by name.
+    `lookup`: see `build_leaderboard`."""
     by_name: dict[str, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         by_name[r.dataset][r.fingerprint].append(r)
@@ -374,5 +471,5 @@ def build_leaderboards(records: list[RunRecord], tracking_uri: str = "", n_resam
         fps = by_name[name]
         for fp in sorted(fps):
             label = name if len(fps) == 1 else f"{name}@{fp[:8] or 'unknown'}"
-            out.append(build_leaderboard(label, fps[fp], tracking_uri, n_resamples, bootstrap_seed, mlflow_ui))
+            out.append(build_leaderboard(label, fps[fp], tracking_uri, n_resamples, bootstrap_seed, mlflow_ui, lookup))
     return out
