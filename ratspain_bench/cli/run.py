@@ -12,7 +12,9 @@ def add_parser(sub) -> None:
         "ratspain-bench run --suite paper --profile paper --device cuda",
         "ratspain-bench run --methods lbp-r3p8-4x4,timm:efficientnet_b0 --seed 1 --jobs 2",
         "ratspain-bench run --methods painseeker --set lambda=0.5 --set epochs=20 --data ~/ratspain",
-        "ratspain-bench run --methods my-method --time-limit 600     # a submission, sandboxed"])
+        "ratspain-bench run --methods my-method --time-limit 600     # a submission, sandboxed",
+        "ratspain-bench run --suite paper --profile paper --devices cuda:0,cuda:1,cuda:2,cuda:3",
+        "ratspain-bench run --suite paper --profile paper --launcher submitit --partition gpu --gpus-per-job 1 --time-min 240"])
     add_data_option(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--methods", help="comma-separated method names (see `ratspain-bench methods`), e.g. lbp-r3p8-4x4,timm:resnet18")
@@ -28,6 +30,17 @@ def add_parser(sub) -> None:
                                                   "work is done (frozen deep heads: features are computed once, with every core, then "
                                                   "the heads of all folds and methods share the cores); auto (default): one per core")
     p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
+    g = p.add_argument_group("where folds run (trusted methods; outside methods always run here, sandboxed)")
+    g.add_argument("--launcher", choices=("local", "submitit"), default="local",
+                   help="local: this machine (default); submitit: one job per fold on SLURM (local processes where there is no SLURM)")
+    g.add_argument("--devices", help="local: one worker per GPU, each seeing only its own, one fold per GPU at a time, e.g. cuda:0,cuda:1")
+    g.add_argument("--cluster", choices=("slurm", "local", "debug"), help="submitit: force an executor (default: SLURM where sbatch exists)")
+    g.add_argument("--partition", help="submitit: SLURM partition")
+    g.add_argument("--time-min", type=int, help="submitit: time limit per fold job in minutes (default 120)")
+    g.add_argument("--gpus-per-job", type=int, help="submitit: GPUs per fold job (default 0)")
+    g.add_argument("--cpus-per-job", type=int, help="submitit: CPUs per fold job (default 4)")
+    g.add_argument("--array-size", type=int, dest="array_parallelism", help="submitit: at most this many fold jobs at once (default 32)")
+    g.add_argument("--submitit-folder", type=Path, dest="folder", help="submitit: logs and pickles (default RUNS_DIR/submitit)")
     add_sandbox_options(p)
     add_runs_dir_option(p)
     p.set_defaults(func=run)
@@ -41,7 +54,10 @@ def run(args) -> int:
     results = api.run(methods, args.data, include_low_confidence=args.include_low_confidence, suite=args.suite, profile=args.profile,
                       seed=args.seed, device=args.device, jobs=args.jobs, runs_dir=args.runs_dir, tracking_uri=args.tracking_uri,
                       set=parse_overrides(args.set), weights=args.weights, finetune=args.finetune, sandbox=not args.no_sandbox,
-                      time_limit=args.time_limit, memory_mb=args.memory_limit, quiet=args.quiet)
+                      time_limit=args.time_limit, memory_mb=args.memory_limit, quiet=args.quiet, launcher=args.launcher,
+                      devices=args.devices, cluster=args.cluster, partition=args.partition, time_min=args.time_min,
+                      gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, array_parallelism=args.array_parallelism,
+                      folder=args.folder)
     print(results.markdown())
     print("Cells: F1 of the pain class / accuracy %. LORO (pooled): one confusion matrix summed over all folds "
           "(the paper's LORO column); mean over rats: the unweighted mean of the per-rat cells.")

@@ -13,7 +13,8 @@ Schema (names are the `Tag` constants; the contract's are `ratspain.role` and `r
   `pooled_f1`, `pooled_accuracy`, `pooled_balanced_accuracy`, `pooled_mcc`, `mean_f1`,
   `mean_accuracy`, `train_seconds`, `folds_complete`, `pose_<bin>_{f1,accuracy,n}`; artifacts
   `predictions.csv`, `score.json`, `per_subject.csv`, `confusion_matrix.png`;
-- a child run per fold: tags `role=fold`, `subject`, `status`, `mlflow.parentRunId`; the fold's
+- a child run per fold: tags `role=fold`, `subject`, `status`, `mlflow.parentRunId`, and where a launcher
+  ran it `worker` (host:pid) and `worker_device` (the GPU it saw); the fold's
   metrics; artifacts `predictions.csv` and the method's `figures/`.
 A parent is `complete` only once every fold is logged, so a killed run is never counted.
 """
@@ -57,6 +58,8 @@ class Tag:
     ERROR = "ratspain.error"
     CITE = "ratspain.cite"
     SUBJECT = "ratspain.subject"
+    WORKER = "ratspain.worker"
+    WORKER_DEVICE = "ratspain.worker_device"
     PARENT = "mlflow.parentRunId"
     # studies (experiment `ratspain-study/<dataset>`; roles `study` and `trial`)
     STUDY_KIND = "ratspain.study_kind"
@@ -122,6 +125,21 @@ def hardware(device: str) -> str:
     return f"{device} x{os.cpu_count()}"
 
 
+def probe_server(uri: str, timeout: float = 5.0) -> None:
+    """A tracking server that does not answer its `/health` fails at once (the MLflow client would retry for minutes)."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+
+    try:
+        with urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except HTTPError:  # it answers (a proxy or an older server without /health): the client will tell the rest
+        return
+    except (URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise InputError(f"{uri}: the MLflow tracking server does not answer ({reason})") from None
+
+
 def _quiet_logs() -> None:
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.sql_alchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -139,6 +157,8 @@ class Store:
         _quiet_logs()
         self.runs_dir = Path(runs_dir)
         self.uri = tracking_uri(runs_dir, uri)
+        if self.uri.startswith(("http://", "https://")):
+            probe_server(self.uri)
         path = local_store_path(self.uri)
         if path is not None and self.uri.startswith("sqlite:"):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,7 +283,7 @@ def fold_runs(store: Store, exp: str, parent_id: str) -> dict[str, object]:
 
 
 def log_fold(store: Store, exp: str, parent_id: str, children: dict, subject: str, method: str, metrics: dict,
-             files=(), figures: Path | None = None) -> None:
+             files=(), figures: Path | None = None, tags: dict | None = None) -> None:
     """Log a finished fold as a child run (once; a stale child of a killed run is replaced)."""
     old = children.get(subject)
     if old is not None and old.data.tags.get(Tag.STATUS) == COMPLETE:
@@ -271,7 +291,7 @@ def log_fold(store: Store, exp: str, parent_id: str, children: dict, subject: st
     if old is not None:
         store.finish(old.info.run_id, ABANDONED)
     run = store.client.create_run(exp, run_name=f"{method} fold {subject}", tags={
-        Tag.PARENT: parent_id, Tag.ROLE: FOLD, Tag.SUBJECT: subject, Tag.STATUS: RUNNING})
+        Tag.PARENT: parent_id, Tag.ROLE: FOLD, Tag.SUBJECT: subject, Tag.STATUS: RUNNING, **(tags or {})})
     if figures is not None and figures.is_dir() and any(figures.iterdir()):
         store.client.log_artifacts(run.info.run_id, str(figures), "figures")
     store.finish(run.info.run_id, COMPLETE, metrics=metrics, files=files)
@@ -404,6 +424,8 @@ def fetch_runs(uri: str) -> list[RunRecord]:
     path = local_store_path(uri)
     if path is not None and not path.exists():
         raise InputError(f"{path}: no MLflow store here (run `ratspain-bench run` first, or pass --runs-dir/--tracking-uri)")
+    if uri.startswith(("http://", "https://")):
+        probe_server(uri)
     _quiet_logs()
     client = MlflowClient(uri)
     try:

@@ -2,9 +2,11 @@
 
 Planning resolves every method's full config first (an unknown name or parameter fails before any
 work). Each method's shared work (`Method.prepare`: backbone features, LBP codes) runs once in this
-process; folds that are then light (frozen deep heads) run in a local pool of `jobs` processes while
-this process goes on with the next method. Each fold is a job folder (`identity.JobKey`) written by the fold path (`fold.run_fold`) with
-`DONE` last; a run killed at any point and started again computes only the folds without `DONE`.
+process; folds then go to a launcher (`launch`: a local pool of `jobs` processes for light folds such
+as frozen deep heads, one worker per GPU with `--devices`, or SLURM through submitit) while this
+process goes on with the next method. Each fold is a job folder (`identity.JobKey`) written by the
+fold path (`fold.run_fold`) with `DONE` last; a run killed at any point and started again computes
+only the folds without `DONE`.
 The MLflow parent is marked complete only after every fold is logged (`record`), and a method whose
 fold fails is recorded as failed while the other methods still run.
 """
@@ -14,7 +16,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +29,11 @@ from ..methods.base import Context, make_config
 from ..methods.registry import MethodSpec, get_method
 from ..paths import atomic_write_text, cache_dir
 from ..protocol import Fold, leave_one_subject_out
-from . import record, sandbox
+from . import launch, record, sandbox
 from .configure import configure
 from .fold import FoldError, FoldTask, image_size, read_fold, run_fold
 from .identity import JobKey, code_hash, config_hash
+from .launch import LaunchSettings
 from .predictions import score_frame
 from .sandbox import SandboxSettings
 
@@ -48,6 +50,7 @@ class RunOptions:
     overrides: dict = field(default_factory=dict)  # --set: every method must declare each name
     where_declared: dict = field(default_factory=dict)  # --weights/--finetune: only methods that declare them
     sandbox: SandboxSettings = SandboxSettings()
+    launch: LaunchSettings = LaunchSettings()  # where the folds of trusted methods run (`launch`)
 
 
 @dataclass(frozen=True)
@@ -143,21 +146,6 @@ class Progress:
 # ---------------------------------------------------------------- execution
 
 
-def _pool_init(threads: int) -> None:
-    """A worker of the local pool: `threads` torch threads (the pool's workers share the cores)."""
-    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[k] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _pool_fold(task: FoldTask, dataset) -> dict:
-    """A fold in a worker process of the local pool (the dataset object itself travels with the task)."""
-    images, _ = load_images(dataset, image_size(task.params))
-    return run_fold(task, dataset, images)
-
-
 def _fold_metrics(frame: pd.DataFrame, summary: dict) -> dict:
     m = metrics.summary(metrics.confusion(frame["y_true"], frame["y_pred"]))
     m.update({k: v for k, v in summary.items() if isinstance(v, (int, float)) and k != "subject"})
@@ -203,9 +191,14 @@ class MethodRun:
         return cls, make_config(cls.Config, None, **self.p.params)
 
     @property
-    def parallel(self) -> bool:
-        """Its folds may share the local pool: a trusted method that says its folds are light once `prepare` ran."""
-        if self.opts.jobs < 2 or len(self.todo) < 2 or not self.p.spec.trusted:
+    def launched(self) -> bool:
+        """Its folds go to the launcher: a trusted method's, always on submitit or `--devices`; on the local pool,
+        when the method says its folds are light once `prepare` ran."""
+        if not self.p.spec.trusted or not self.todo:
+            return False
+        if self.opts.launch.launcher != "local" or self.opts.launch.devices:
+            return True
+        if self.opts.jobs < 2 or len(self.todo) < 2:
             return False
         cls, config = self._config()
         return cls.parallel_folds(config, self.opts.device)
@@ -221,8 +214,9 @@ class MethodRun:
     def done(self, f: Fold, summary: dict, info: str) -> None:
         job = self.job(f)
         frame, _ = read_fold(job)
+        where = {record.Tag.WORKER: summary.get("worker"), record.Tag.WORKER_DEVICE: summary.get("worker_device")}
         record.log_fold(self.store, self.exp, self.parent_id, self.children, f.subject, self.p.spec.name, _fold_metrics(frame, summary),
-                        files=[job / "predictions.csv"], figures=job / "artifacts")
+                        files=[job / "predictions.csv"], figures=job / "artifacts", tags={k: v for k, v in where.items() if v})
         self.progress.done(f.subject, info)
 
     def run_here(self, images) -> None:
@@ -270,13 +264,12 @@ FAILURES = (FoldError, InputError, sandbox.SandboxError, OSError, RuntimeError, 
 
 
 def _execute(runs: list[MethodRun], dataset, opts: RunOptions) -> None:
-    """Each method's shared work, in order, in this process; then its folds: the light folds of trusted methods go
-    to the local pool (`jobs` processes, one thread each) while this process goes on with the next method; other
-    folds run here, one after the other."""
-    import multiprocessing as mp
+    """Each method's shared work, in order, in this process; then its folds: those of trusted methods that the
+    launcher takes (`MethodRun.launched`) go to it while this process goes on with the next method; other folds
+    run here, one after the other. Only this process writes MLflow."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    pool, futures = None, {}
+    launcher, futures = None, {}
 
     def drain(block: bool = False) -> None:
         if not futures:
@@ -305,13 +298,10 @@ def _execute(runs: list[MethodRun], dataset, opts: RunOptions) -> None:
             try:
                 images = load_images(dataset, image_size(run.p.params))[0] if run.todo else None
                 run.prepare(images)
-                if run.parallel:
-                    if pool is None:
-                        threads = max(1, (os.cpu_count() or 1) // opts.jobs)
-                        pool = ProcessPoolExecutor(opts.jobs, mp_context=mp.get_context("spawn"), initializer=_pool_init,
-                                                   initargs=(threads,))
+                if run.launched:
+                    launcher = launcher or launch.make_launcher(opts.launch, opts.jobs, opts.runs_dir)
                     for f in run.todo:
-                        futures[pool.submit(_pool_fold, run.p.task(f, opts), dataset)] = (run, f)
+                        futures[launcher.submit(run.p.task(f, opts), dataset)] = (run, f)
                 else:
                     run.run_here(images)
                     run.finish()
@@ -321,8 +311,8 @@ def _execute(runs: list[MethodRun], dataset, opts: RunOptions) -> None:
         while futures:
             drain(block=True)
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        if launcher is not None:
+            launcher.close()
 
 
 def _complete_parent(store, parent_id, dataset, preds, score, summaries, root: Path, pred_path: Path, device: str) -> None:
@@ -360,6 +350,7 @@ def check_methods(names: list[str], opts: RunOptions) -> None:
     """Every configuration error (unknown name, broken submission, bad parameter, no sandbox, weights that
     cannot be had) before any work."""
     sandbox.require(opts.sandbox, [n for n in names if not get_method(n).trusted])
+    launch.check(opts.launch)
     for n in names:
         preflight(n, opts)
 
