@@ -21,6 +21,7 @@ import pandas as pd
 from .data import Dataset
 from .data import load_dataset as _load
 from .errors import InputError
+from .evaluation.launch import LaunchSettings, parse_devices
 from .evaluation.runner import MethodResult, RunOptions, check_methods, run_methods
 from .evaluation.sandbox import SandboxSettings
 from .methods.registry import MethodSpec, default_registry
@@ -121,10 +122,22 @@ def jobs_count(jobs) -> int:
     return n
 
 
+def launch_settings(launcher: str = "local", devices=None, **options) -> LaunchSettings:
+    from dataclasses import fields
+
+    known = {f.name for f in fields(LaunchSettings)} - {"launcher", "devices"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(f"unknown launch option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    devs = parse_devices(devices) if isinstance(devices, str) or devices is None else tuple(devices)
+    return LaunchSettings(launcher=launcher, devices=devs, **{k: v for k, v in options.items() if v is not None})
+
+
 def run(methods=None, data=None, *, suite: str | None = None, profile: str = "quick", seed: int = 0, device: str = "auto",
         jobs="auto", runs_dir="ratspain-runs", tracking_uri: str | None = None, set: dict | None = None,
         weights: str | None = None, finetune: str | None = None, sandbox: bool = True, time_limit: float = 1800.0,
-        memory_mb: int = 8192, quiet: bool = True, include_low_confidence: bool = False) -> Results:
+        memory_mb: int = 8192, quiet: bool = True, include_low_confidence: bool = False, launcher: str = "local",
+        devices=None, **launch) -> Results:
     """Run the LORO protocol for `methods` (names; default: `suite`, else the quick suite) on `data`.
 
     `jobs`: processes for the folds of trusted methods whose folds are light once their shared work is done
@@ -133,6 +146,10 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     overrides every method must declare; `weights`/`finetune`: applied to the methods that declare them.
     Outside methods (submissions, untrusted plugins) run sandboxed, one fold per process (`sandbox=False`
     runs them unisolated, marked `unsandboxed`; `time_limit`/`memory_mb` per fold).
+    `launcher`: `local` (this machine) or `submitit` (SLURM, or local processes where there is none);
+    `devices` ("cuda:0,cuda:1" or a list): one local worker per GPU; other `launch` keywords are the fields of
+    `evaluation.launch.LaunchSettings` (cluster, folder, partition, time_min, gpus_per_job, cpus_per_job,
+    array_parallelism).
     """
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
@@ -144,7 +161,8 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     declared = {k: v for k, v in (("weights", weights), ("finetune", finetune)) if v is not None}
     opts = RunOptions(profile=profile, seed=seed, device=device, runs_dir=Path(runs_dir), tracking_uri=tracking_uri, jobs=jobs_count(jobs),
                       quiet=quiet, overrides=dict(set or {}), where_declared=declared,
-                      sandbox=SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb))
+                      sandbox=SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb),
+                      launch=launch_settings(launcher, devices, **launch))
     check_methods(names, opts)  # configuration errors before the dataset is read (or the replica rendered)
     dataset = load_dataset(data, include_low_confidence)
     return Results(run_methods(names, dataset, opts, checked=True), dataset)
@@ -244,3 +262,32 @@ def validate(path, **options):
     from .submit import validate as _validate
 
     return _validate(path, **options)
+
+
+def train(method: str, data=None, *, out, profile: str = "quick", seed: int = 0, device: str = "auto", set: dict | None = None,
+          weights: str | None = None, finetune: str | None = None, from_run: str | None = None, register: str | None = None,
+          evaluate: bool = False, runs_dir="ratspain-runs", tracking_uri: str | None = None, include_low_confidence: bool = False,
+          quiet: bool = True):
+    """Fit `method` on every animal of `data` with the config `run` would use (or that of the LORO parent run
+    `from_run`), save it as an MLflow pyfunc model with MODEL_CARD.md in `out`, log it to MLflow (and `register` it);
+    returns the saved model, loaded (`.predict(images)`). `evaluate`: run LORO first, so the card has its evidence."""
+    from .model.saved import load_model as _load_model
+    from .model.train import recipe, recipe_from_run, train_model
+
+    if from_run:
+        r = recipe_from_run(from_run, method, runs_dir, tracking_uri)
+    else:
+        declared = {k: v for k, v in (("weights", weights), ("finetune", finetune)) if v is not None}
+        r = recipe(method, profile, seed, dict(set or {}), declared)
+    dataset = load_dataset(data, include_low_confidence)
+    train_model(r, dataset, out, device=device, register=register, runs_dir=runs_dir, tracking_uri=tracking_uri,
+                run_loro=evaluate, quiet=quiet)
+    return _load_model(out, device=device)
+
+
+def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, device: str = "auto"):
+    """A trained model (a folder, `runs:/<run>/model` or `models:/<name>/<version>`); `.predict(images)` scores
+    files, folders, manifests or a DataFrame with `path`."""
+    from .model.saved import load_model as _load_model
+
+    return _load_model(uri, runs_dir, tracking_uri, device)

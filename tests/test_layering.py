@@ -10,7 +10,7 @@ LAYERS = [
     {"features", "engine", "attention", "plots"},
     {"methods"},
     {"evaluation"},
-    {"study", "board", "submit"},
+    {"study", "board", "submit", "model"},
     {"api"},
     {"cli", "__main__"},
 ]

@@ -27,24 +27,27 @@ PAPER = dict(image_size=256, crop_size=224, test_crop="center", epochs=30, batch
 
 # The quick profile: the paper's geometry (256 px images, 224 px crops, a 7 x 7 grid of K = 49 regions,
 # so every k_high of the paper's Figure 5 grid, up to 20, is valid) with the backbone frozen: its region
-# features are computed once per image and view (one random crop + flip view for training, the centre
-# crop for testing), cached, and shared by resnet18, painseeker-noprsc, painseeker and every point of
-# a sensitivity study; only the heads train (30 epochs, lr 1e-3: a linear head alone trains fast and
-# safely at the larger rate), on features standardised per channel with the training fold's statistics.
+# features are computed once per image (the centre crop, the test view), cached, and shared by resnet18,
+# painseeker-noprsc, painseeker and every point of a sensitivity study; only the heads train (30 epochs,
+# lr 1e-3: a linear head alone trains fast and safely at the larger rate), on features standardised per
+# channel with the training fold's statistics. `views=0` trains the heads on the test view itself;
+# `--set views=N` trains on N cached random crop + flip views instead (the paper's augmentation).
 # Weights `none`, because `make demo` must run offline: a frozen random ResNet-18 carries little pain
 # signal, so the resnet18/PainSeeker rows of a quick run test the whole pipeline at a faithful geometry;
 # they are not a reproduction. With real weights the same frozen mode learns: the `lite0` extra's
 # ImageNet EfficientNet-Lite0 (rows `lite0-linear` and `painseeker-lite0`) beats the best LBP-SVM.
-# What each cached training view buys (benchmarks/quick_views.py, replica seed 0, pooled F1):
-#   views         0 (test view)  1       2       3       4       each view costs
-#   lite0-linear  0.854          0.853   0.852   -       -       about 28 s (all 1,138 images)
-#   painseeker-l0 0.821          0.836   0.835   -       -
-#   resnet18      0.477          0.422   0.381   0.393   0.458   about 23 s
-#   painseeker    0.600          0.548   0.529   0.541   0.545
-# The real-weight rows gain nothing past one view; the random-backbone rows wander around chance. One
-# view keeps the paper's train-on-random-crops, test-on-the-centre design at a quarter of the cost of 4.
+# What each cached training view buys (benchmarks/quick_views.py, replica seed 0, pooled F1; each view
+# costs one more backbone pass over all 1,138 images):
+#   views             0 (test view)  1       2       3       4
+#   lite0-linear      0.854          0.853   0.852   -       -
+#   painseeker-lite0  0.821          0.836   0.835   -       -     (its row keeps views=1)
+#   resnet18          0.477          0.422   0.381   0.393   0.458
+#   painseeker        0.600          0.548   0.529   0.541   0.545
+# The linear head on real features gains nothing from crop + flip views; PainSeeker's region scores on
+# real features gain 0.015 from one, so `painseeker-lite0` keeps one; the random-backbone rows wander
+# around chance whatever the views.
 QUICK = dict(image_size=256, crop_size=224, test_crop="center", epochs=30, batch_size=64, optimizer="adam",
-             lr=1e-3, weight_decay=0.01, weights="none", finetune="frozen", flip=True, views=1,
+             lr=1e-3, weight_decay=0.01, weights="none", finetune="frozen", flip=True, views=0,
              standardize=True)
 
 

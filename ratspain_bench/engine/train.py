@@ -48,14 +48,15 @@ class FeatureBatches:
     at random; batches are widened to float32."""
 
     def __init__(self, feats: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device):
-        self.feats, self.labels, self.batch_size, self.device = feats.to(device), labels.to(device), batch_size, device
+        self.views, self.n = feats.shape[:2]
+        self.rows = feats.to(device).reshape(self.views * self.n, *feats.shape[2:])  # row v * N + i: view v of sample i
+        self.labels, self.batch_size, self.device = labels.to(device), batch_size, device
 
     def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        v, n = self.feats.shape[:2]
-        views = torch.randint(0, v, (n,), generator=generator).to(self.device)
-        for idx in batch_order(n, self.batch_size, generator):
+        views = torch.randint(0, self.views, (self.n,), generator=generator).to(self.device)
+        for idx in batch_order(self.n, self.batch_size, generator):
             idx = idx.to(self.device)
-            yield self.feats[views[idx], idx].float(), self.labels[idx]
+            yield self.rows.index_select(0, views[idx] * self.n + idx).float(), self.labels[idx]  # one contiguous gather
 
 
 def train(model: nn.Module, loss_fn: Callable, batches, *, epochs: int, optimizer: torch.optim.Optimizer,

@@ -13,6 +13,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True, eq=False)
 class TrainSet:
@@ -46,10 +48,15 @@ class Predictions:
     labels: np.ndarray  # (N,) int 0/1
     scores: np.ndarray  # (N,) probability of pain in [0, 1]
     attention: np.ndarray | None = None  # (N, M, M) region weights (PainSeeker's beta), optional
+    au: dict[str, np.ndarray] | None = None  # {action unit: (N,) grades 0/1/2}, optional; `predict` prints au_<name>
 
     def __post_init__(self):
         object.__setattr__(self, "labels", np.asarray(self.labels))
         object.__setattr__(self, "scores", np.asarray(self.scores))
+
+
+class NotSavable(InputError):
+    """A method that cannot be saved, loaded or explained as a trained model; the message names it."""
 
 
 def _quiet(*_a, **_k) -> None:
@@ -81,7 +88,11 @@ class Method:
     - `SENSITIVITY_GRID`, `PLOT_SYMBOLS`: the default grid of `study sensitivity` and axis symbols;
     - hooks: `preflight` (fail before any work), `prepare` and `parallel_folds` (work shared by all folds,
       done once; folds then light enough to run in parallel), `study_settings` (settings every study point
-      must hold) and `attention_view` (how `Predictions.attention` maps onto the image, for localisation).
+      must hold) and `attention_view` (how `Predictions.attention` maps onto the image, for localisation);
+    - a saved model (`ratspain-bench train`): `save(folder)` writes the fitted state in the framework's own
+      format, `load(config, folder, context)` reads it back for prediction on new images, `input_spec()`
+      describes the preprocessing. The default refuses with the method's name: there is no pickle fallback,
+      since a pickle of outside code is code run at load time.
     """
 
     Config: ClassVar[type]
@@ -91,6 +102,7 @@ class Method:
     SEARCH_SPACE: ClassVar[dict] = {}
     SENSITIVITY_GRID: ClassVar[dict] = {}
     PLOT_SYMBOLS: ClassVar[dict] = {}
+    predict_batch: ClassVar[int] = 64  # images per `predict` call when a saved model scores many images
 
     def __init__(self, config, context: Context | None = None):
         self.config = config
@@ -123,6 +135,25 @@ class Method:
     def attention_view(self) -> tuple[int, float]:
         """(top-k regions scored, fraction of the image side the attention map covers) for localisation."""
         return 5, 1.0
+
+    def save(self, folder: Path) -> None:
+        """Write the fitted state into `folder` (the config is saved beside it by the caller)."""
+        raise NotSavable(f"{self.family or type(self).__name__}: {type(self).__name__} cannot be saved as a model "
+                         "(it implements no save(folder) / load(config, folder, context))")
+
+    @classmethod
+    def load(cls, config, folder: Path, context: Context | None = None) -> "Method":
+        """A method ready to `predict`, from what `save` wrote; it keeps nothing per image it is asked about."""
+        raise NotSavable(f"{cls.family or cls.__name__}: {cls.__name__} cannot load a saved model (it implements no load)")
+
+    def input_spec(self) -> dict:
+        """What `predict` expects of an image, for the model card and MLmodel metadata."""
+        return {"image_size": image_size(self.config), "colour": "RGB uint8",
+                "resize": "the whole image, bilinear, to image_size x image_size (alpha dropped, gray expanded)"}
+
+    def explain(self, test: TestSet, pred: Predictions, names: list[str], out_dir: Path) -> list[Path]:
+        """One picture per image of what the model looked at (`predict --explain`); paths in `names` order."""
+        raise NotSavable(f"{self.family or type(self).__name__}: no attention maps to explain (--explain needs PainSeeker)")
 
 
 def image_size(config) -> int:

@@ -4,10 +4,16 @@ Subclasses give `make_head(num_features, num_regions)` (a module mapping (B, K, 
 logits, or to (logits, attention)) and may override `loss(output, y)` (default: cross-entropy).
 `finetune="full"` trains backbone and head on augmented image batches; `finetune="frozen"` trains
 the head only, on region features cached per image and view (see `features`).
+
+A saved model (`save`/`load`) is the backbone and the head in one safetensors file (the backbone
+included in frozen mode too: a new image's features are computed from it, never read from a cache)
+plus `deep.json` (regions, channels, whether the head standardises); the config is saved by the caller.
 """
 from __future__ import annotations
 
 import contextlib
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +27,7 @@ from ..engine.features import FeatureCache, fill, space_id
 from ..engine.train import FeatureBatches, ImageBatches, make_optimizer, train
 from ..engine.weights import create_backbone, input_size_kwargs, weights_id
 from ..errors import InputError
-from .base import Method, Predictions, TestSet, TrainSet
+from .base import Context, Method, Predictions, TestSet, TrainSet
 
 
 class Standardized(nn.Module):
@@ -85,8 +91,16 @@ def logits_of(output) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
+def as_cached(feats: torch.Tensor) -> torch.Tensor:
+    """Features at the precision the frozen-feature cache hands a head (`FeatureCache.put`: float16 where
+    every value fits, else float32), so a loaded frozen model sees new images as its head saw training ones."""
+    feats = feats.float()
+    return feats.half().float() if feats.abs().max() < 6e4 else feats
+
+
 class DeepMethod(Method):
     predict_batch = 128
+    WEIGHTS_FILE, SHAPE_FILE = "model.safetensors", "deep.json"
 
     def __init__(self, config, context=None):
         super().__init__(config, context)
@@ -96,6 +110,8 @@ class DeepMethod(Method):
         self.net: nn.Module | None = None
         self.device = torch.device("cpu")
         self.losses: list[float] = []
+        self.shape: tuple[int, int] | None = None  # (K regions, C channels) the head takes
+        self.use_cache = True  # frozen mode: test features from the cache (False for a loaded model)
 
     @classmethod
     def prepare(cls, config, images, keys, context) -> None:
@@ -188,6 +204,18 @@ class DeepMethod(Method):
             cache.get(keys, v, out[i])
         return torch.from_numpy(out)
 
+    def head_inputs(self, feats: torch.Tensor, stats) -> torch.Tensor:
+        """A fold's training features as its head's batches take them: float32 and, with `stats`, standardised once
+        for the whole fold (the same `addcmul` the `Standardized` head applies to test features) rather than per batch."""
+        if stats is None:
+            return feats.float()
+        mean, std = stats
+        shift, scale = -mean / std, 1 / std
+        out = torch.empty(feats.shape, dtype=torch.float32)
+        for v in range(len(feats)):
+            torch.addcmul(shift, feats[v].float(), scale, out=out[v])
+        return out
+
     def train_stats(self, keys, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`channel_stats` of a training set's cached features, from per-image sums remembered per (feature space,
         views): each image is summed once per process, and a fold, another method on the same backbone or a study
@@ -214,15 +242,16 @@ class DeepMethod(Method):
             if c.finetune == "frozen":
                 feats = self.cached_features(train_set.keys, train_set.images, c.training_views)
                 k, ch = feats.shape[2], feats.shape[3]
-                self.head = self._new_head(ch, k)
-                if c.standardize:
-                    self.head = Standardized(self.head, *(t.to(self.device) for t in self.train_stats(train_set.keys, feats)))
-                batches = FeatureBatches(feats, labels, c.batch_size, self.device)
-                model = self.head
+                self.shape = (k, ch)
+                model = self._new_head(ch, k)
+                stats = [t.to(self.device) for t in self.train_stats(train_set.keys, feats)] if c.standardize else None
+                batches = FeatureBatches(self.head_inputs(feats, stats), labels, c.batch_size, self.device)
+                self.head = Standardized(model, *stats) if stats else model  # trains on inputs standardised once
             else:
                 images = to_uint8_tensor(train_set.images)
                 check_crop(images, c.crop_size)
                 k, ch = self.probe()
+                self.shape = (k, ch)
                 self.head = self._new_head(ch, k)
                 model = DeepNet(self.backbone, self.head)
                 batches = ImageBatches(images, labels, c.crop_size,
@@ -243,7 +272,7 @@ class DeepMethod(Method):
         c = self.config
         self.head.eval()
         outs = []
-        if c.finetune == "frozen":
+        if c.finetune == "frozen" and self.use_cache:
             feats = self.cached_features(test.keys, test.images, [0])[0]
             with torch.inference_mode():
                 for s in range(0, len(feats), self.predict_batch):
@@ -255,8 +284,8 @@ class DeepMethod(Method):
         norm = Normalizer(bb.mean, bb.std, self.device, c.channels_last)
         with torch.inference_mode(), autocast(self.device, c.amp):
             for s in range(0, len(images), self.predict_batch):
-                x = norm(eval_view(images[s:s + self.predict_batch], c.crop_size, c.test_crop))
-                outs.append(self.head(bb(x)))
+                regions = bb(norm(eval_view(images[s:s + self.predict_batch], c.crop_size, c.test_crop)))
+                outs.append(self.head(as_cached(regions) if c.finetune == "frozen" else regions))
         return outs
 
     def predict(self, test: TestSet) -> Predictions:
@@ -264,3 +293,46 @@ class DeepMethod(Method):
         logits = torch.cat([logits_of(o).float() for o in outs]) if outs else torch.zeros(0, 2)
         prob = torch.softmax(logits, 1)[:, 1].cpu().numpy().astype(float)
         return Predictions(labels=logits.argmax(1).cpu().numpy(), scores=prob)
+
+    # ------------------------------------------------------------ a saved model
+
+    def save(self, folder: Path) -> None:
+        """Backbone and head weights (safetensors) and the head's shape (JSON)."""
+        from safetensors.torch import save_file
+
+        if self.head is None:
+            raise InputError(f"{type(self).__name__}: save() before fit()")
+        net = DeepNet(self.build_backbone(), self.head)
+        save_file({k: v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}, str(Path(folder) / self.WEIGHTS_FILE))
+        k, ch = self.shape
+        (Path(folder) / self.SHAPE_FILE).write_text(json.dumps({"regions": k, "channels": ch,
+                                                                  "standardized": isinstance(self.head, Standardized)}))
+
+    @classmethod
+    def load(cls, config, folder: Path, context: Context | None = None) -> "DeepMethod":
+        """The saved weights into a backbone built without its starting weights (no hub, no file needed)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        shape = json.loads((folder / cls.SHAPE_FILE).read_text())
+        state = load_file(str(folder / cls.WEIGHTS_FILE))
+        m = cls(config, context)
+        m.device = resolve_device(m.context.device)
+        net, _ = create_backbone(config.model, "none", **input_size_kwargs(config.model, config.crop_size))
+        m.backbone = RegionBackbone(net)
+        head = m.make_head(shape["channels"], shape["regions"])
+        if shape["standardized"]:
+            head = Standardized(head, state["head.mean"], state["head.std"])
+        m.head, m.shape, m.use_cache = head, (shape["regions"], shape["channels"]), False
+        m.net = DeepNet(m.backbone, m.head)
+        m.net.load_state_dict(state, strict=True)
+        m.net.to(m.device).eval()
+        if config.channels_last:
+            m.backbone.to(memory_format=torch.channels_last)
+        return m
+
+    def input_spec(self) -> dict:
+        c, bb = self.config, self.build_backbone()
+        view = f"the centre {c.crop_size} px crop" if c.test_crop == "center" else f"the whole image resized to {c.crop_size} px"
+        return {**super().input_spec(), "view": view, "normalise": f"mean {bb.mean}, std {bb.std}",
+                "backbone": f"{c.model} ({'frozen' if c.finetune == 'frozen' else 'fine-tuned'})"}

@@ -14,6 +14,7 @@ lambda = 0 (CE only). Command-line and output names: `lambda`, `delta`, `k_high`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -154,3 +155,19 @@ class PainSeeker(DeepMethod):
         idx = [i for i, _ in picked]
         faces = eval_view(to_uint8_tensor(np.asarray(test.images)[idx]), self.config.crop_size, self.config.test_crop).numpy()
         save_heatmaps(faces, pred.attention[idx], [t for _, t in picked], pred.scores[idx], self.context.work_dir)
+
+    def explain(self, test: TestSet, pred: Predictions, names: list[str], out_dir: Path) -> list[Path]:
+        """Beta over each face as the model saw it (the test view), one PNG per image: `out_dir/<name>.png`."""
+        from PIL import Image
+
+        from ..engine.heatmaps import overlay
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        faces = eval_view(to_uint8_tensor(np.asarray(test.images)), self.config.crop_size, self.config.test_crop).numpy()
+        paths = []
+        for face, beta, name in zip(faces, pred.attention, names):
+            path = out_dir / f"{name}.png"
+            Image.fromarray(overlay(face, np.asarray(beta, dtype=float))).save(path, compress_level=1)
+            paths.append(path)
+        return paths

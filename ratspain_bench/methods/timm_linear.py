@@ -40,3 +40,8 @@ class TimmLinear(DeepMethod):
 
     def make_head(self, num_features: int, num_regions: int) -> nn.Module:
         return GapLinear(num_features)
+
+    def head_inputs(self, feats, stats):
+        """Frozen mode: the regions averaged once per image (the head's pooling, done before training instead of
+        at every step: the linear layer then sees exactly the vectors it would see)."""
+        return super().head_inputs(feats, stats).mean(dim=2, keepdim=True)

@@ -1,0 +1,105 @@
+"""`ratspain-bench predict`: score new face images with a trained model (`train`)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .common import add_runs_dir_option, command
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "predict", "score face images with a trained model: one row per image", [
+        "ratspain-bench predict m/ faces/ --out scores.csv             # a folder, recursively",
+        "ratspain-bench predict m/ a.jpg b.png manifest.csv             # files and manifests (a `path` column)",
+        "ratspain-bench predict models:/rat-pain/1 faces/ --out s.csv   # from the MLflow model registry",
+        "ratspain-bench predict ps/ faces/ --explain beta/              # PainSeeker: a beta heatmap per image"],
+        description="Writes CSV columns image, pain_probability, pain (0/1 at the model's threshold), the action-unit grades "
+                    "when the model has them, and error (why an image could not be scored; the others still are). Exit 0 "
+                    "with a warning line when some images failed, 2 when all did.")
+    p.add_argument("model", metavar="MODEL", help="a model folder, runs:/<run>/model or models:/<name>/<version>")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders (recursive) or manifest CSVs")
+    p.add_argument("--out", type=Path, help="CSV to write (default: standard output); written complete or not at all")
+    p.add_argument("--batch-size", type=int, help="images decoded and scored at once (default: the method's, 512 for LBP, 128 deep)")
+    p.add_argument("--explain", type=Path, metavar="DIR", help="PainSeeker: write each image's beta heatmap here")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runs_dir_option(p)
+    p.set_defaults(func=run)
+
+
+class Bar:
+    """A tqdm bar over images on a terminal, nothing otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.on, self.bar = not quiet and sys.stderr.isatty(), None
+
+    def __call__(self, n: int, total: int) -> None:
+        if not self.on:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", dynamic_ncols=True)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(args) -> int:
+    import warnings
+
+    from .. import api
+    from ..errors import InputError
+    from ..model.saved import SYNTHETIC_NOTE, SyntheticDataWarning
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = api.load_model(args.model, args.runs_dir, args.tracking_uri, args.device)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if model.synthetic:
+        print(f"WARNING: {model.meta['method']}: {SYNTHETIC_NOTE}", file=sys.stderr)
+    tmp = None if args.out is None else args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
+    if tmp is not None:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+    bar, n, failed, first = Bar(args.quiet), 0, 0, ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntheticDataWarning)  # said once above
+            sink = sys.stdout if tmp is None else open(tmp, "w", newline="", encoding="utf-8")
+            try:
+                columns = None
+                for frame in model.batches(args.inputs, args.batch_size, args.explain, bar):
+                    if columns is None:
+                        columns = list(frame.columns)
+                    frame.reindex(columns=columns).to_csv(sink, index=False, header=n == 0)
+                    n += len(frame)
+                    bad = frame[frame["error"] != ""]
+                    failed += len(bad)
+                    if len(bad) and not first:
+                        first = f"{bad['image'].iloc[0]}: {bad['error'].iloc[0]}"
+            finally:
+                if sink is not sys.stdout:
+                    sink.close()
+        bar.close()
+        if tmp is not None:
+            os.replace(tmp, args.out)
+    except BaseException:
+        bar.close()
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
+        raise
+    if failed == n:
+        print(f"error: none of the {n} images could be read (first: {first})", file=sys.stderr)
+        return 2
+    if failed:
+        print(f"warning: {failed} of {n} images could not be read and have no score (see the error column; first: {first})",
+              file=sys.stderr)
+    if args.out is not None:
+        print(f"scored {n - failed} images -> {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,214 @@
+"""`train`: fit a method on every animal of a dataset with exactly the config of its leaderboard row, and
+save it as an MLflow pyfunc model with its model card.
+
+The config is resolved as `run` resolves it (`evaluation.configure`: profile, the method's params, the
+`--weights`/`--finetune` settings it declares, `--set`), or taken from a LORO parent run (`from_run`),
+whose config and code hashes must then be reproduced here. The model folder is built in a temporary
+sibling and renamed into place when complete. The model is also logged as a run of the experiment
+`ratspain-models/<dataset>` (tag `ratspain.role=model`; artifacts `model/` and `MODEL_CARD.md`), so it
+has a `runs:/<run>/model` URI, and `register` adds it to the MLflow model registry.
+Outside methods that run sandboxed are refused: their model would have to be loaded in their worker.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..data import load_dataset
+from ..data.cache import load_images
+from ..data.imbalance import COUNT_KEYS, subject_counts
+from ..data.synth import FIELDS as SYNTH_FIELDS
+from ..errors import InputError
+from ..evaluation.configure import configure
+from ..evaluation.fold import META_COLUMNS, build, image_size
+from ..evaluation.identity import code_hash, config_hash
+from ..evaluation.record import PARENT, Store, Tag, git_commit, versions
+from ..methods.base import Context, TrainSet, config_params
+from ..methods.registry import MethodSpec, get_method
+from ..paths import cache_dir
+from . import evidence
+from .card import write_card
+from .pyfunc import save_pyfunc
+from .saved import CARD, FORMAT, STATE, SYNTHETIC_NOTE, write_state
+
+MODEL_EXPERIMENT = "ratspain-models/"
+ROLE_MODEL = "model"
+REPLICA_NAME = "ratspain-replica"  # what `load_dataset(None)` names the built-in replica
+THRESHOLD = 0.5  # every built-in method's own decision: p(pain) > 0.5
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What to train: the method, its full config (public names), profile and seed, and their hashes."""
+
+    spec: MethodSpec
+    params: dict
+    profile: str
+    seed: int
+    config_hash: str
+    code_hash: str
+    fingerprint: str = ""  # the dataset a --from-run run used
+
+
+def is_synthetic(dataset) -> bool:
+    """The built-in replica, or a folder `ratspain-bench synth` wrote (its au_regions.json beside a manifest
+    with exactly the renderer's columns)."""
+    if dataset.name == REPLICA_NAME:
+        return True
+    src = Path(dataset.source)
+    if src.suffix.lower() != ".csv" or not (src.parent / "au_regions.json").is_file():
+        return False
+    with open(src, encoding="utf-8-sig") as f:
+        return f.readline().strip().split(",") == list(SYNTH_FIELDS)
+
+
+def _check_trainable(spec: MethodSpec) -> None:
+    if not spec.trusted:
+        raise InputError(f"{spec.name}: outside code runs only sandboxed, one fold per worker, and a saved model of it would "
+                         f"have to be loaded in such a worker, which `train` does not do yet; trust it to train and load it "
+                         f"in this process (RATSPAIN_TRUST={spec.name}), or evaluate it with `ratspain-bench run`")
+
+
+def recipe(method: str, profile: str = "quick", seed: int = 0, overrides: dict | None = None, where_declared: dict | None = None) -> Recipe:
+    spec = get_method(method)
+    _check_trainable(spec)
+    params = configure(spec, profile, overrides, where_declared)
+    return Recipe(spec, params, profile, seed, config_hash(spec.family, params), code_hash(spec))
+
+
+def recipe_from_run(run_id: str, method: str | None, runs_dir, uri: str | None) -> Recipe:
+    """The method, config, profile and seed of a LORO parent run, checked to give its config and code hashes here."""
+    store = Store(runs_dir, uri)
+    try:
+        run = store.client.get_run(run_id)
+    except Exception:
+        raise InputError(f"--from-run {run_id}: no such run in {store.uri}") from None
+    tags = run.data.tags
+    if tags.get(Tag.ROLE) != PARENT:
+        raise InputError(f"--from-run {run_id}: not a LORO parent run ({Tag.ROLE}={tags.get(Tag.ROLE)!r})")
+    name = tags.get(Tag.METHOD, "")
+    if method and method != name:
+        raise InputError(f"--from-run {run_id}: that run is of {name!r}, not {method!r}")
+    spec = get_method(name)
+    _check_trainable(spec)
+    profile, seed = tags.get(Tag.PROFILE, "quick"), int(tags.get(Tag.SEED, "0"))
+    base = configure(spec, profile)
+    logged = {k[len("cfg."):]: v for k, v in run.data.params.items() if k.startswith("cfg.")}
+    params = config_params(spec.checked_config(None, **{k: base[k] if str(base.get(k)) == v else v for k, v in logged.items()}))
+    r = Recipe(spec, params, profile, seed, config_hash(spec.family, params), code_hash(spec), tags.get(Tag.FINGERPRINT, ""))
+    if r.config_hash != tags.get(Tag.CONFIG_HASH):
+        raise InputError(f"--from-run {run_id}: its logged parameters give config {r.config_hash} here, not the run's "
+                         f"{tags.get(Tag.CONFIG_HASH)}; train with --method {name} --set ... instead")
+    if r.code_hash != tags.get(Tag.CODE_HASH):
+        raise InputError(f"--from-run {run_id}: made by code {tags.get(Tag.CODE_HASH)} of {name}; this installation's is "
+                         f"{r.code_hash} (check out git commit {run.data.params.get('git_commit', '?')} to reproduce it)")
+    return r
+
+
+def dataset_summary(dataset) -> dict:
+    per = subject_counts(dataset)
+    return {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint, "n": len(dataset),
+            "synthetic": is_synthetic(dataset), "per_class": {k: sum(c[k] for c in per.values()) for k in COUNT_KEYS if k != "total"},
+            "columns": list(COUNT_KEYS), "per_subject": per}
+
+
+def fit(r: Recipe, dataset, device: str, quiet: bool):
+    """The method fitted on every image of the dataset (the fold path's `build`, with exactly `r.params`)."""
+    t = dataset.table
+    images = load_images(dataset, image_size(r.params))[0]
+    cols = [c for c in META_COLUMNS if c in t.columns]
+    train = TrainSet(np.asarray(images), t["label"].to_numpy(), t["subject"].to_numpy(), tuple(dataset.keys),
+                     t[cols].reset_index(drop=True) if cols else None)
+
+    def progress(epoch=None, epochs=None, loss=None, stage=None, **_):
+        if not quiet:
+            print(f"[{r.spec.name}] {stage or f'epoch {epoch}/{epochs} loss {loss:.4f}'}", file=sys.stderr, flush=True)
+
+    ctx = Context(seed=r.seed, device=device, profile=r.profile, cache_dir=cache_dir(), progress=progress)
+    method = build(r.spec, r.params, ctx)
+    method.fit(train)
+    return method
+
+
+def evaluate(r: Recipe, dataset, device: str, runs_dir, uri: str | None, quiet: bool) -> None:
+    """The LORO run of exactly this recipe (`run` with every parameter set), so the card has its evidence."""
+    from ..evaluation.runner import RunOptions, run_methods
+
+    opts = RunOptions(profile=r.profile, seed=r.seed, device=device, runs_dir=Path(runs_dir), tracking_uri=uri,
+                      jobs=os.cpu_count() or 1, quiet=quiet, overrides=dict(r.params))
+    (res,) = run_methods([r.spec.name], dataset, opts)
+    if res.status != "complete":
+        raise InputError(f"--evaluate: the LORO run of {r.spec.name} failed: {res.error}")
+
+
+def _register(store: Store, name: str, run, source: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        store.client.create_registered_model(name)
+    except MlflowException as e:
+        if "already exists" not in str(e).lower() and "RESOURCE_ALREADY_EXISTS" not in str(e):
+            raise
+    return store.client.create_model_version(name, source, run_id=run.info.run_id).version
+
+
+def train_model(r: Recipe, dataset, out, *, device: str = "auto", register: str | None = None, runs_dir="ratspain-runs",
+                tracking_uri: str | None = None, run_loro: bool = False, quiet: bool = True) -> dict:
+    """Fit, save (pyfunc + card) into `out`, log (and register); returns the model's `model.json` content."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: exists and is not empty; choose another --out or remove it")
+    dataset.require_images()
+    if r.fingerprint and r.fingerprint != dataset.fingerprint:
+        raise InputError(f"--from-run: that run used dataset {r.fingerprint}, --data is {dataset.fingerprint}")
+    if run_loro:
+        evaluate(r, dataset, device, runs_dir, tracking_uri, quiet)
+    ev, why = evidence.find(dataset, r.spec.name, r.config_hash, r.code_hash, r.seed, runs_dir, tracking_uri)
+    method = fit(r, dataset, device, quiet)
+    cls = type(method)
+    summary = dataset_summary(dataset)
+    store = Store(runs_dir, tracking_uri)
+    exp = store.experiment(MODEL_EXPERIMENT + dataset.name)
+    run = store.client.create_run(exp, run_name=f"{r.spec.name} model", tags={
+        Tag.ROLE: ROLE_MODEL, Tag.METHOD: r.spec.name, Tag.DATASET: dataset.name, Tag.FINGERPRINT: dataset.fingerprint,
+        Tag.SEED: str(r.seed), Tag.CONFIG_HASH: r.config_hash, Tag.CODE_HASH: r.code_hash, Tag.PROFILE: r.profile,
+        "ratspain.synthetic": str(summary["synthetic"]).lower()})
+    meta = {"format": FORMAT, "method": r.spec.name, "family": r.spec.family, "class": f"{cls.__module__}:{cls.__qualname__}",
+            "source": r.spec.source, "cite": r.spec.cite, "params": r.params, "config_hash": r.config_hash,
+            "code_hash": r.code_hash, "profile": r.profile, "seed": r.seed, "git_commit": git_commit(), "threshold": THRESHOLD,
+            "preprocessing": method.input_spec(), "dataset": summary, "evidence_run": None if ev is None else ev.run_id,
+            "mlflow_run": run.info.run_id, "tracking_uri": store.uri, "versions": versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    metadata = {k: meta[k] for k in ("method", "family", "config_hash", "code_hash", "seed", "profile", "evidence_run")}
+    metadata.update(dataset=dataset.name, dataset_fingerprint=dataset.fingerprint, synthetic=summary["synthetic"])
+    if summary["synthetic"]:
+        metadata["warning"] = SYNTHETIC_NOTE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        folder = tmp / "model"
+        save_pyfunc(folder, write_state(tmp / STATE, method, meta), metadata)
+        write_card(folder, meta, ev, why)
+        store.log(run.info.run_id, params={"method": r.spec.name, "family": r.spec.family, "seed": r.seed,
+                                           **{f"cfg.{k}": v for k, v in r.params.items()}})
+        store.client.log_artifacts(run.info.run_id, str(folder), "model")
+        store.client.log_artifact(run.info.run_id, str(folder / CARD))
+        if register:
+            meta["registered"] = f"models:/{register}/{_register(store, register, run, f'{run.info.artifact_uri}/model')}"
+        if out.exists():
+            out.rmdir()
+        os.replace(folder, out)
+    except BaseException:
+        store.client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    store.client.set_terminated(run.info.run_id, "FINISHED")
+    return meta
