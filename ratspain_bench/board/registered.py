@@ -7,12 +7,11 @@ from __future__ import annotations
 
 
 def registered_config_hash(method: str, profile: str) -> str:
-    """`config_hash` of `method`'s configuration for `profile` with no overrides, as `run` computes it.
+    """`config_hash` of `method`'s configuration for `profile` with no overrides, as `run` computes it
+    (`evaluation.configure.registered_hash`, cached on disk by `run`).
 
     Raises InputError when the method is not registered or cannot be configured."""
-    from ..evaluation.configure import configure
-    from ..evaluation.identity import config_hash
+    from ..evaluation.configure import registered_hash
     from ..methods.registry import get_method
 
-    spec = get_method(method)
-    return config_hash(spec.family, configure(spec, profile or None))
+    return registered_hash(get_method(method), profile or None)

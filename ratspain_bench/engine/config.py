@@ -40,12 +40,12 @@ PAPER = dict(image_size=256, crop_size=224, test_crop="center", epochs=30, batch
 # costs one more backbone pass over all 1,138 images):
 #   views             0 (test view)  1       2       3       4
 #   lite0-linear      0.854          0.853   0.852   -       -
-#   painseeker-lite0  0.821          0.836   0.835   -       -     (its row keeps views=1)
+#   painseeker-lite0  0.821          0.836   0.835   -       -
 #   resnet18          0.477          0.422   0.381   0.393   0.458
 #   painseeker        0.600          0.548   0.529   0.541   0.545
 # The linear head on real features gains nothing from crop + flip views; PainSeeker's region scores on
-# real features gain 0.015 from one, so `painseeker-lite0` keeps one; the random-backbone rows wander
-# around chance whatever the views.
+# real features gain 0.015 from one (`--set views=1`), at the cost of a second backbone pass (about 45 s
+# of `make demo` on 2 cores); the random-backbone rows wander around chance whatever the views.
 QUICK = dict(image_size=256, crop_size=224, test_crop="center", epochs=30, batch_size=64, optimizer="adam",
              lr=1e-3, weight_decay=0.01, weights="none", finetune="frozen", flip=True, views=0,
              standardize=True)

@@ -100,3 +100,26 @@ def declaration(spec: MethodSpec, name: str, settings: SandboxSettings = Sandbox
     _outside(spec, None, [{}], settings)
     value = _DESCRIBED[(spec.name, "info")].get(name) or {}
     return value if isinstance(value, dict) else {}
+
+
+def registered_hash(spec: MethodSpec, profile: str | None) -> str:
+    """`config_hash` of the method's registered configuration for `profile` (no overrides): what the leaderboard
+    ranks. Kept on disk per (method, its registry entry, profile, code), so reading it back imports no method code."""
+    import hashlib
+
+    from ..paths import cache_dir
+    from .identity import code_hash, config_hash, module_sources
+
+    if spec.trusted and isinstance(spec.target, str):  # its module's sources, read without importing them
+        code = [(n, hashlib.sha1(f.read_bytes()).hexdigest()) for n, f in sorted(module_sources(spec.target.partition(":")[0]).items())]
+    else:
+        code = code_hash(spec)
+    key = json.dumps([spec.name, spec.family, profile, list(spec.params), code], sort_keys=True, default=str)
+    path = cache_dir() / "registered" / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.txt"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        pass
+    value = config_hash(spec.family, configure(spec, profile))
+    atomic_write_text(path, value)
+    return value

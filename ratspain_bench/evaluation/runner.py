@@ -30,7 +30,7 @@ from ..methods.registry import MethodSpec, get_method
 from ..paths import atomic_write_text, cache_dir
 from ..protocol import Fold, leave_one_subject_out
 from . import launch, record, sandbox
-from .configure import configure
+from .configure import configure, registered_hash
 from .fold import FoldError, FoldTask, image_size, read_fold, run_fold
 from .identity import JobKey, code_hash, config_hash
 from .launch import LaunchSettings
@@ -99,6 +99,8 @@ def preflight(name: str, opts: RunOptions) -> dict:
 def plan(name: str, dataset, opts: RunOptions) -> Plan:
     spec = get_method(name)
     params = configure(spec, opts.profile, opts.overrides, opts.where_declared, opts.sandbox)
+    if spec.trusted:  # kept on disk: the leaderboard reads it back without importing the method
+        registered_hash(spec, opts.profile)
     key = JobKey(dataset.name, dataset.fingerprint, name, config_hash(spec.family, params), code_hash(spec), opts.seed)
     return Plan(spec, params, key, leave_one_subject_out(dataset.table["subject"], dataset.table["image"]))
 

@@ -148,6 +148,21 @@ def _spawn_workers(dataset, opts: SensitivityOptions, study_name: str, storage_u
     return procs
 
 
+def prepare_shared(spec, params: dict, ev: Evaluator, opts: SensitivityOptions) -> bool:
+    """A trusted method's shared work for the study's config (`Method.prepare`: the frozen backbone's features,
+    which every point of a head-parameter grid reuses), once, before the points start; False for outside methods."""
+    if not spec.trusted:
+        return False
+    from ..evaluation.fold import image_size
+    from ..methods.base import Context, make_config
+    from ..paths import cache_dir
+
+    cls = spec.load()
+    ctx = Context(seed=opts.seed, device=opts.device, profile=opts.profile, cache_dir=cache_dir())
+    cls.prepare(make_config(cls.Config, None, **params), ev.images(image_size(params)), ev.dataset.keys, ctx)
+    return True
+
+
 def default_study_name(opts: SensitivityOptions, points: list[Point], fingerprint: str) -> str:
     text = json.dumps({"m": opts.method, "p": opts.profile, "f": opts.fixed, "g": [p.label for p in points], "s": opts.seed,
                        "d": fingerprint}, sort_keys=True, default=str)
@@ -289,9 +304,10 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
         return ran
 
     if opts.jobs > 1 and opts.n_trials is None:
-        # the first point here (it fills the decoded-image and feature caches), then jobs - 1 more worker processes
-        # share the rest; a worker given --n-trials is one worker
-        ran = work(1)
+        # the shared work here first (the method's `prepare`: backbone features with every core; an outside method: its
+        # first point), then jobs - 1 more worker processes share the points with this one; a worker given
+        # --n-trials is one worker
+        ran = 0 if prepare_shared(spec, points[0].params, ev, opts) else work(1)
         helpers = _spawn_workers(dataset, opts, study_name, storage_url)
         ran += work(None)
         for proc in helpers:
