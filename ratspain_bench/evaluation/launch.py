@@ -116,7 +116,7 @@ class DevicePool(Launcher):
                         for d in devices]
         self.free = deque(range(len(devices)))
         self.waiting: deque = deque()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # a fold that ends at once runs its callback inside `_dispatch`
         self.closed = False
 
     def submit(self, task, dataset) -> Future:
