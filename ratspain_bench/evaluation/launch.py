@@ -36,7 +36,7 @@ class LaunchSettings:
     time_min: int = 120  # SLURM time limit per fold job, minutes
     gpus_per_job: int = 0
     cpus_per_job: int = 4
-    array_parallelism: int = 32  # at most this many fold jobs of the array run at once
+    array_parallelism: int = 32  # SLURM: at most this many fold jobs queued or running at once
 
     def __post_init__(self):
         if self.launcher not in LAUNCHERS:
@@ -159,10 +159,12 @@ class DevicePool(Launcher):
 
 
 class Submitit(Launcher):
-    """Each fold a submitit job (a SLURM job on a cluster, a local process otherwise); a thread turns finished
-    jobs into Futures. Job folders and the cache must be on a file system the nodes share."""
+    """Each fold a submitit job (a SLURM job on a cluster, a local process otherwise); at most `array_parallelism`
+    jobs in flight on SLURM, one per core with the local executor (each job is a fresh Python process); a thread
+    submits waiting folds as jobs finish and turns finished jobs into Futures. Job folders and the cache must be on
+    a file system the nodes share."""
 
-    POLL_S = 0.5
+    POLL_S = 0.2
 
     def __init__(self, settings: LaunchSettings, runs_dir: Path):
         import submitit
@@ -172,12 +174,12 @@ class Submitit(Launcher):
         params = dict(timeout_min=settings.time_min, cpus_per_task=settings.cpus_per_job, name="ratspain-fold")
         if settings.gpus_per_job:
             params["gpus_per_node"] = settings.gpus_per_job
-        if self.executor.cluster == "slurm":
-            params["slurm_array_parallelism"] = settings.array_parallelism
-            if settings.partition:
-                params["slurm_partition"] = settings.partition
+        if self.executor.cluster == "slurm" and settings.partition:
+            params["slurm_partition"] = settings.partition
         self.executor.update_parameters(**params)
+        self.limit = settings.array_parallelism if self.executor.cluster == "slurm" else (os.cpu_count() or 1)
         self.jobs: list[tuple[object, Future]] = []
+        self.waiting: deque = deque()
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
@@ -186,16 +188,27 @@ class Submitit(Launcher):
     def submit(self, task, dataset) -> Future:
         out: Future = Future()
         out.set_running_or_notify_cancel()
-        job = self.executor.submit(fold_job, task, dataset, os.environ.get("RATSPAIN_CACHE_DIR"))
         with self.lock:
-            self.jobs.append((job, out))
+            self.waiting.append((out, task, dataset))
+        self._dispatch()
         return out
+
+    def _dispatch(self) -> None:
+        with self.lock:
+            while self.waiting and len(self.jobs) < self.limit:
+                out, task, dataset = self.waiting.popleft()
+                try:
+                    job = self.executor.submit(fold_job, task, dataset, os.environ.get("RATSPAIN_CACHE_DIR"))
+                except Exception as e:  # sbatch refused it: this fold fails, the others go on
+                    out.set_exception(RuntimeError(f"submitit could not submit the fold: {e}"))
+                    continue
+                self.jobs.append((job, out))
 
     def _watch(self) -> None:
         while not self.stop.wait(self.POLL_S):
             with self.lock:
-                pending = list(self.jobs)
-            for job, out in pending:
+                running = list(self.jobs)
+            for job, out in running:
                 if not job.done():
                     continue
                 try:
@@ -204,11 +217,17 @@ class Submitit(Launcher):
                     out.set_exception(RuntimeError(f"submitit job {job.job_id}: {_last_error(str(e)) or type(e).__name__}"))
                 with self.lock:
                     self.jobs.remove((job, out))
+            self._dispatch()
 
     def close(self) -> None:
-        """Stop watching; jobs already submitted keep running and write their folders (the next call collects them)."""
+        """Stop watching and submitting; jobs already submitted keep running and write their folders (the next call
+        collects them); folds not yet submitted are left for the next call."""
         self.stop.set()
         self.thread.join(timeout=5)
+        with self.lock:
+            for out, *_ in self.waiting:
+                out.set_exception(RuntimeError("not submitted: the run stopped"))
+            self.waiting.clear()
 
 
 def _last_error(trace: str) -> str:
