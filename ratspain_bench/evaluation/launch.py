@@ -78,13 +78,40 @@ def _init_worker(threads: int, gpu: str | None) -> None:
 
 
 class Launcher:
-    """`submit(task, dataset)` -> a Future of the fold's summary; `close()` stops what is not started."""
+    """`submit(task, dataset)` -> a Future of the fold's summary; `close()` stops what is not started.
 
-    def submit(self, task, dataset) -> Future:  # pragma: no cover - interface
-        raise NotImplementedError
+    Folds wait in order until the launcher has room (`_has_room`), then `_start` hands them on; the local
+    pool overrides `submit` (its executor queues by itself)."""
+
+    def __init__(self):
+        self.waiting: deque = deque()
+        self.lock = threading.RLock()  # a fold that ends at once calls back inside `_dispatch`
+
+    def submit(self, task, dataset) -> Future:
+        out: Future = Future()
+        with self.lock:
+            self.waiting.append((out, task, dataset))
+        self._dispatch()
+        return out
+
+    def _dispatch(self) -> None:
+        with self.lock:
+            while self.waiting and self._has_room():
+                out, task, dataset = self.waiting.popleft()
+                if out.set_running_or_notify_cancel():
+                    self._start(out, task, dataset)
+
+    def _has_room(self) -> bool:
+        return True
+
+    def _start(self, out: Future, task, dataset) -> None:
+        """Run the fold somewhere and settle `out` with its summary or its error."""
 
     def close(self) -> None:
-        pass
+        with self.lock:
+            for out, *_ in self.waiting:
+                out.cancel()
+            self.waiting.clear()
 
 
 class LocalPool(Launcher):
@@ -93,6 +120,7 @@ class LocalPool(Launcher):
     def __init__(self, jobs: int):
         import multiprocessing as mp
 
+        super().__init__()
         threads = max(1, (os.cpu_count() or 1) // jobs)
         self.pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(threads, None))
 
@@ -109,35 +137,23 @@ class DevicePool(Launcher):
     def __init__(self, devices: tuple[str, ...]):
         import multiprocessing as mp
 
+        super().__init__()
         threads = max(1, (os.cpu_count() or 1) // len(devices))
         ctx = mp.get_context("spawn")
         self.workers = [(d, ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
                                                 initargs=(threads, d.split(":")[1] if d != "cpu" else None)))
                         for d in devices]
         self.free = deque(range(len(devices)))
-        self.waiting: deque = deque()
-        self.lock = threading.RLock()  # a fold that ends at once runs its callback inside `_dispatch`
-        self.closed = False
 
-    def submit(self, task, dataset) -> Future:
-        out: Future = Future()
-        with self.lock:
-            self.waiting.append((out, task, dataset))
-        self._dispatch()
-        return out
+    def _has_room(self) -> bool:
+        return bool(self.free)
 
-    def _dispatch(self) -> None:
-        with self.lock:
-            while self.free and self.waiting and not self.closed:
-                i = self.free.popleft()
-                out, task, dataset = self.waiting.popleft()
-                if not out.set_running_or_notify_cancel():
-                    self.free.appendleft(i)
-                    continue
-                device, pool = self.workers[i]
-                task = dataclasses.replace(task, device="cpu" if device == "cpu" else "cuda")  # the worker sees one GPU
-                inner = pool.submit(fold_job, task, dataset, os.environ.get("RATSPAIN_CACHE_DIR"))
-                inner.add_done_callback(lambda f, i=i, out=out: self._finished(i, out, f))
+    def _start(self, out: Future, task, dataset) -> None:
+        i = self.free.popleft()
+        device, pool = self.workers[i]
+        task = dataclasses.replace(task, device="cpu" if device == "cpu" else "cuda")  # the worker sees one GPU
+        inner = pool.submit(fold_job, task, dataset, os.environ.get("RATSPAIN_CACHE_DIR"))
+        inner.add_done_callback(lambda f: self._finished(i, out, f))
 
     def _finished(self, i: int, out: Future, inner: Future) -> None:
         with self.lock:
@@ -149,11 +165,7 @@ class DevicePool(Launcher):
         self._dispatch()
 
     def close(self) -> None:
-        with self.lock:
-            self.closed = True
-            for out, *_ in self.waiting:
-                out.cancel()
-            self.waiting.clear()
+        super().close()
         for _, pool in self.workers:
             pool.shutdown(cancel_futures=True)
 
@@ -169,6 +181,7 @@ class Submitit(Launcher):
     def __init__(self, settings: LaunchSettings, runs_dir: Path):
         import submitit
 
+        super().__init__()
         folder = Path(settings.folder or Path(runs_dir) / "submitit").resolve()
         self.executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=settings.cluster)
         params = dict(timeout_min=settings.time_min, cpus_per_task=settings.cpus_per_job, name="ratspain-fold")
@@ -179,30 +192,20 @@ class Submitit(Launcher):
         self.executor.update_parameters(**params)
         self.limit = settings.array_parallelism if self.executor.cluster == "slurm" else (os.cpu_count() or 1)
         self.jobs: list[tuple[object, Future]] = []
-        self.waiting: deque = deque()
-        self.lock = threading.Lock()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
 
-    def submit(self, task, dataset) -> Future:
-        out: Future = Future()
-        out.set_running_or_notify_cancel()
-        with self.lock:
-            self.waiting.append((out, task, dataset))
-        self._dispatch()
-        return out
+    def _has_room(self) -> bool:
+        return len(self.jobs) < self.limit
 
-    def _dispatch(self) -> None:
-        with self.lock:
-            while self.waiting and len(self.jobs) < self.limit:
-                out, task, dataset = self.waiting.popleft()
-                try:
-                    job = self.executor.submit(fold_job, task, dataset, os.environ.get("RATSPAIN_CACHE_DIR"))
-                except Exception as e:  # sbatch refused it: this fold fails, the others go on
-                    out.set_exception(RuntimeError(f"submitit could not submit the fold: {e}"))
-                    continue
-                self.jobs.append((job, out))
+    def _start(self, out: Future, task, dataset) -> None:
+        try:
+            job = self.executor.submit(fold_job, task, dataset, os.environ.get("RATSPAIN_CACHE_DIR"))
+        except Exception as e:  # sbatch refused it: this fold fails, the others go on
+            out.set_exception(RuntimeError(f"submitit could not submit the fold: {e}"))
+            return
+        self.jobs.append((job, out))
 
     def _watch(self) -> None:
         while not self.stop.wait(self.POLL_S):
@@ -224,10 +227,7 @@ class Submitit(Launcher):
         collects them); folds not yet submitted are left for the next call."""
         self.stop.set()
         self.thread.join(timeout=5)
-        with self.lock:
-            for out, *_ in self.waiting:
-                out.set_exception(RuntimeError("not submitted: the run stopped"))
-            self.waiting.clear()
+        super().close()
 
 
 def _last_error(trace: str) -> str:
