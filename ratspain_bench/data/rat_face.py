@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from scipy.spatial import ConvexHull
 
+from ..tasks import AUS
+
 SS = 2  # supersampling factor of the drawing
-AUS = ("orbital", "nose", "ears", "whiskers")
 
 
 @dataclass(frozen=True)

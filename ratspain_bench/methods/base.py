@@ -1,7 +1,8 @@
 """The method interface: a small class with a frozen config, `fit(train)` and `predict(test)`.
 
-`fit` sees images, labels and subject ids of the training rats only; `predict` sees test images and
-subject ids, never their labels (the harness holds them and scores).
+`fit` sees images, labels and subject ids of the training rats only (and, in the `au` task, their
+consensus action-unit grades); `predict` sees test images and subject ids, never their labels (the
+harness holds them and scores). A method lists the tasks it supports in `tasks` (see `ratspain_bench.tasks`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class TrainSet:
     subjects: np.ndarray  # (N,) str
     keys: tuple[str, ...]  # content digest per image: a cache key for per-image features
     meta: pd.DataFrame | None = None  # pose columns when known; never labels or AU scores
+    au: dict[str, np.ndarray] | None = None  # `au` task only: {action unit: (N,) consensus grades 0/1/2, -1 blank}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -43,16 +45,29 @@ class TestSet:
 @dataclass(frozen=True, eq=False)
 class Predictions:
     """What `predict` returns. The harness checks it (one 0/1 label and one probability of pain in [0, 1]
-    per test image, in TestSet order) and fails the fold with the rule broken."""
+    per test image, in TestSet order; in the `au` task also a grade 0/1/2 per image for each of the four
+    AUs) and fails the fold with the rule broken. In the `au` task the binary label scored is the one
+    derived from the AU grades (`ratspain_bench.tasks.derived_label`); build it with `from_au_proba`."""
 
     labels: np.ndarray  # (N,) int 0/1
     scores: np.ndarray  # (N,) probability of pain in [0, 1]
     attention: np.ndarray | None = None  # (N, M, M) region weights (PainSeeker's beta), optional
-    au: dict[str, np.ndarray] | None = None  # {action unit: (N,) grades 0/1/2}, optional; `predict` prints au_<name>
+    au: dict[str, np.ndarray] | None = None  # {action unit: (N,) grades 0/1/2}; required in the `au` task
+    au_attention: dict[str, np.ndarray] | None = None  # {action unit: (N, M, M)} region weights per AU, optional
 
     def __post_init__(self):
         object.__setattr__(self, "labels", np.asarray(self.labels))
         object.__setattr__(self, "scores", np.asarray(self.scores))
+
+    @classmethod
+    def from_au_proba(cls, proba: dict[str, np.ndarray], **extra) -> "Predictions":
+        """AU predictions from per-AU grade probabilities {au: (N, 3)}: grades by argmax, the label derived from
+        them the paper's way, and the probability of pain that the AUs, taken as independent, give."""
+        from ..tasks import AUS, derived_label, pain_probability
+
+        p = np.stack([np.asarray(proba[a], dtype=float) for a in AUS], axis=1)  # (N, 4, 3)
+        grades = p.argmax(axis=2)
+        return cls(derived_label(grades), pain_probability(p), au={a: grades[:, j] for j, a in enumerate(AUS)}, **extra)
 
 
 class NotSavable(InputError):
@@ -74,6 +89,7 @@ class Context:
     work_dir: Path | None = None  # files written here are logged as artifacts of the fold
     progress: Callable[..., None] = _quiet  # progress(epoch=i, epochs=n, loss=x) or progress(stage=text)
     log_metric: Callable[[str, float, int | None], None] = _quiet  # log_metric(name, value, step)
+    task: str = "binary"  # `binary` or `au` (see `ratspain_bench.tasks`)
 
 
 class Method:
@@ -89,6 +105,8 @@ class Method:
     - hooks: `preflight` (fail before any work), `prepare` and `parallel_folds` (work shared by all folds,
       done once; folds then light enough to run in parallel), `study_settings` (settings every study point
       must hold) and `attention_view` (how `Predictions.attention` maps onto the image, for localisation);
+    - `tasks`: the tasks it supports (`binary`, `au`); in the `au` task `fit` gets `TrainSet.au` and `predict`
+      returns `Predictions.au` (`Predictions.from_au_proba` builds it);
     - a saved model (`ratspain-bench train`): `save(folder)` writes the fitted state in the framework's own
       format, `load(config, folder, context)` reads it back for prediction on new images, `input_spec()`
       describes the preprocessing. The default refuses with the method's name: there is no pickle fallback,
@@ -99,6 +117,7 @@ class Method:
     family: ClassVar[str] = ""
     parametric: ClassVar[str | None] = None
     suites: ClassVar[tuple[str, ...]] = ()
+    tasks: ClassVar[tuple[str, ...]] = ("binary",)
     SEARCH_SPACE: ClassVar[dict] = {}
     SENSITIVITY_GRID: ClassVar[dict] = {}
     PLOT_SYMBOLS: ClassVar[dict] = {}
