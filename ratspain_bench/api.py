@@ -25,6 +25,7 @@ from .evaluation.launch import LaunchSettings, parse_devices
 from .evaluation.runner import MethodResult, RunOptions, check_methods, run_methods
 from .evaluation.sandbox import SandboxSettings
 from .methods.registry import MethodSpec, default_registry
+from .tasks import TASKS
 
 DEFAULT_SUITE = "quick"
 
@@ -73,6 +74,10 @@ class Results:
                 row.update({f"mean_{k}": r.score["mean_over_subjects"][k] for k in ("f1", "accuracy")})
                 for s, v in r.score["per_subject"].items():
                     row[f"f1_rat{s}"], row[f"accuracy_rat{s}"] = v["f1"], v["accuracy"]
+                units = r.score.get("action_units")
+                if units:  # the au task: pooled agreement per AU and of the RGS score
+                    row.update({f"{au}_{k}": v for au, d in units["au"].items() for k, v in d.items() if k != "n"})
+                    row.update({f"rgs_{k}": v for k, v in units["rgs"].items() if k != "n"})
             row.update({"seconds": r.seconds, "config_hash": r.config_hash, "code_hash": r.code_hash, "run_id": r.run_id,
                         "predictions": None if r.predictions is None else str(r.predictions), "error": r.error})
             rows.append(row)
@@ -104,6 +109,23 @@ class Results:
                         + [cell(p["f1"], p["accuracy"]), cell(m["f1"], m["accuracy"]), f"{r.seconds:.0f}"])
         headers = ["Method"] + [f"Rat#{s}" for s in subjects] + ["LORO (pooled)", "mean over rats", "time (s)"]
         return tabulate(rows, headers=headers, tablefmt="github")
+
+    def au_markdown(self) -> str:
+        """The au task: pooled quadratic-weighted kappa per AU and agreement of the RGS score, one row per method."""
+        from tabulate import tabulate
+
+        from .tasks import AUS
+
+        def f(x):
+            return "–" if x is None else f"{x:.3f}"
+
+        rows = []
+        for r in self.results:
+            units = (r.score or {}).get("action_units")
+            if units:
+                rgs = units["rgs"]
+                rows.append([r.method, *(f(units["au"][a]["qwk"]) for a in AUS), f(rgs["icc_a1"]), f(rgs["pearson_r"]), f(rgs["mae"])])
+        return tabulate(rows, headers=["Method", *(f"κw {a}" for a in AUS), "RGS ICC(A,1)", "RGS r", "RGS MAE"], tablefmt="github")
 
     def __repr__(self) -> str:
         return self.markdown()
@@ -137,7 +159,7 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
         jobs="auto", runs_dir="ratspain-runs", tracking_uri: str | None = None, set: dict | None = None,
         weights: str | None = None, finetune: str | None = None, sandbox: bool = True, time_limit: float = 1800.0,
         memory_mb: int = 8192, quiet: bool = True, include_low_confidence: bool = False, launcher: str = "local",
-        devices=None, **launch) -> Results:
+        devices=None, task: str = "binary", **launch) -> Results:
     """Run the LORO protocol for `methods` (names; default: `suite`, else the quick suite) on `data`.
 
     `jobs`: processes for the folds of trusted methods whose folds are light once their shared work is done
@@ -150,7 +172,10 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     `devices` ("cuda:0,cuda:1" or a list): one local worker per GPU; other `launch` keywords are the fields of
     `evaluation.launch.LaunchSettings` (cluster, folder, partition, time_min, gpus_per_job, cpus_per_job,
     array_parallelism).
+    `task`: `binary` (the paper's) or `au` (the four action-unit grades; see `ratspain_bench.tasks`).
     """
+    if task not in TASKS:
+        raise InputError(f"task {task!r}: expected one of {', '.join(TASKS)}")
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     if methods and suite:
@@ -162,7 +187,7 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     opts = RunOptions(profile=profile, seed=seed, device=device, runs_dir=Path(runs_dir), tracking_uri=tracking_uri, jobs=jobs_count(jobs),
                       quiet=quiet, overrides=dict(set or {}), where_declared=declared,
                       sandbox=SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb),
-                      launch=launch_settings(launcher, devices, **launch))
+                      launch=launch_settings(launcher, devices, **launch), task=task)
     check_methods(names, opts)  # configuration errors before the dataset is read (or the replica rendered)
     dataset = load_dataset(data, include_low_confidence)
     return Results(run_methods(names, dataset, opts, checked=True), dataset)

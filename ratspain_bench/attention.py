@@ -4,6 +4,9 @@ For each test image, the share of the face covered by AU regions (boxes saved wi
 `au_regions.json`) is measured in each of the M x M regions of the attention map; the score is the
 mean coverage of the top-k regions, and `chance` the mean coverage over all regions. A score above
 chance means the model's highest-weighted regions sit on the pain-related parts of the face.
+
+`localisation_per_au` scores each AU's own attention map (PainSeeker-AU's beta_a, `Predictions.au_attention`)
+against that AU's own boxes only, over the images where that AU is visible (has a box).
 """
 from __future__ import annotations
 
@@ -41,18 +44,37 @@ def coverage_grid(boxes: dict, width: int, height: int, m: int, crop: float = 1.
     return sums / counts
 
 
-def localisation(attention: np.ndarray, images: list[str], regions: dict, image_size: tuple[int, int], k: int,
-                 crop: float = 1.0) -> dict:
-    """Mean AU coverage of the top-k attention regions, and the chance level, over images with regions."""
+def _shares(attention: np.ndarray, boxes: list[dict | None], image_size: tuple[int, int], k: int, crop: float) -> dict:
+    """{"share": mean coverage of the top-k attention regions, "chance": mean over all regions}, over the images
+    whose `boxes` ({au: [box, ...]}) is not None; {} when there is none."""
     top, chance = [], []
     w, h = image_size
-    for att, image in zip(attention, images):
-        if image not in regions:
+    for att, b in zip(attention, boxes):
+        if b is None:
             continue
-        cov = coverage_grid(regions[image], w, h, att.shape[0], crop).ravel()
+        cov = coverage_grid(b, w, h, att.shape[0], crop).ravel()
         order = np.argsort(-att.ravel(), kind="stable")[:k]
         top.append(cov[order].mean())
         chance.append(cov.mean())
-    if not top:
-        return {}
-    return {"attention_au_share": float(np.mean(top)), "attention_au_share_chance": float(np.mean(chance))}
+    return {"share": float(np.mean(top)), "chance": float(np.mean(chance))} if top else {}
+
+
+def localisation(attention: np.ndarray, images: list[str], regions: dict, image_size: tuple[int, int], k: int,
+                 crop: float = 1.0) -> dict:
+    """Mean AU coverage of the top-k attention regions, and the chance level, over images with regions."""
+    r = _shares(attention, [regions.get(image) for image in images], image_size, k, crop)
+    return {"attention_au_share": r["share"], "attention_au_share_chance": r["chance"]} if r else {}
+
+
+def localisation_per_au(au_attention: dict[str, np.ndarray], images: list[str], regions: dict,
+                        image_size: tuple[int, int], k: int, crop: float = 1.0) -> dict:
+    """Per AU: the mean coverage by that AU's own boxes of the top-k regions of its own attention map
+    (`attention_<au>_share`, e.g. `attention_orbital_share`) and the chance level (`attention_<au>_share_chance`),
+    over the images where that AU has a box; an AU visible in no image is left out."""
+    out = {}
+    for au, attention in au_attention.items():
+        boxes = [{au: regions[image][au]} if regions.get(image, {}).get(au) else None for image in images]
+        r = _shares(attention, boxes, image_size, k, crop)
+        if r:
+            out[f"attention_{au}_share"], out[f"attention_{au}_share_chance"] = r["share"], r["chance"]
+    return out

@@ -10,6 +10,8 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=("md", "json"), default="md")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="show parameters as in this profile")
     p.add_argument("--pattern", default=None, help="only names matching this glob")
+    p.add_argument("--task", choices=("binary", "au"), help="only methods declaring this task (outside methods are kept: "
+                                                             "they declare theirs in their sandbox, checked by `run`)")
     p.set_defaults(func=run)
 
 
@@ -18,6 +20,8 @@ def run(args) -> int:
     from ..methods.registry import default_registry
 
     rows = [s.describe(args.profile) for s in api.list_methods(args.pattern)]
+    if args.task:
+        rows = [r for r in rows if r["tasks"] is None or args.task in r["tasks"]]
     broken = [{"name": b.name, "source": b.source, "reason": b.reason} for b in default_registry().broken]
     suites = api.suites()
     if args.format == "json":
@@ -25,9 +29,9 @@ def run(args) -> int:
         return 0
     from tabulate import tabulate
 
-    table = [[r["name"], r["family"], ", ".join(f"{k}={v}" for k, v in r["params"].items()),
+    table = [[r["name"], r["family"], ", ".join(r["tasks"] or ["(its own)"]), ", ".join(f"{k}={v}" for k, v in r["params"].items()),
               r["source"] + (" (sandboxed)" if r["sandboxed"] else "")] for r in rows]
-    print(tabulate(table, headers=["name", "family", f"parameters ({args.profile} profile)", "source"], tablefmt="github"))
+    print(tabulate(table, headers=["name", "family", "tasks", f"parameters ({args.profile} profile)", "source"], tablefmt="github"))
     print("\nSuites: " + "; ".join(f"{k} ({len(v)})" for k, v in suites.items()))
     parametric = [s.name for s in default_registry().families() if s.trusted and getattr(s.load(), "parametric", None)]
     if parametric:

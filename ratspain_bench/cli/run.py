@@ -12,6 +12,7 @@ def add_parser(sub) -> None:
         "ratspain-bench run --suite paper --profile paper --device cuda",
         "ratspain-bench run --methods lbp-r3p8-4x4,timm:efficientnet_b0 --seed 1 --jobs 2",
         "ratspain-bench run --methods painseeker --set lambda=0.5 --set epochs=20 --data ~/ratspain",
+        "ratspain-bench run --task au --methods lbp-r1p8-8x8,painseeker  # the four action-unit grades",
         "ratspain-bench run --methods my-method --time-limit 600     # a submission, sandboxed",
         "ratspain-bench run --suite paper --profile paper --devices cuda:0,cuda:1,cuda:2,cuda:3",
         "ratspain-bench run --suite paper --profile paper --launcher submitit --partition gpu --gpus-per-job 1 --time-min 240"])
@@ -22,6 +23,9 @@ def add_parser(sub) -> None:
                                    "offline-pretrained EfficientNet-Lite0 rows; the default), lbp (the six LBP-SVM rows)")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="quick: sized for a 2-core CPU; paper: the paper's settings (GPU)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", choices=("binary", "au"), default="binary",
+                   help="binary: pain / no pain (the paper's Table 3); au: the four action-unit grades 0/1/2 of each test image, "
+                        "scored per AU (kappa) and as the RGS score (ICC), with the binary label derived the paper's way")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--weights", help="deep methods: none, hub (timm's pretrained, needs network), lite0 (the offline extra) or a local weights file")
     p.add_argument("--finetune", choices=("full", "frozen"), help="deep methods: train the whole network, or only the head on cached backbone features")
@@ -57,10 +61,15 @@ def run(args) -> int:
                       time_limit=args.time_limit, memory_mb=args.memory_limit, quiet=args.quiet, launcher=args.launcher,
                       devices=args.devices, cluster=args.cluster, partition=args.partition, time_min=args.time_min,
                       gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, array_parallelism=args.array_parallelism,
-                      folder=args.folder)
+                      folder=args.folder, task=args.task)
     print(results.markdown())
     print("Cells: F1 of the pain class / accuracy %. LORO (pooled): one confusion matrix summed over all folds "
           "(the paper's LORO column); mean over rats: the unweighted mean of the per-rat cells.")
+    if args.task == "au":
+        print("\n" + results.au_markdown())
+        print("Binary cells above: the label derived from the predicted AU grades (rounded mean >= 1). κw: quadratic-weighted "
+              "Cohen's kappa against the raters' consensus grade, pooled; RGS: the mean of the four AU grades, ICC(A,1) "
+              "(two-way random effects, absolute agreement, single measure) against the consensus score.")
     for r in results.failed:
         print(f"FAILED {r.method}: {r.error}")
     print(f"\nPredictions: {Path(args.runs_dir) / 'predictions'}   MLflow: {tracking_uri(args.runs_dir, args.tracking_uri)}")

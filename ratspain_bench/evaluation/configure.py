@@ -37,6 +37,8 @@ def _outside(spec: MethodSpec, profile, sets: list[dict], settings: SandboxSetti
     if (spec.name, "info") not in _DESCRIBED:
         try:
             saved = json.loads(_disk(spec).read_text())
+            if "tasks" not in saved["info"]:  # described by an older harness: ask again
+                raise KeyError("tasks")
             _DESCRIBED[(spec.name, "info")] = saved["info"]
             _DESCRIBED.update({(spec.name, p, tuple(map(tuple, k))): c for p, k, c in saved["configs"]})
         except (OSError, ValueError, KeyError, TypeError):
@@ -100,6 +102,22 @@ def declaration(spec: MethodSpec, name: str, settings: SandboxSettings = Sandbox
     _outside(spec, None, [{}], settings)
     value = _DESCRIBED[(spec.name, "info")].get(name) or {}
     return value if isinstance(value, dict) else {}
+
+
+def supported_tasks(spec: MethodSpec, settings: SandboxSettings = SandboxSettings()) -> tuple[str, ...]:
+    """The tasks the method declares (`Method.tasks`; `binary` only when it declares none)."""
+    if spec.trusted:
+        return tuple(getattr(spec.load(), "tasks", ("binary",)))
+    _outside(spec, None, [{}], settings)
+    return tuple(_DESCRIBED[(spec.name, "info")].get("tasks") or ("binary",))
+
+
+def require_task(spec: MethodSpec, task: str, settings: SandboxSettings = SandboxSettings()) -> None:
+    """An InputError naming the method when it does not support `task`."""
+    tasks = supported_tasks(spec, settings)
+    if task not in tasks:
+        raise InputError(f"{spec.name}: does not support the {task} task (it declares tasks = {', '.join(tasks)}); "
+                         f"methods for it: `ratspain-bench methods --task {task}`")
 
 
 def registered_hash(spec: MethodSpec, profile: str | None) -> str:

@@ -25,6 +25,7 @@ from ..methods.base import Context, Method, Predictions, TestSet, TrainSet, make
 from ..methods.registry import MethodSpec
 from ..paths import atomic_write_text, cache_dir
 from ..protocol import Fold
+from ..tasks import AUS, BLANK, au_column
 from .predictions import InvalidOutput, check_output
 from .sandbox import SandboxError, SandboxSettings, fit_predict
 
@@ -53,6 +54,7 @@ class FoldTask:
     device: str = "auto"
     sandbox: SandboxSettings = SandboxSettings()  # how an outside method runs (trusted ones run in this process)
     prefetch: bool = False  # more folds of this method follow: an outside method's next worker may start now
+    task: str = "binary"  # `binary` or `au` (`ratspain_bench.tasks`)
 
 
 def image_size(params: dict) -> int:
@@ -60,15 +62,27 @@ def image_size(params: dict) -> int:
     return int(params.get("image_size", 224))
 
 
-def split(dataset, images, fold: Fold) -> tuple[TrainSet, TestSet]:
-    """The method's view of a fold: labels of the training rats only."""
+def au_grades(table: pd.DataFrame) -> np.ndarray:
+    """(N, 4) consensus AU grades of a dataset table in `AUS` order, `BLANK` where none was accepted."""
+    missing = [au_column(a) for a in AUS if au_column(a) not in table.columns]
+    if missing:
+        raise InputError(f"the au task needs AU grades: the dataset has no column {', '.join(missing)}")
+    return np.stack([pd.to_numeric(table[au_column(a)], errors="coerce").fillna(BLANK).to_numpy(int) for a in AUS], axis=1)
+
+
+def split(dataset, images, fold: Fold, task: str = "binary") -> tuple[TrainSet, TestSet]:
+    """The method's view of a fold: labels (in the au task also AU grades) of the training rats only."""
     t = dataset.table
     keys = dataset.keys
     meta_cols = [c for c in META_COLUMNS if c in t.columns]
     meta = t[meta_cols] if meta_cols else None
     tr, te = fold.train, fold.test
+    au = None
+    if task == "au":
+        grades = au_grades(t.iloc[tr])
+        au = {a: grades[:, j] for j, a in enumerate(AUS)}
     train = TrainSet(np.asarray(images[tr]), t["label"].to_numpy()[tr], t["subject"].to_numpy()[tr],
-                     tuple(keys[i] for i in tr), None if meta is None else meta.iloc[tr].reset_index(drop=True))
+                     tuple(keys[i] for i in tr), None if meta is None else meta.iloc[tr].reset_index(drop=True), au)
     test = TestSet(np.asarray(images[te]), t["subject"].to_numpy()[te], tuple(keys[i] for i in te),
                    None if meta is None else meta.iloc[te].reset_index(drop=True))
     return train, test
@@ -82,7 +96,8 @@ def build(spec: MethodSpec, params: dict, ctx: Context) -> Method:
 
 def _in_process(task: FoldTask, train, test, work: Path, progress, log_metric) -> tuple[Predictions, float, Method]:
     hooks = {k: v for k, v in (("progress", progress), ("log_metric", log_metric)) if v is not None}
-    ctx = Context(seed=task.seed, device=task.device, profile=task.profile, cache_dir=cache_dir(), work_dir=work, **hooks)
+    ctx = Context(seed=task.seed, device=task.device, profile=task.profile, cache_dir=cache_dir(), work_dir=work, task=task.task,
+                  **hooks)
     method = build(task.spec, task.params, ctx)
     start = time.perf_counter()
     method.fit(train)
@@ -94,8 +109,9 @@ def _in_process(task: FoldTask, train, test, work: Path, progress, log_metric) -
 
 
 def _localisation(dataset, method: Method, pred: Predictions, fold: Fold) -> dict:
-    """Where the top-k attention regions sit relative to the AU boxes (when both are known)."""
-    from ..attention import load_au_regions, localisation
+    """Where the top-k attention regions sit relative to the AU boxes (when both are known); per AU too when the
+    method returns an attention map per AU."""
+    from ..attention import load_au_regions, localisation, localisation_per_au
 
     regions = load_au_regions(dataset)
     if not regions:
@@ -105,12 +121,16 @@ def _localisation(dataset, method: Method, pred: Predictions, fold: Fold) -> dic
     k, shown = method.attention_view()
     with Image.open(dataset.table["file"].iloc[fold.test[0]]) as im:
         wh = im.size
-    return localisation(pred.attention, dataset.table["image"].iloc[list(fold.test)].tolist(), regions, wh, k, shown)
+    images = dataset.table["image"].iloc[list(fold.test)].tolist()
+    out = localisation(pred.attention, images, regions, wh, k, shown)
+    if pred.au_attention:
+        out.update(localisation_per_au(pred.au_attention, images, regions, wh, k, shown))
+    return out
 
 
 def run_fold(task: FoldTask, dataset, images, progress=None, log_metric=None) -> dict:
     """Fit on the training rats, predict the held-out rat, check, write the job folder; returns its summary."""
-    train, test = split(dataset, images, task.fold)
+    train, test = split(dataset, images, task.fold, task.task)
     work = task.job_dir / "artifacts"
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -118,12 +138,12 @@ def run_fold(task: FoldTask, dataset, images, progress=None, log_metric=None) ->
     try:
         if task.spec.trusted:
             pred, fit_seconds, method = _in_process(task, train, test, work, progress, log_metric)
-            checked = check_output(pred.labels, pred.scores, len(test))
+            checked = check_output(pred.labels, pred.scores, len(test), pred.au if task.task == "au" else None, task.task)
             if pred.attention is not None:
                 extra = _localisation(dataset, method, pred, task.fold)
         else:
-            labels, scores, fit_seconds, extra = fit_predict(task, train, test)
-            checked = check_output(labels, scores, len(test))
+            pred, fit_seconds, extra = fit_predict(task, train, test)
+            checked = check_output(pred.labels, pred.scores, len(test), pred.au if task.task == "au" else None, task.task)
     except InvalidOutput as e:
         raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: invalid predictions: {e}", e.rule) from None
     except SandboxError as e:
@@ -136,6 +156,11 @@ def run_fold(task: FoldTask, dataset, images, progress=None, log_metric=None) ->
     t = dataset.table.iloc[list(task.fold.test)]
     frame = pd.DataFrame({"image": t["image"].to_numpy(), "subject": t["subject"].to_numpy(), "y_true": t["label"].to_numpy(),
                           "y_pred": checked.labels, "score": np.round(checked.scores, 6), "fold": task.fold.subject})
+    if task.task == "au":
+        truth = au_grades(t)
+        for j, a in enumerate(AUS):
+            frame[f"y_true_{au_column(a)}"] = pd.array(np.where(truth[:, j] == BLANK, None, truth[:, j]), dtype="Int64")
+            frame[f"y_pred_{au_column(a)}"] = checked.au[a]
     seconds = time.perf_counter() - start
     summary = {"subject": task.fold.subject, "train_seconds": fit_seconds, "predict_seconds": max(0.0, seconds - fit_seconds),
                "n_test": len(test), **extra}

@@ -2,7 +2,8 @@
 
 A job (one fold of one method run) is identified by all five, and so are its folder, the predictions
 file and the "already complete" check: changed code, another config or another dataset in a folder
-of the same name can never reuse an old result.
+of the same name can never reuse an old result. A task other than `binary` is part of it too, and so
+are, for the `au` task, the AU grades it is scored on (`task_fingerprint`).
 
 - `config_hash`: the family and every config parameter (public names, defaults included);
 - `code_hash`: for a submission, every file of its folder; for a built-in or plugin, the package
@@ -125,9 +126,20 @@ def code_hash(spec) -> str:
     return h.hexdigest()[:10]
 
 
+def task_fingerprint(dataset, task: str = "binary") -> str:
+    """The dataset's fingerprint for a task: for `au`, with the consensus AU grades the task is scored on."""
+    if task == "binary":
+        return dataset.fingerprint
+    from ..tasks import AUS, au_column
+
+    cols = [au_column(a) for a in AUS if au_column(a) in dataset.table.columns]
+    grades = dataset.table[cols].to_csv(index=False, header=True)
+    return hashlib.sha1(f"{dataset.fingerprint}|{task}|{grades}".encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class JobKey:
-    """One (dataset, method config, code, seed): its job folders, predictions file and MLflow parent."""
+    """One (dataset, method config, code, seed, task): its job folders, predictions file and MLflow parent."""
 
     dataset: str
     fingerprint: str
@@ -135,10 +147,15 @@ class JobKey:
     config_hash: str
     code_hash: str
     seed: int
+    task: str = "binary"
+
+    @property
+    def _task_part(self) -> str:
+        return "" if self.task == "binary" else f"{self.task}-"
 
     def root(self, runs_dir) -> Path:
         return (Path(runs_dir) / "jobs" / f"{safe_name(self.dataset)}-{self.fingerprint}" / safe_name(self.method)
-                / f"{self.config_hash}-{self.code_hash}-seed{self.seed}")
+                / f"{self._task_part}{self.config_hash}-{self.code_hash}-seed{self.seed}")
 
     def fold_dir(self, runs_dir, fold: Fold) -> Path:
         """One folder per fold: its held-out subject and a digest of its rows (inner folds of nested LORO differ)."""
@@ -146,4 +163,4 @@ class JobKey:
 
     def predictions_path(self, runs_dir) -> Path:
         return (Path(runs_dir) / "predictions" / f"{safe_name(self.dataset)}-{self.fingerprint}"
-                / f"{safe_name(self.method)}__{self.config_hash}-{self.code_hash}__seed{self.seed}.csv")
+                / f"{safe_name(self.method)}__{self._task_part}{self.config_hash}-{self.code_hash}__seed{self.seed}.csv")

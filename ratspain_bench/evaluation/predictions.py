@@ -25,9 +25,13 @@ import pandas as pd
 from ..errors import InputError, where
 from ..methods.base import Predictions
 from ..metrics import cell, score
+from ..tasks import AUS, GRADES, derived_label
 
 REQUIRED = ("image", "subject", "y_true", "y_pred")
 OPTIONAL = ("score", "fold", "method", "seed")
+AU_TRUE = tuple(f"y_true_au_{a}" for a in AUS)  # the au task: consensus grade 0/1/2, blank when none was accepted
+AU_PRED = tuple(f"y_pred_au_{a}" for a in AUS)  # the au task: predicted grade 0/1/2
+_GRADE = {"0": 0, "1": 1, "2": 2, "0.0": 0, "1.0": 1, "2.0": 2}
 _BINARY = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 LABEL_RULE = "must be 0 or 1 (0 no pain, 1 pain)"
 SCORE_RULE = "must be a probability of pain in [0, 1]"
@@ -41,8 +45,12 @@ class InvalidOutput(ValueError):
         self.rule = rule
 
 
-def check_output(labels, scores, n: int) -> Predictions:
-    """`Predictions` from a method's arrays, checked: one label and one score per test image."""
+def check_output(labels, scores, n: int, au: dict | None = None, task: str = "binary") -> Predictions:
+    """`Predictions` from a method's arrays, checked: one label and one score per test image; in the au task also
+    one grade 0/1/2 per image for each AU, and the label is then the one derived from the grades (`tasks`)."""
+    if task == "au":
+        grades = _check_au(au, n)
+        labels = derived_label(grades)
     try:
         labels = np.asarray(labels)
         scores = np.asarray(scores, dtype=float)
@@ -55,7 +63,24 @@ def check_output(labels, scores, n: int) -> Predictions:
     if np.isnan(scores).any() or (n and (scores.min() < 0 or scores.max() > 1)):
         raise InvalidOutput(f"scores {SCORE_RULE} (no NaN); got range [{np.nanmin(scores) if n else 0:.3g}, "
                             f"{np.nanmax(scores) if n else 0:.3g}]", "probabilities")
-    return Predictions(labels.astype(int), scores)
+    return Predictions(labels.astype(int), scores, au={a: grades[:, j] for j, a in enumerate(AUS)} if task == "au" else None)
+
+
+def _check_au(au, n: int) -> np.ndarray:
+    if not isinstance(au, dict):
+        raise InvalidOutput(f"the au task needs Predictions.au, a dict of grades per action unit ({', '.join(AUS)})", "au")
+    missing = [a for a in AUS if a not in au]
+    if missing:
+        raise InvalidOutput(f"Predictions.au lacks {', '.join(missing)} (expected {', '.join(AUS)})", "au")
+    try:
+        grades = np.stack([np.asarray(au[a], dtype=float) for a in AUS], axis=1)
+    except (TypeError, ValueError) as e:
+        raise InvalidOutput(f"Predictions.au must hold one numeric array per action unit ({e})", "au") from None
+    if grades.shape != (n, len(AUS)):
+        raise InvalidOutput(f"Predictions.au arrays {grades.shape[:1]} for {n} test images (expected one grade per test image)", "shape")
+    if not np.isin(grades, GRADES).all():
+        raise InvalidOutput(f"AU grades must be 0, 1 or 2; got {sorted(set(grades.ravel().tolist()) - set(GRADES))[:5]}", "au")
+    return grades.astype(int)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,8 +125,9 @@ def read_predictions(path, truth: bool = True) -> PredictionsFile:
     if missing:
         raise InputError(f"{where(path, 1)}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                          f"(header: {','.join(header)}; required: {','.join(required)})")
-    col = {c: header.index(c) for c in REQUIRED + OPTIONAL if c in header}
+    col = {c: header.index(c) for c in REQUIRED + OPTIONAL + AU_TRUE + AU_PRED if c in header}
     binary = ("y_true", "y_pred") if truth else ("y_pred",)
+    grades = _au_columns(path, header, truth)
     problems, rows, seen = [], [], {}
     for values in reader:
         line = reader.line_num
@@ -125,6 +151,12 @@ def read_predictions(path, truth: bool = True) -> PredictionsFile:
                 problems.append(f"{at}: {c} {LABEL_RULE}, got {get(c)!r}")
                 bad = True
             rec[c] = v
+        for c in grades:
+            v = get(c)
+            rec[c] = _GRADE.get(v, pd.NA if v == "" and c in AU_TRUE else None)
+            if rec[c] is None:
+                problems.append(f"{at}: {c} must be 0, 1 or 2{' (or blank)' if c in AU_TRUE else ''}, got {v!r}")
+                bad = True
         rec["score"] = math.nan
         if get("score"):
             try:
@@ -149,8 +181,22 @@ def read_predictions(path, truth: bool = True) -> PredictionsFile:
         _fail(problems)
     if not rows:
         raise InputError(f"{where(path, 1)}: no prediction rows after the header")
-    table = pd.DataFrame(rows, columns=["image", "subject", "y_true", "y_pred", "score", "fold", "method", "seed", "line"])
+    table = pd.DataFrame(rows, columns=["image", "subject", "y_true", "y_pred", "score", "fold", "method", "seed", *grades, "line"])
+    for c in grades:
+        table[c] = table[c].astype("Int64")
     return PredictionsFile(str(path), table)
+
+
+def _au_columns(path: Path, header: list[str], truth: bool) -> tuple[str, ...]:
+    """The AU columns of an au-task file: none, or all of them (y_true_au_* only when truth is read)."""
+    want = (AU_TRUE if truth else ()) + AU_PRED
+    present = [c for c in AU_TRUE + AU_PRED if c in header]
+    if not present:
+        return ()
+    missing = [c for c in want if c not in header]
+    if missing:
+        raise InputError(f"{where(path, 1)}: an au-task file needs every AU column: missing {', '.join(missing)}")
+    return want
 
 
 def select(preds: PredictionsFile, method: str | None = None, seed: str | None = None) -> PredictionsFile:
@@ -173,8 +219,14 @@ def _seed_value(seed: str):
 
 
 def score_frame(frame: pd.DataFrame) -> dict:
-    """The contract's score object of a predictions frame (columns y_true, y_pred, subject)."""
-    return score(frame["y_true"].to_numpy(), frame["y_pred"].to_numpy(), frame["subject"].astype(str).to_numpy())
+    """The contract's score object of a predictions frame (columns y_true, y_pred, subject); for an au-task frame
+    (its AU columns) also `action_units` (`metrics_au.score_au`: per AU and RGS agreement, pooled and per subject)."""
+    out = score(frame["y_true"].to_numpy(), frame["y_pred"].to_numpy(), frame["subject"].astype(str).to_numpy())
+    if all(c in frame.columns for c in AU_TRUE + AU_PRED):
+        from ..metrics_au import score_au
+
+        out["action_units"] = score_au(frame)
+    return out
 
 
 def score_runs(preds: PredictionsFile) -> list[dict]:

@@ -5,13 +5,14 @@ artifacts in `RUNS_DIR/artifacts` (`tracking_uri`, the only place this is decide
 
 Schema (names are the `Tag` constants; the contract's are `ratspain.role` and `ratspain.subject`):
 - experiment `ratspain/<dataset>` (studies: `ratspain-study/<dataset>`);
-- a parent run per (method, dataset, config, code, seed): tags `role=parent`, `method`, `dataset`,
-  `dataset_fingerprint`, `seed`, `config_hash`, `code_hash`, `profile`, `source`, `sandbox`
+- a parent run per (method, dataset, config, code, seed, task): tags `role=parent`, `method`, `dataset`,
+  `dataset_fingerprint`, `seed`, `config_hash`, `code_hash`, `task` (binary | au), `profile`, `source`, `sandbox`
   (in-process | bwrap | none), `status` (running | complete | failed), `folds_expected`,
   `hardware`, `error`, `cite`; params `method`, `family`, `seed`, `profile`, `protocol`, `dataset`,
-  `dataset_fingerprint`, `code_hash`, `git_commit`, `version.<package>`, `cfg.<parameter>`; metrics
+  `dataset_fingerprint`, `code_hash`, `task`, `git_commit`, `version.<package>`, `cfg.<parameter>`; metrics
   `pooled_f1`, `pooled_accuracy`, `pooled_balanced_accuracy`, `pooled_mcc`, `mean_f1`,
-  `mean_accuracy`, `train_seconds`, `folds_complete`, `pose_<bin>_{f1,accuracy,n}`; artifacts
+  `mean_accuracy`, `train_seconds`, `folds_complete`, `pose_<bin>_{f1,accuracy,n}`, in the au task
+  `au_<name>_{accuracy,macro_f1,qwk,n}` and `rgs_{icc_a1,pearson_r,mae,n}`; artifacts
   `predictions.csv`, `score.json`, `per_subject.csv`, `confusion_matrix.png`;
 - a child run per fold: tags `role=fold`, `subject`, `status`, `mlflow.parentRunId`, and where a launcher
   ran it `worker` (host:pid) and `worker_device` (the GPU it saw); the fold's
@@ -60,6 +61,7 @@ class Tag:
     SUBJECT = "ratspain.subject"
     WORKER = "ratspain.worker"
     WORKER_DEVICE = "ratspain.worker_device"
+    TASK = "ratspain.task"
     PARENT = "mlflow.parentRunId"
     # studies (experiment `ratspain-study/<dataset>`; roles `study` and `trial`)
     STUDY_KIND = "ratspain.study_kind"
@@ -248,8 +250,9 @@ class ParentRun:
 
     def identity_tags(self) -> dict:
         k = self.key
+        task = {Tag.TASK: k.task} if k.task != "binary" else {}  # binary parents from before the au task have no such tag
         return {Tag.ROLE: PARENT, Tag.METHOD: k.method, Tag.FINGERPRINT: k.fingerprint, Tag.SEED: str(k.seed),
-                Tag.CONFIG_HASH: k.config_hash, Tag.CODE_HASH: k.code_hash}
+                Tag.CONFIG_HASH: k.config_hash, Tag.CODE_HASH: k.code_hash, **task}
 
 
 def open_parent(store: Store, run: ParentRun) -> tuple[str, str, bool]:
@@ -265,11 +268,12 @@ def open_parent(store: Store, run: ParentRun) -> tuple[str, str, bool]:
     if existing:
         parent_id = existing[0].info.run_id
     else:
-        parent = store.client.create_run(exp, run_name=f"{k.method} seed {k.seed}", tags={
+        name = f"{k.method} seed {k.seed}" + ("" if k.task == "binary" else f" ({k.task} task)")
+        parent = store.client.create_run(exp, run_name=name, tags={Tag.TASK: k.task,
             **run.identity_tags(), Tag.DATASET: k.dataset, Tag.PROFILE: run.profile, Tag.SOURCE: run.source,
             Tag.SANDBOX: run.sandbox, Tag.FOLDS_EXPECTED: str(run.folds_expected), Tag.CITE: run.cite[:5000]})
         parent_id = parent.info.run_id
-        store.log(parent_id, params={"method": k.method, "family": run.family, "seed": k.seed, "profile": run.profile,
+        store.log(parent_id, params={"method": k.method, "family": run.family, "seed": k.seed, "profile": run.profile, "task": k.task,
                                      "protocol": PROTOCOL_VERSION, "dataset": k.dataset, "dataset_fingerprint": k.fingerprint,
                                      "code_hash": k.code_hash, "git_commit": git_commit(), **versions(),
                                      **{f"cfg.{n}": v for n, v in run.params.items()}})
@@ -299,9 +303,15 @@ def log_fold(store: Store, exp: str, parent_id: str, children: dict, subject: st
 
 
 def parent_metrics(score: dict, extra: dict | None = None) -> dict:
-    """The parent's metrics from a `metrics.score` object."""
+    """The parent's metrics from a `metrics.score` object (an au-task score also gives `au_<name>_<metric>` and
+    `rgs_<metric>`, pooled; undefined values are left out)."""
     m = {f"pooled_{k}": score["pooled"][k] for k in POOLED}
     m.update({"mean_f1": score["mean_over_subjects"]["f1"], "mean_accuracy": score["mean_over_subjects"]["accuracy"]})
+    units = score.get("action_units")
+    if units:
+        for au, d in units["au"].items():
+            m.update({f"au_{au}_{k}": v for k, v in d.items() if v is not None})
+        m.update({f"rgs_{k}": v for k, v in units["rgs"].items() if v is not None})
     return {**m, **(extra or {})}
 
 
@@ -341,6 +351,7 @@ class RunRecord:
     predictions_problem: str = ""
     code_hash: str = ""
     sandbox: str = ""
+    task: str = "binary"
 
     @property
     def complete_subjects(self) -> set[str]:
@@ -414,7 +425,7 @@ def _record(run, exp_name: str, folds: list, predictions, problem: str) -> RunRe
         folds=tuple(FoldRecord(f.info.run_id, f.data.tags.get(Tag.SUBJECT, ""), f.data.tags.get(Tag.STATUS, "unknown"),
                                dict(f.data.metrics)) for f in folds),
         predictions=predictions, error=tags.get(Tag.ERROR, ""), predictions_problem=problem,
-        code_hash=tags.get(Tag.CODE_HASH, ""), sandbox=tags.get(Tag.SANDBOX, ""))
+        code_hash=tags.get(Tag.CODE_HASH, ""), sandbox=tags.get(Tag.SANDBOX, ""), task=tags.get(Tag.TASK, "binary"))
 
 
 def fetch_runs(uri: str) -> list[RunRecord]:

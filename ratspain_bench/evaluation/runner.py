@@ -30,9 +30,9 @@ from ..methods.registry import MethodSpec, get_method
 from ..paths import atomic_write_text, cache_dir
 from ..protocol import Fold, leave_one_subject_out
 from . import launch, record, sandbox
-from .configure import configure, registered_hash
+from .configure import configure, registered_hash, require_task
 from .fold import FoldError, FoldTask, image_size, read_fold, run_fold
-from .identity import JobKey, code_hash, config_hash
+from .identity import JobKey, code_hash, config_hash, task_fingerprint
 from .launch import LaunchSettings
 from .predictions import score_frame
 from .sandbox import SandboxSettings
@@ -51,6 +51,7 @@ class RunOptions:
     where_declared: dict = field(default_factory=dict)  # --weights/--finetune: only methods that declare them
     sandbox: SandboxSettings = SandboxSettings()
     launch: LaunchSettings = LaunchSettings()  # where the folds of trusted methods run (`launch`)
+    task: str = "binary"  # `binary` (the paper's) or `au` (`ratspain_bench.tasks`)
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,13 @@ class Plan:
 
     def task(self, fold: Fold, opts: RunOptions, prefetch: bool = False) -> FoldTask:
         return FoldTask(self.spec, self.params, fold, self.key.fold_dir(opts.runs_dir, fold), opts.seed, opts.profile,
-                        opts.device, opts.sandbox, prefetch)
+                        opts.device, opts.sandbox, prefetch, opts.task)
 
 
 def preflight(name: str, opts: RunOptions) -> dict:
     """The method's full config, checked before any work (trusted methods also run their `preflight` hook)."""
     spec = get_method(name)
+    require_task(spec, opts.task, opts.sandbox)
     params = configure(spec, opts.profile, opts.overrides, opts.where_declared, opts.sandbox)
     if spec.trusted:
         from ..methods.base import make_config
@@ -101,7 +103,8 @@ def plan(name: str, dataset, opts: RunOptions) -> Plan:
     params = configure(spec, opts.profile, opts.overrides, opts.where_declared, opts.sandbox)
     if spec.trusted:  # kept on disk: the leaderboard reads it back without importing the method
         registered_hash(spec, opts.profile)
-    key = JobKey(dataset.name, dataset.fingerprint, name, config_hash(spec.family, params), code_hash(spec), opts.seed)
+    key = JobKey(dataset.name, task_fingerprint(dataset, opts.task), name, config_hash(spec.family, params), code_hash(spec),
+                 opts.seed, opts.task)
     return Plan(spec, params, key, leave_one_subject_out(dataset.table["subject"], dataset.table["image"]))
 
 
@@ -210,7 +213,7 @@ class MethodRun:
         if self.todo and self.p.spec.trusted:
             cls, config = self._config()
             ctx = Context(seed=self.opts.seed, device=self.opts.device, profile=self.opts.profile, cache_dir=cache_dir(),
-                          progress=self.progress.epoch("all"))
+                          progress=self.progress.epoch("all"), task=self.opts.task)
             cls.prepare(config, images, self.dataset.keys, ctx)
 
     def done(self, f: Fold, summary: dict, info: str) -> None:
@@ -321,8 +324,8 @@ def _complete_parent(store, parent_id, dataset, preds, score, summaries, root: P
     from ..plots import confusion_png
 
     m = record.parent_metrics(score, {"train_seconds": sum(s["train_seconds"] for s in summaries), "folds_complete": len(summaries)})
-    for k in ("attention_au_share", "attention_au_share_chance"):
-        vals = [s[k] for s in summaries if k in s]
+    for k in sorted({k for s in summaries for k in s if k.startswith("attention_")}):  # localisation, per AU too
+        vals = [s[k] for s in summaries if isinstance(s.get(k), (int, float))]
         if vals:
             m[k] = float(np.mean(vals))
     if "pose_bin" in dataset.table.columns:

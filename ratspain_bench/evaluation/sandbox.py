@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..methods.base import Predictions
 
 NOBODY = 65534
 IN, OUT = "/fold/in", "/fold/out"
@@ -451,7 +452,7 @@ def _strings(values) -> np.ndarray:
 
 
 def _fold_request(task) -> dict:
-    return {"params": task.params, "seed": task.seed, "device": task.device, "profile": task.profile}
+    return {"params": task.params, "seed": task.seed, "device": task.device, "profile": task.profile, "task": task.task}
 
 
 def prestart(task) -> None:
@@ -461,8 +462,8 @@ def prestart(task) -> None:
         _SPARES[key] = Worker(task.spec, "fold", _fold_request(task), task.sandbox, task.device)
 
 
-def fit_predict(task, train, test) -> tuple[np.ndarray, np.ndarray, float, dict]:
-    """One fold of an outside method in its sandbox: (labels, scores, seconds, extra fold metrics).
+def fit_predict(task, train, test) -> tuple[Predictions, float, dict]:
+    """One fold of an outside method in its sandbox: (its predictions, unchecked; seconds; extra fold metrics).
     With `task.prefetch` (more folds of this method follow), the next fold's worker starts now."""
     settings = task.sandbox
     arrays = {"train_images": np.ascontiguousarray(train.images), "train_labels": np.asarray(train.labels, dtype=np.int64),
@@ -473,18 +474,21 @@ def fit_predict(task, train, test) -> tuple[np.ndarray, np.ndarray, float, dict]
             for col in meta.columns:
                 values = meta[col].to_numpy()
                 arrays[f"{part}_meta_{col}"] = _strings(values) if values.dtype == object else values.astype(float)
+    for au, grades in (train.au or {}).items():
+        arrays[f"train_au_{au}"] = np.asarray(grades, dtype=np.int64)
     start = time.perf_counter()
     worker = take(task.spec, "fold", _fold_request(task), settings, task.device, spare=task.prefetch)
     try:
         out = worker.run(arrays)
         try:
             with np.load(out / "predictions.npz", allow_pickle=False) as z:
-                labels, scores = np.array(z["labels"]), np.array(z["scores"])
+                au = {k[len("au_"):]: np.array(z[k]) for k in z.files if k.startswith("au_")}
+                pred = Predictions(np.array(z["labels"]), np.array(z["scores"]), au=au or None)
         except (OSError, ValueError, KeyError) as e:
             raise SandboxError(f"no readable predictions from the worker ({type(e).__name__})") from None
     finally:
         worker.close()
-    return labels, scores, time.perf_counter() - start, {}
+    return pred, time.perf_counter() - start, {}
 
 
 def describe(spec, profile: str | None, param_sets: list[dict], settings: SandboxSettings) -> dict:

@@ -1,9 +1,9 @@
 """The sandboxed worker: `python -I -m ratspain_bench.evaluation.worker TASK IN OUT`.
 
 TASK `fold`: build the method from `IN/request.json` (its code, the full config, seed, device), read
-the fold's arrays (training images, labels, subjects, keys, pose columns; test images, subjects,
-keys, pose columns: no test labels exist here), fit, predict, write `OUT/predictions.npz` (labels,
-scores). TASK `describe`: import the class and report its declarations and the full config of each
+the fold's arrays (training images, labels, subjects, keys, pose columns, and AU grades in the au
+task; test images, subjects, keys, pose columns: no test labels exist here), fit, predict, write
+`OUT/predictions.npz` (labels, scores, `au_<name>` grades). TASK `describe`: import the class and report its declarations and the full config of each
 requested parameter set (`OUT/describe.json`). On failure: `OUT/error.json` (a one-line reason) and
 exit code 1. Nothing written here is trusted by the harness beyond what it checks.
 """
@@ -71,18 +71,20 @@ def fold(cls, req: dict, inp: Path, out: Path) -> None:
 
     config = make_config(cls.Config, None, **req["params"])
     tr, te = _arrays(inp, "train"), _arrays(inp, "test")
-    train = TrainSet(tr["images"], tr["labels"], tr["subjects"].astype(object), tuple(tr["keys"].tolist()), _meta(tr))
+    au = {k[len("au_"):]: v for k, v in tr.items() if k.startswith("au_")}
+    train = TrainSet(tr["images"], tr["labels"], tr["subjects"].astype(object), tuple(tr["keys"].tolist()), _meta(tr), au or None)
     test = TestSet(te["images"], te["subjects"].astype(object), tuple(te["keys"].tolist()), _meta(te))
     work = out / "artifacts"
     work.mkdir(exist_ok=True)
     method = cls(config, Context(seed=int(req["seed"]), device=req.get("device", "cpu"), profile=req.get("profile", "quick"),
-                                 cache_dir=None, work_dir=work))
+                                 cache_dir=None, work_dir=work, task=req.get("task", "binary")))
     t0 = time.perf_counter()
     method.fit(train)
     pred = method.predict(test)
     if not isinstance(pred, Predictions):
         raise TypeError(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions")
-    np.savez(out / "predictions.npz", labels=np.asarray(pred.labels), scores=np.asarray(pred.scores, dtype=float))
+    au = {f"au_{k}": np.asarray(v) for k, v in (pred.au or {}).items() if isinstance(k, str) and k.isidentifier()}
+    np.savez(out / "predictions.npz", labels=np.asarray(pred.labels), scores=np.asarray(pred.scores, dtype=float), **au)
     (out / "info.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
 
 
@@ -105,7 +107,8 @@ def describe(cls, req: dict, out: Path) -> None:
             "missing": [m for m in ("fit", "predict") if getattr(cls, m) is getattr(Method, m)], "configs": configs,
             "fields": [public_name(f) for f in dataclasses.fields(config_cls)] if is_dc else [],
             "search_space": dict(getattr(cls, "SEARCH_SPACE", {}) or getattr(config_cls, "SEARCH_SPACE", {}) or {}),
-            "sensitivity_grid": dict(getattr(cls, "SENSITIVITY_GRID", {}) or {})}
+            "sensitivity_grid": dict(getattr(cls, "SENSITIVITY_GRID", {}) or {}),
+            "tasks": [str(t) for t in getattr(cls, "tasks", ("binary",))]}
     (out / "describe.json").write_text(json.dumps(info, default=str))
 
 

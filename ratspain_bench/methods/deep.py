@@ -5,13 +5,18 @@ logits, or to (logits, attention)) and may override `loss(output, y)` (default: 
 `finetune="full"` trains backbone and head on augmented image batches; `finetune="frozen"` trains
 the head only, on region features cached per image and view (see `features`).
 
+Both tasks (`self.context.task`): `binary` heads give (B, 2) logits and train on the (N,) labels; `au`
+heads give (B, 4, 3) logits (3 grades per AU, in `tasks.AUS` order) and train on `targets`' (N, 4)
+grades, blanks -1, with `au_cross_entropy`; `predict` then builds `Predictions.from_au_proba`.
+
 A saved model (`save`/`load`) is the backbone and the head in one safetensors file (the backbone
 included in frozen mode too: a new image's features are computed from it, never read from a cache)
-plus `deep.json` (regions, channels, whether the head standardises); the config is saved by the caller.
+plus `deep.json` (regions, channels, whether the head standardises, the task); the config is saved by the caller.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from ..engine.features import FeatureCache, fill, space_id
 from ..engine.train import FeatureBatches, ImageBatches, make_optimizer, train
 from ..engine.weights import create_backbone, input_size_kwargs, weights_id
 from ..errors import InputError
+from ..tasks import AUS, BLANK, GRADES, grades_matrix
 from .base import Context, Method, Predictions, TestSet, TrainSet
 
 
@@ -91,6 +97,16 @@ def logits_of(output) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
+def au_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The `au` task's loss: the mean over AUs of the cross-entropy of (B, A, 3) logits against (B, A) grades,
+    each AU's averaged over the images graded for it (blank -1 ignored); an AU with no graded image in the
+    batch adds nothing (no NaN, no gradient) and the mean is over the AUs that have one."""
+    ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=BLANK, reduction="none").view_as(y)
+    graded = (y != BLANK).sum(0)  # (A,) graded images per AU
+    per_au = ce.sum(0) / graded.clamp_min(1)
+    return per_au.sum() / (graded > 0).sum().clamp_min(1)
+
+
 def as_cached(feats: torch.Tensor) -> torch.Tensor:
     """Features at the precision the frozen-feature cache hands a head (`FeatureCache.put`: float16 where
     every value fits, else float32), so a loaded frozen model sees new images as its head saw training ones."""
@@ -98,7 +114,14 @@ def as_cached(feats: torch.Tensor) -> torch.Tensor:
     return feats.half().float() if feats.abs().max() < 6e4 else feats
 
 
+def au_proba(logits: torch.Tensor) -> dict[str, np.ndarray]:
+    """{au: (N, 3) grade probabilities} from (N, 4, 3) logits, a softmax per AU."""
+    p = torch.softmax(logits.float(), 2).cpu().numpy().astype(float)
+    return {a: p[:, j] for j, a in enumerate(AUS)}
+
+
 class DeepMethod(Method):
+    tasks = ("binary", "au")
     predict_batch = 128
     WEIGHTS_FILE, SHAPE_FILE = "model.safetensors", "deep.json"
 
@@ -138,7 +161,21 @@ class DeepMethod(Method):
         raise TypeError(f"{type(self).__name__} must implement make_head")
 
     def loss(self, output, y: torch.Tensor) -> torch.Tensor:
+        if self.context.task == "au":
+            return au_cross_entropy(logits_of(output), y)
         return F.cross_entropy(logits_of(output).float(), y)
+
+    def targets(self, train_set: TrainSet) -> torch.Tensor:
+        """What the loss trains on: (N,) labels (binary), or (N, 4) grades in `AUS` order, -1 blank (au)."""
+        if self.context.task != "au":
+            return torch.as_tensor(np.asarray(train_set.labels), dtype=torch.long)
+        if train_set.au is None:
+            raise InputError(f"{type(self).__name__}: the au task needs the training AU grades (TrainSet.au)")
+        return torch.as_tensor(grades_matrix(train_set.au), dtype=torch.long)
+
+    def out_shape(self) -> tuple[int, ...]:
+        """A head's logits per image: (2,) for the binary task, (4 AUs, 3 grades) for the au task."""
+        return (len(AUS), len(GRADES)) if self.context.task == "au" else (2,)
 
     # ------------------------------------------------------------ pieces
 
@@ -235,7 +272,7 @@ class DeepMethod(Method):
         c, ctx = self.config, self.context
         self.device = resolve_device(ctx.device)
         generator = seed_everything(ctx.seed)
-        labels = torch.as_tensor(np.asarray(train_set.labels), dtype=torch.long)
+        labels = self.targets(train_set)
         if len(labels) < 2:
             raise InputError("training needs at least two images")
         with deterministic(self.device):
@@ -290,7 +327,9 @@ class DeepMethod(Method):
 
     def predict(self, test: TestSet) -> Predictions:
         outs = self.forward_test(test)
-        logits = torch.cat([logits_of(o).float() for o in outs]) if outs else torch.zeros(0, 2)
+        logits = torch.cat([logits_of(o).float() for o in outs]) if outs else torch.zeros(0, *self.out_shape())
+        if self.context.task == "au":
+            return Predictions.from_au_proba(au_proba(logits))
         prob = torch.softmax(logits, 1)[:, 1].cpu().numpy().astype(float)
         return Predictions(labels=logits.argmax(1).cpu().numpy(), scores=prob)
 
@@ -305,18 +344,19 @@ class DeepMethod(Method):
         net = DeepNet(self.build_backbone(), self.head)
         save_file({k: v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}, str(Path(folder) / self.WEIGHTS_FILE))
         k, ch = self.shape
-        (Path(folder) / self.SHAPE_FILE).write_text(json.dumps({"regions": k, "channels": ch,
+        (Path(folder) / self.SHAPE_FILE).write_text(json.dumps({"regions": k, "channels": ch, "task": self.context.task,
                                                                   "standardized": isinstance(self.head, Standardized)}))
 
     @classmethod
     def load(cls, config, folder: Path, context: Context | None = None) -> "DeepMethod":
-        """The saved weights into a backbone built without its starting weights (no hub, no file needed)."""
+        """The saved weights into a backbone built without its starting weights (no hub, no file needed); the
+        saved task (binary when unrecorded) sets the context's, so the head is rebuilt as it was trained."""
         from safetensors.torch import load_file
 
         folder = Path(folder)
         shape = json.loads((folder / cls.SHAPE_FILE).read_text())
         state = load_file(str(folder / cls.WEIGHTS_FILE))
-        m = cls(config, context)
+        m = cls(config, dataclasses.replace(context or Context(), task=shape.get("task", "binary")))
         m.device = resolve_device(m.context.device)
         net, _ = create_backbone(config.model, "none", **input_size_kwargs(config.model, config.crop_size))
         m.backbone = RegionBackbone(net)

@@ -12,19 +12,28 @@ Speed without changing the arithmetic: code images are cached per (image, R); th
 computed as Gram blocks X_a X_b^T per pair of subjects, memoised in the process, so the six LORO
 folds share them; `SVC(kernel="precomputed")` then gives the same solution as `SVC(kernel="linear")`.
 
-A saved model (`save`/`load`) is the fitted SVC and the histograms of its support vectors (joblib): the
+The `au` task: one SVC per action unit on the same shared Gram blocks, fitted on the rows graded for
+that AU (blank grades dropped): 3-class (scikit-learn's one-vs-one, decision values in its one-vs-rest
+shape) where three grades are present, 2-class where two are; an AU whose training grades hold one
+value predicts it. Grade probabilities are a softmax of the decision values over the grades the SVM
+knows (for two grades: the logistic of the margin, as in the binary task), zero for grades it never
+saw. Like the binary score they are monotone in the margins, not calibrated.
+
+A saved model (`save`/`load`) is the fitted SVC(s) and the histograms of the support vectors (joblib): the
 kernel of a new image needs no other training image, and nothing is memoised per image it scores.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.svm import SVC
 
+from ..errors import InputError
 from ..features.lbp import cached_codes, gray, grid_histograms, n_bins
+from ..tasks import AUS, BLANK, GRADES
 from .base import Context, Method, Predictions, TestSet, TrainSet
 
 _FEATURES: dict[tuple, np.ndarray] = {}  # (setting, image key) -> feature vector
@@ -44,6 +53,7 @@ class LbpSvmConfig:
 class LbpSvm(Method):
     Config = LbpSvmConfig
     family = "lbp"
+    tasks = ("binary", "au")
     SEARCH_SPACE = {"C": {"low": 0.001, "high": 100.0, "log": True}}
     MODEL_FILE = "svm.joblib"
     predict_batch = 256  # each call computes its code images in a fresh process pool: large batches amortise its start
@@ -51,6 +61,10 @@ class LbpSvm(Method):
     def __init__(self, config, context=None):
         super().__init__(config, context)
         self._support_x: np.ndarray | None = None  # a loaded model: histograms of the support vectors only
+        self._au: dict[str, SVC | int] = {}  # `au` task: per AU its SVC, or the one grade its training rows hold
+        # `au` task: per AU, the test kernel's column of each row its SVC was fitted on (training rows; a loaded
+        # model: rows of the saved support histograms, -1 for a row that is no support vector)
+        self._rows: dict[str, np.ndarray] = {}
 
     @classmethod
     def prepare(cls, config, images, keys, context) -> None:
@@ -102,36 +116,90 @@ class LbpSvm(Method):
         self._train_blocks = self._blocks(train.images, keys, np.asarray(train.subjects))
         x = self._train_x
         gram = self._gram(self._train_blocks, self._train_blocks, lambda i: x[i], lambda i: x[i], len(x), len(x))
+        if self.context.task == "au":
+            self._fit_au(gram, train.au)
+            return
         self._svm = SVC(kernel="precomputed", C=self.config.C).fit(gram, np.asarray(train.labels))
 
-    def predict(self, test: TestSet) -> Predictions:
+    def _fit_au(self, gram: np.ndarray, au: dict[str, np.ndarray] | None) -> None:
+        """One SVC per AU on the Gram rows and columns of the images graded for it."""
+        if au is None:
+            raise InputError("lbp: the au task needs the training AU grades (TrainSet.au)")
+        for a in AUS:
+            y = np.asarray(au[a], dtype=int)
+            rows = np.flatnonzero(y != BLANK)
+            seen = np.unique(y[rows])
+            if len(seen) < 2:  # one grade (or none) among the training rows: predict it (0 when none)
+                self._au[a] = int(seen[0]) if len(seen) else 0
+                continue
+            self._au[a] = SVC(kernel="precomputed", C=self.config.C).fit(gram[np.ix_(rows, rows)], y[rows])
+            self._rows[a] = rows
+
+    def _test_gram(self, test: TestSet) -> np.ndarray:
+        """Kernel of the test images against the training rows (a loaded model: against its saved support rows)."""
         keys = list(test.keys)
         xt = self.features(test.images, keys)
+        if self._support_x is not None:
+            return xt.astype(np.float64) @ self._support_x.astype(np.float64).T
+        x = self._train_x
+        blocks = self._blocks(test.images, keys, np.asarray(test.subjects))
+        return self._gram(blocks, self._train_blocks, lambda i: xt[i], lambda i: x[i], len(xt), len(x))
+
+    def predict(self, test: TestSet) -> Predictions:
+        gram = self._test_gram(test)
+        if self.context.task == "au":
+            return Predictions.from_au_proba({a: self._grade_proba(a, gram) for a in AUS})
         if self._support_x is not None:  # only the support vectors' columns of the kernel are read
-            gram = np.zeros((len(xt), self._svm.shape_fit_[0]))
-            gram[:, self._svm.support_] = xt.astype(np.float64) @ self._support_x.astype(np.float64).T
-        else:
-            x = self._train_x
-            blocks = self._blocks(test.images, keys, np.asarray(test.subjects))
-            gram = self._gram(blocks, self._train_blocks, lambda i: xt[i], lambda i: x[i], len(xt), len(x))
+            full = np.zeros((len(gram), self._svm.shape_fit_[0]))
+            full[:, self._svm.support_] = gram
+            gram = full
         decision = self._svm.decision_function(gram)  # > 0 means classes_[1], i.e. pain
         labels = self._svm.predict(gram)
         # Not a calibrated probability: a logistic squashing of the SVM margin, monotone in it.
         return Predictions(labels, 1.0 / (1.0 + np.exp(-decision)))
 
+    def _grade_proba(self, a: str, gram: np.ndarray) -> np.ndarray:
+        """(N, 3) grade probabilities of AU `a`: a softmax of the SVC's decision values (not calibrated)."""
+        svm = self._au[a]
+        out = np.zeros((len(gram), len(GRADES)))
+        if isinstance(svm, int):
+            out[:, svm] = 1.0
+            return out
+        cols = np.zeros((len(gram), svm.shape_fit_[0]))  # only the support vectors' columns are read
+        cols[:, svm.support_] = gram[:, self._rows[a][svm.support_]]
+        d = svm.decision_function(cols)
+        d = np.stack([np.zeros_like(d), d], axis=1) if d.ndim == 1 else d  # two grades: > 0 means classes_[1]
+        e = np.exp(d - d.max(axis=1, keepdims=True))
+        out[:, svm.classes_] = e / e.sum(axis=1, keepdims=True)
+        return out
+
     def save(self, folder: Path) -> None:
-        """The fitted SVC and its support vectors' histograms, with joblib (scikit-learn's own format)."""
+        """The fitted SVC(s) and the support vectors' histograms, with joblib (scikit-learn's own format)."""
         import joblib
 
-        joblib.dump({"svm": self._svm, "support_x": self._train_x[self._svm.support_]}, Path(folder) / self.MODEL_FILE)
+        if self.context.task == "au":  # support rows of every AU's SVC, once; `rows` maps each SVC's onto them
+            support = {a: self._rows[a][svm.support_] for a, svm in self._au.items() if not isinstance(svm, int)}
+            union = np.unique(np.concatenate([np.zeros(0, int), *support.values()]))
+            rows = {a: np.full(self._au[a].shape_fit_[0], -1) for a in support}
+            for a, r in support.items():
+                rows[a][self._au[a].support_] = np.searchsorted(union, r)
+            state = {"task": "au", "svms": self._au, "rows": rows, "support_x": self._train_x[union]}
+        else:
+            state = {"svm": self._svm, "support_x": self._train_x[self._svm.support_]}
+        joblib.dump(state, Path(folder) / self.MODEL_FILE)
 
     @classmethod
     def load(cls, config, folder: Path, context: Context | None = None) -> "LbpSvm":
         import joblib
 
         state = joblib.load(Path(folder) / cls.MODEL_FILE)
-        method = cls(config, context)
-        method._svm, method._support_x = state["svm"], state["support_x"]
+        task = state.get("task", "binary")
+        method = cls(config, replace(context or Context(), task=task))
+        if task == "au":
+            method._au, method._rows = state["svms"], state["rows"]
+        else:
+            method._svm = state["svm"]
+        method._support_x = state["support_x"]
         return method
 
     def input_spec(self) -> dict:

@@ -10,6 +10,13 @@
 The paper's setting: ResNet-18 convolutional layers, lambda 0.1, delta 0.2, k_high 5, and the
 training settings of `ratspain_bench.engine.config` (`paper` profile). `painseeker-noprsc` is
 lambda = 0 (CE only). Command-line and output names: `lambda`, `delta`, `k_high`.
+
+PainSeeker-AU (the `au` task, our extension): the same pieces once per action unit a. g maps each
+region to 4 scores, beta_a = sigmoid(g_a(x_j)) / sum_k sigmoid(g_a(x_k)) (Eq. 2 per AU), the fused
+feature sum_j beta_a,j x_j (Eq. 3 per AU) feeds a 3-grade linear head h_a; loss = the mean over AUs
+of the cross-entropy (blank grades ignored, `deep.au_cross_entropy`) + lambda * the mean over AUs of
+PRSC(beta_a) (Eq. 5; it needs no grade, so every image counts). Predictions carry each AU's beta map
+(`au_attention`) and their mean (`attention`, for heatmaps and localisation).
 """
 from __future__ import annotations
 
@@ -24,7 +31,8 @@ from torch import nn
 from ..engine.augment import eval_view, to_uint8_tensor
 from ..engine.backbone import grid_shape
 from ..engine.config import DeepConfig
-from .deep import DeepMethod
+from ..tasks import AUS, GRADES
+from .deep import DeepMethod, au_cross_entropy, au_proba
 from ..errors import InputError
 from .base import Context, Predictions, TestSet, field_of
 
@@ -59,6 +67,22 @@ class PainSeekerHead(nn.Module):
         beta = s / s.sum(dim=1, keepdim=True)
         fused = torch.bmm(beta.unsqueeze(1).to(regions.dtype), regions).squeeze(1)  # sum_j beta_j x_j
         return self.h(fused), beta
+
+
+class PainSeekerAUHead(nn.Module):
+    """PainSeeker-AU: g scores each region once per AU (Eq. 2 per AU), each AU fuses the regions with its own
+    beta (Eq. 3 per AU) into its own linear head h_a of 3 grade logits. Returns ((B, A, 3) logits, (B, A, K) beta)."""
+
+    def __init__(self, num_features: int, num_aus: int = len(AUS), num_grades: int = len(GRADES)):
+        super().__init__()
+        self.g = nn.Linear(num_features, num_aus)
+        self.h = nn.ModuleList(nn.Linear(num_features, num_grades) for _ in range(num_aus))
+
+    def forward(self, regions: torch.Tensor):  # (B, K, C)
+        s = torch.sigmoid(self.g(regions)).transpose(1, 2)  # (B, A, K)
+        beta = s / s.sum(dim=2, keepdim=True)
+        fused = torch.bmm(beta.to(regions.dtype), regions)  # (B, A, C): sum_j beta_a,j x_j per AU
+        return torch.stack([h(fused[:, a]) for a, h in enumerate(self.h)], dim=1), beta
 
 
 @dataclass(frozen=True)
@@ -125,25 +149,39 @@ class PainSeeker(DeepMethod):
                 f"k_high={c.k_high} must be at least 1 and smaller than the number of regions K={num_regions} "
                 f"({m[0]}x{m[1]} grid of {c.model} at crop_size {c.crop_size}); lower k_high or raise crop_size")
         self.num_regions = num_regions
-        return PainSeekerHead(num_features)
+        return PainSeekerAUHead(num_features) if self.context.task == "au" else PainSeekerHead(num_features)
 
     def loss(self, output, y: torch.Tensor) -> torch.Tensor:
+        """Eq. (6): CE + lambda * PRSC; in the au task both terms are means over the AUs."""
         logits, beta = output
+        c = self.config
+        if self.context.task == "au":
+            ce = au_cross_entropy(logits, y)
+            if c.prsc_lambda == 0:
+                return ce
+            # (B, A, K) -> (B * A, K): the batch mean over images and AUs is the mean over AUs of PRSC(beta_a)
+            return ce + c.prsc_lambda * prsc_loss(beta.flatten(0, 1).float(), c.k_high, c.prsc_delta)
         ce = F.cross_entropy(logits.float(), y)
-        if self.config.prsc_lambda == 0:
+        if c.prsc_lambda == 0:
             return ce
-        return ce + self.config.prsc_lambda * prsc_loss(beta.float(), self.config.k_high, self.config.prsc_delta)
+        return ce + c.prsc_lambda * prsc_loss(beta.float(), c.k_high, c.prsc_delta)
 
     def predict(self, test: TestSet) -> Predictions:
         outs = self.forward_test(test)
-        if not outs:
-            return Predictions(np.zeros(0, int), np.zeros(0), np.zeros((0, 1, 1)))
-        logits = torch.cat([o[0].float() for o in outs])
-        beta = torch.cat([o[1].float() for o in outs]).cpu().numpy()
-        prob = torch.softmax(logits, 1)[:, 1].cpu().numpy().astype(float)
-        attention = beta.reshape(len(beta), *grid_shape(beta.shape[1]))
-        pred = Predictions(labels=logits.argmax(1).cpu().numpy(), scores=prob, attention=attention)
-        if self.context.work_dir is not None and self.config.heatmaps > 0:
+        if outs:
+            logits = torch.cat([o[0].float() for o in outs])
+            beta = torch.cat([o[1].float() for o in outs]).cpu().numpy()
+        else:  # no test image
+            logits, beta = torch.zeros(0, *self.out_shape()), np.zeros((0, *self.out_shape()[:-1], 1))
+        grid = grid_shape(beta.shape[-1])
+        if self.context.task == "au":  # beta (N, A, K): one map per AU, their mean as the image's attention
+            maps = beta.reshape(len(beta), len(AUS), *grid)
+            pred = Predictions.from_au_proba(au_proba(logits), attention=maps.mean(axis=1),
+                                             au_attention={a: maps[:, j] for j, a in enumerate(AUS)})
+        else:
+            prob = torch.softmax(logits, 1)[:, 1].cpu().numpy().astype(float)
+            pred = Predictions(labels=logits.argmax(1).cpu().numpy(), scores=prob, attention=beta.reshape(len(beta), *grid))
+        if outs and self.context.work_dir is not None and self.config.heatmaps > 0:
             self.save_heatmaps(test, pred)
         return pred
 

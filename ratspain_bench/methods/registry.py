@@ -114,15 +114,17 @@ class MethodSpec:
         return replace(self, params=tuple({**dict(self.params), **params}.items()))
 
     def describe(self, profile: str | None = "quick") -> dict:
+        tasks = None  # an outside method's are declared in its worker (checked when it runs)
         if not self.trusted:
             params = {**dict(self.params), "(sandboxed)": "defaults resolved in its worker"}
         else:
             try:
                 params = config_params(self.config(profile))
+                tasks = list(self.load().tasks)
             except Exception as e:  # a broken plugin must not break `methods`
                 params = {"error": f"{type(e).__name__}: {e}"}
         return {"name": self.name, "family": self.family, "params": params, "source": self.source, "cite": self.cite,
-                "kind": self.kind, "sandboxed": not self.trusted}
+                "kind": self.kind, "sandboxed": not self.trusted, "tasks": tasks}
 
 
 @dataclass(frozen=True)

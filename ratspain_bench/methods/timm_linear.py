@@ -1,4 +1,5 @@
-"""`timm:<model>`: any timm backbone + global average pooling over its regions + a linear 2-class head.
+"""`timm:<model>`: any timm backbone + global average pooling over its regions + a linear 2-class head
+(the `au` task: a multi-head linear layer, 3 grade logits for each of the 4 AUs).
 
 `resnet18` (= `timm:resnet18`) is the paper's deep baseline (Table 3 row ResNet-18), trained with the
 same settings as PainSeeker: batch 64, Adam, lr 1e-4, weight decay 0.01, 256 px images with random
@@ -8,6 +9,7 @@ For ViT-style backbones the pooled regions are the patch tokens (class/register 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -17,14 +19,16 @@ from .deep import DeepMethod
 
 
 class GapLinear(nn.Module):
-    """Global average pooling over the K regions, then a linear layer to 2 logits."""
+    """Global average pooling over the K regions, then a linear layer to logits of `out_shape` per image:
+    (2,) classes, or (4, 3) for one 3-grade head per AU (the heads' weights stacked in one layer)."""
 
-    def __init__(self, num_features: int, num_classes: int = 2):
+    def __init__(self, num_features: int, out_shape: tuple[int, ...] = (2,)):
         super().__init__()
-        self.fc = nn.Linear(num_features, num_classes)
+        self.out_shape = tuple(out_shape)
+        self.fc = nn.Linear(num_features, math.prod(self.out_shape))
 
-    def forward(self, regions):  # (B, K, C)
-        return self.fc(regions.mean(1))
+    def forward(self, regions):  # (B, K, C) -> (B, *out_shape)
+        return self.fc(regions.mean(1)).unflatten(1, self.out_shape)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class TimmLinear(DeepMethod):
     SEARCH_SPACE = {"lr": {"low": 1e-5, "high": 1e-2, "log": True}, "weight_decay": {"low": 1e-5, "high": 0.1, "log": True}}
 
     def make_head(self, num_features: int, num_regions: int) -> nn.Module:
-        return GapLinear(num_features)
+        return GapLinear(num_features, self.out_shape())
 
     def head_inputs(self, feats, stats):
         """Frozen mode: the regions averaged once per image (the head's pooling, done before training instead of

@@ -9,6 +9,10 @@ a sandbox that shows it only this folder, the fold's data and a private /tmp. Ru
 label and one probability of pain in [0, 1] per test image, in the order given; derive all randomness
 from `self.context.seed` (the same seed must give the same predictions); read nothing from disk but
 your own files (the harness hands you everything about the data).
+
+Two tasks (`tasks` lists those the method supports; `self.context.task` says which one a fold runs):
+`binary` (pain or not) and `au`, where `train.au` = {action unit: (N,) grades 0/1/2, -1 blank} and
+`predict` returns a grade per AU: `Predictions.from_au_proba({au: (N, 3) grade probabilities})`.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ratspain_bench.methods import Method, Predictions, TestSet, TrainSet
+from ratspain_bench.tasks import AUS, BLANK, GRADES
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class HogLogRegConfig:
 class HogLogReg(Method):
     Config = HogLogRegConfig
     family = "hog-logreg"
+    tasks = ("binary", "au")
 
     def features(self, images: np.ndarray) -> np.ndarray:
         c = self.config
@@ -47,19 +53,38 @@ class HogLogReg(Method):
                              cells_per_block=(c.cells_per_block,) * 2, feature_vector=True) for g in grey])
 
     def fit(self, train: TrainSet) -> None:
-        labels = np.asarray(train.labels, dtype=int)
-        self.constant = None
-        if len(np.unique(labels)) < 2:  # a fold whose training rats show one class only
-            self.constant = int(labels[0])
+        if self.context.task == "au":  # one model per action unit, on the images graded for it
+            x = self.features(train.images)
+            grades = {au: np.asarray(train.au[au], dtype=int) for au in AUS}
+            self.au_models = {au: self.fit_one(x[g != BLANK], g[g != BLANK]) for au, g in grades.items()}
             return
+        labels = np.asarray(train.labels, dtype=int)
+        self.model = self.fit_one(self.features(train.images), labels)
+
+    def fit_one(self, x: np.ndarray, y: np.ndarray):
+        """Standardised features + logistic regression; just the class when `y` holds one (e.g. a fold whose
+        training rats show one class only)."""
+        if len(np.unique(y)) < 2:
+            return int(y[0]) if len(y) else 0
         c = self.config
-        self.model = make_pipeline(StandardScaler(), LogisticRegression(
+        model = make_pipeline(StandardScaler(), LogisticRegression(
             C=c.C, class_weight=None if c.class_weight == "none" else c.class_weight, max_iter=c.max_iter,
             random_state=self.context.seed))
-        self.model.fit(self.features(train.images), labels)
+        return model.fit(x, y)
+
+    @staticmethod
+    def proba(model, x: np.ndarray, classes) -> np.ndarray:
+        """(N, len(classes)) probabilities; 0 for a class the model never saw."""
+        out = np.zeros((len(x), len(classes)))
+        if isinstance(model, int):
+            out[:, classes.index(model)] = 1.0
+        else:
+            out[:, [classes.index(k) for k in model.classes_]] = model.predict_proba(x)
+        return out
 
     def predict(self, test: TestSet) -> Predictions:
-        if self.constant is not None:
-            return Predictions(np.full(len(test), self.constant), np.full(len(test), float(self.constant)))
-        prob = self.model.predict_proba(self.features(test.images))[:, 1]
+        x = self.features(test.images)
+        if self.context.task == "au":
+            return Predictions.from_au_proba({au: self.proba(m, x, GRADES) for au, m in self.au_models.items()})
+        prob = self.proba(self.model, x, (0, 1))[:, 1]
         return Predictions((prob >= 0.5).astype(int), prob)
