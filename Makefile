@@ -1,4 +1,5 @@
-# make demo: install into .venv (once) and run the CPU-sized benchmark on the synthetic replica.
+# make demo: install into .venv (once) and run the CPU-sized benchmark on the synthetic replica
+# (the binary task, then the action-unit track of the au suite).
 # make test: install into .venv (once) and run the tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,6 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BENCH) data imbalance
 	$(BENCH) run --suite quick
+	$(BENCH) run --suite au --task au
 	$(BENCH) leaderboard --out leaderboard
 
 test: $(STAMP)

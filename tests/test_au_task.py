@@ -92,6 +92,10 @@ def add_grades(root):
     m["au_ears"] = np.where(rng.random(len(m)) < 0.2, np.clip(m["level"] + 1, 0, 2), m["au_ears"])
     grades = m[[f"au_{a}" for a in AUS]].fillna(-1).to_numpy(int)
     m["level"] = np.where(grades.max(1) >= 0, [int(np.floor(np.mean(g[g >= 0]) + 0.5)) for g in grades], m["level"])
+    for r in range(1, 6):  # five raters who agree with the consensus but for rater 5 on the ears now and then
+        for a in AUS:
+            m[f"rater_{r}_au_{a}"] = m[f"au_{a}"]
+    m["rater_5_au_ears"] = np.where(m.index % 3 == 0, 2 - m["au_ears"].fillna(1), m["au_ears"])
     m.to_csv(root / "manifest.csv", index=False, float_format="%.0f")
     return m
 
@@ -150,7 +154,10 @@ def test_au_run_is_recorded_apart_from_binary(env):
     assert set(parents) == {"binary", "au"}
     au = parents["au"].data
     assert au.params["task"] == "au" and "rgs_icc_a1" in au.metrics and "au_orbital_qwk" in au.metrics
-    assert not any(k.startswith("au_") for k in parents["binary"].data.metrics)
+    assert not any(k.startswith(("au_", "ceiling_")) for k in parents["binary"].data.metrics)
+    # the raters' own agreement: perfect but for rater 5's ears
+    assert au.metrics["ceiling_au_orbital_alpha"] == pytest.approx(1.0) and au.metrics["ceiling_au_orbital_qwk"] == pytest.approx(1.0)
+    assert au.metrics["ceiling_au_ears_alpha"] < 1.0
     again = run(env)  # complete: read back, not recomputed
     assert again.results[0].skipped and again.results[0].score == a.results[0].score
     records = {r.task: r for r in record.fetch_runs(record.tracking_uri(env / "runs"))}

@@ -12,7 +12,8 @@ Schema (names are the `Tag` constants; the contract's are `ratspain.role` and `r
   `dataset_fingerprint`, `code_hash`, `task`, `git_commit`, `version.<package>`, `cfg.<parameter>`; metrics
   `pooled_f1`, `pooled_accuracy`, `pooled_balanced_accuracy`, `pooled_mcc`, `mean_f1`,
   `mean_accuracy`, `train_seconds`, `folds_complete`, `pose_<bin>_{f1,accuracy,n}`, in the au task
-  `au_<name>_{accuracy,macro_f1,qwk,n}` and `rgs_{icc_a1,pearson_r,mae,n}`; artifacts
+  `au_<name>_{accuracy,macro_f1,qwk,n}`, `rgs_{icc_a1,pearson_r,mae,n}` and, where the dataset has rater
+  columns, the raters' own agreement `ceiling_au_<name>_{alpha,qwk,accuracy}`, `ceiling_rgs_{icc_a1,pearson_r,mae}`; artifacts
   `predictions.csv`, `score.json`, `per_subject.csv`, `confusion_matrix.png`;
 - a child run per fold: tags `role=fold`, `subject`, `status`, `mlflow.parentRunId`, and where a launcher
   ran it `worker` (host:pid) and `worker_device` (the GPU it saw); the fold's
@@ -313,6 +314,14 @@ def parent_metrics(score: dict, extra: dict | None = None) -> dict:
             m.update({f"au_{au}_{k}": v for k, v in d.items() if v is not None})
         m.update({f"rgs_{k}": v for k, v in units["rgs"].items() if v is not None})
     return {**m, **(extra or {})}
+
+
+def ceiling_metrics(ceiling: dict) -> dict:
+    """The raters' own agreement (`metrics_au.human_ceiling`) as parent metrics `ceiling_au_<name>_<metric>` and
+    `ceiling_rgs_<metric>` (pooled; undefined ones left out)."""
+    m = {f"ceiling_au_{au}_{k}": v for au, d in ceiling["au"].items() for k, v in d.items() if v is not None and k != "n"}
+    m.update({f"ceiling_rgs_{k}": v for k, v in ceiling["rgs"].items() if v is not None and k != "n"})
+    return m
 
 
 # ---------------------------------------------------------------- the reader

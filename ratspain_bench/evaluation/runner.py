@@ -333,6 +333,10 @@ def _complete_parent(store, parent_id, dataset, preds, score, summaries, root: P
         for b, g in preds.assign(pose_bin=preds["image"].map(bins)).groupby("pose_bin"):
             cm = metrics.confusion(g["y_true"], g["y_pred"])
             m[f"pose_{b}_f1"], m[f"pose_{b}_accuracy"], m[f"pose_{b}_n"] = metrics.f1(cm), metrics.accuracy(cm), cm.n
+    ceiling = _human_ceiling(dataset, preds)
+    if ceiling:
+        m.update(record.ceiling_metrics(ceiling))
+        score = {**score, "human_ceiling": ceiling}
     out = root / "summary"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "score.json", json.dumps(score, indent=1))
@@ -342,6 +346,15 @@ def _complete_parent(store, parent_id, dataset, preds, score, summaries, root: P
     (out / "predictions.csv").write_bytes(pred_path.read_bytes())
     store.finish(parent_id, record.COMPLETE, metrics=m, tags={record.Tag.HARDWARE: record.hardware(_device_used(device))},
                  files=[out / f for f in ("predictions.csv", "score.json", "per_subject.csv", "confusion_matrix.png")])
+
+
+def _human_ceiling(dataset, preds) -> dict | None:
+    """The au task: the raters' own agreement on the scored images (`metrics_au.human_ceiling`), where the dataset has rater columns."""
+    if not any(c.startswith("y_pred_au_") for c in preds.columns):
+        return None
+    from ..metrics_au import human_ceiling
+
+    return human_ceiling(dataset.table[dataset.table["image"].isin(set(preds["image"]))])
 
 
 def _device_used(device: str) -> str:
