@@ -8,7 +8,9 @@ is written only when named with `--out leaderboard`, as `make demo` does):
 - one dataset: `DIR/README.md`, `DIR/index.html`, `DIR/results.csv`, `DIR/results.json`;
 - several datasets: the same four files per dataset in `DIR/<dataset>/`, plus `DIR/README.md` and
   `DIR/index.html` linking them and `DIR/results.csv`/`DIR/results.json` holding every dataset's rows
-  with a `dataset` column (ranks are within a dataset; leaderboards are never mixed).
+  with a `dataset` column (ranks are within a dataset; leaderboards are never mixed);
+- the au task's board of a dataset is a leaderboard of its own, `DIR/<dataset>-au/` (`Leaderboard.name`);
+  the combined `results.csv` then has a `task` column (binary | au).
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def write_leaderboards(leaderboards: list[Leaderboard], out, with_figures: bool 
         return write_leaderboard(leaderboards[0], out, with_figures)
     entries, written = [], []
     for lb in leaderboards:
-        rel = dataset_dir_name(lb.dataset)
+        rel = dataset_dir_name(lb.name)
         written += write_leaderboard(lb, out / rel, with_figures)
         entries.append((lb, rel))
     atomic_write_text(out / "README.md", render_index_markdown(entries))

@@ -1,11 +1,17 @@
-"""`results.csv` and `results.json`: the leaderboard as data, one row per (dataset, configuration, seed set)."""
+"""`results.csv` and `results.json`: the leaderboard as data, one row per (dataset, task, configuration, seed set).
+
+The au task's rows carry their AU figures (`au_<name>_{qwk,accuracy,macro_f1}`, `rgs_{icc_a1,pearson_r,mae}`,
+`rgs_icc_a1_ci_low/high`) and the board's human-ceiling reference row (kind `human-ceiling`); a `task` column
+is added to the CSV when any of its leaderboards is not binary (a binary-only CSV keeps its columns). In JSON
+every leaderboard and row has a `task` key, au rows an `au` object and au boards a `human_ceiling` object."""
 from __future__ import annotations
 
 import csv
 import io
 import math
 
-from . import paper, stats
+from ..tasks import AUS
+from . import au, paper, stats
 from .table import MARKER, RANK_BY, SIGNIFICANCE, Leaderboard, Row
 
 DEFINITIONS = {
@@ -33,6 +39,12 @@ DEFINITIONS = {
                 f"b = images only this row gets right, c = images only the top row gets right; {MARKER} marks p < {SIGNIFICANCE}; "
                 "with several seeds, seeds are paired and the largest p-value is kept"),
     "majority_baseline": "each fold predicts the majority class of its training rats (a tie predicts no pain)",
+    "au_task": ("boards of task au: the binary cells are the label derived from the predicted AU grades (rounded mean >= 1); "
+                "ranked by pooled RGS ICC(A,1) (McGraw & Wong, absolute agreement, single measure; predicted mean of the "
+                "AUs vs the consensus score), ties by derived pooled F1; tiers as `tier` on the paired bootstrap over rats "
+                "of the ICC(A,1) difference; per-AU QWK is quadratic-weighted kappa against the consensus grade"),
+    "human_ceiling": ("au boards: the raters' own agreement (a single stage-one rater vs the consensus: QWK, accuracy, RGS "
+                      "ICC/r/MAE; Krippendorff's alpha over all raters); " + au.CEILING_NOTE),
     "chance_baseline": "each image called pain with probability 1/2: accuracy and balanced accuracy 1/2, MCC 0, F1 its exact expectation "
                        "E[2TP/(TP+FP+P)] with TP~Bin(P,1/2), FP~Bin(N,1/2) (about 2p/(1+2p), p the pain share)",
 }
@@ -44,9 +56,19 @@ def _num(x, digits: int = 6):
     return round(float(x), digits)
 
 
-def row_json(row: Row) -> dict:
+def _au_json(row: Row) -> dict:
+    a = row.au
+    return {"qwk": {k: _num(v) for k, v in a["qwk"].items()}, "qwk_std": {k: _num(v) for k, v in a["qwk_std"].items()},
+            "accuracy": {k: _num(v) for k, v in a["accuracy"].items()}, "macro_f1": {k: _num(v) for k, v in a["macro_f1"].items()},
+            "rgs": {k: _num(v) for k, v in a["rgs"].items()}, "rgs_std": {k: _num(v) for k, v in a["rgs_std"].items()},
+            "rgs_icc_a1_ci95": [_num(x) for x in a["icc_ci"]], "n": dict(a["n"]),
+            "confusion": {k: [[_num(x, 3) for x in line] for line in m] for k, m in a["confusion"].items()}}
+
+
+def row_json(row: Row, task: str = "binary") -> dict:
+    extra = {"au": _au_json(row)} if row.au else {}
     return {
-        "rank": row.rank, "kind": row.kind, "status": "complete", "label": row.label, "method": row.method,
+        "task": task, "rank": row.rank, "kind": row.kind, "status": "complete", "label": row.label, "method": row.method,
         "family": row.family, "source": row.source, "profile": row.profile, "config_hash": row.config_hash, "code_hash": row.code_hash,
         "seeds": list(row.seeds),
         "pooled": {k: _num(v) for k, v in row.pooled.items()},
@@ -61,17 +83,17 @@ def row_json(row: Row) -> dict:
         "tier": row.tier, "tier_p": _num(row.tier_p, 8), "tier_p_raw": _num(row.tier_p_raw, 8),
         "train_seconds": _num(row.train_seconds, 3), "hardware": row.hardware,
         "mlflow": {"experiment_id": row.experiment_id, "run_ids": list(row.run_ids), "urls": list(row.run_urls)},
-        "note": row.note,
+        "note": row.note, **extra,
     }
 
 
 def leaderboard_json(lb: Leaderboard) -> dict:
     return {
-        "dataset": lb.dataset, "dataset_fingerprint": lb.fingerprint, "subjects": list(lb.subjects), "n_images": lb.n_images,
+        "dataset": lb.dataset, "task": lb.task, "name": lb.name, "dataset_fingerprint": lb.fingerprint, "subjects": list(lb.subjects), "n_images": lb.n_images,
         "tracking_uri": lb.tracking_uri, "mlflow_ui_command": lb.ui_command,
         "bootstrap": {"unit": "subject", "n_resamples": lb.n_resamples, "seed": lb.bootstrap_seed, "level": 0.95,
                       "exact": lb.bootstrap_exact, "distinct_resamples": lb.distinct_resamples},
-        "rows": [row_json(r) for r in lb.rows],
+        "rows": [row_json(r, lb.task) for r in lb.rows],
         "incomplete": [{"label": r.label, "method": r.method, "status": "incomplete", "seeds": list(r.seeds),
                         "folds_complete": r.folds, "reasons": list(r.reasons), "source": r.source,
                         "mlflow": {"run_ids": list(r.run_ids), "urls": list(r.run_urls)}} for r in lb.incomplete],
@@ -79,6 +101,9 @@ def leaderboard_json(lb: Leaderboard) -> dict:
         "reference": ({"source": paper.SOURCE, "note": "reported in the paper, not reproduced here; never ranked. " + paper.NOTE,
                        "rows": list(lb.reference)} if lb.reference else None),
         "warnings": list(lb.warnings),
+        **({"human_ceiling": {"label": au.CEILING_LABEL, "note": au.CEILING_NOTE,
+                              "au": {k: {m: _num(v) for m, v in d.items()} for k, d in lb.ceiling["au"].items()},
+                              "rgs": {k: _num(v) for k, v in lb.ceiling["rgs"].items()}}} if lb.ceiling else {}),
     }
 
 
@@ -94,8 +119,31 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def csv_rows(lb: Leaderboard, subjects=None) -> list[dict]:
-    """Flat rows: every complete configuration, the baselines, then the incomplete ones (metrics blank)."""
+def _au_columns(r: Row) -> dict:
+    a, d = r.au, {}
+    for k in AUS:
+        d.update({f"au_{k}_qwk": a["qwk"][k], f"au_{k}_qwk_std": a["qwk_std"][k], f"au_{k}_accuracy": a["accuracy"][k],
+                  f"au_{k}_macro_f1": a["macro_f1"][k]})
+    for k in au.RGS_KEYS:
+        d[f"rgs_{k}"], d[f"rgs_{k}_std"] = a["rgs"][k], a["rgs_std"][k]
+    d["rgs_icc_a1_ci_low"], d["rgs_icc_a1_ci_high"] = a["icc_ci"]
+    return d
+
+
+def _ceiling_row(lb: Leaderboard) -> dict:
+    c = lb.ceiling
+    d = {"dataset": lb.dataset, "dataset_fingerprint": lb.fingerprint, "kind": "human-ceiling", "status": "reference",
+         "label": au.CEILING_LABEL, "n_images": lb.n_images, "n_subjects": len(lb.subjects)}
+    for k in AUS:
+        d.update({f"au_{k}_qwk": c["au"][k]["qwk"], f"au_{k}_accuracy": c["au"][k]["accuracy"], f"au_{k}_alpha": c["au"][k]["alpha"]})
+    d.update({f"rgs_{k}": v for k, v in c["rgs"].items()})
+    d["note"] = au.CEILING_NOTE
+    return d
+
+
+def csv_rows(lb: Leaderboard, subjects=None, with_task: bool = False) -> list[dict]:
+    """Flat rows: every complete configuration, the baselines, then the incomplete ones (metrics blank); on an au
+    board its AU columns and the human-ceiling row. `with_task`: a `task` column after `dataset_fingerprint`."""
     subjects = list(lb.subjects if subjects is None else subjects)
     out = []
     for r in lb.rows:
@@ -126,11 +174,17 @@ def csv_rows(lb: Leaderboard, subjects=None) -> list[dict]:
                   "train_seconds": r.train_seconds, "hardware": r.hardware, "mlflow_experiment_id": r.experiment_id,
                   "mlflow_run_ids": ";".join(r.run_ids), "folds_complete": "", "note": r.note,
                   "tier": r.tier, "tier_p": r.tier_p, "tier_p_raw": r.tier_p_raw})
+        if r.au:
+            d.update(_au_columns(r))
         out.append(d)
+    if lb.ceiling:
+        out.append(_ceiling_row(lb))
     for r in lb.incomplete:
         out.append({"dataset": lb.dataset, "dataset_fingerprint": lb.fingerprint, "kind": "method", "status": "incomplete",
                     "label": r.label, "method": r.method, "source": r.source, "seeds": ";".join(r.seeds), "n_seeds": len(r.seeds),
                     "mlflow_run_ids": ";".join(r.run_ids), "folds_complete": r.folds, "note": "; ".join(r.reasons)})
+    if with_task:
+        out = [{**{k: v for k, v in d.items() if k in ("dataset", "dataset_fingerprint")}, "task": lb.task, **d} for d in out]
     return out
 
 
@@ -139,9 +193,10 @@ def results_csv(leaderboards) -> str:
     subjects_all = []
     for lb in leaderboards:
         subjects_all += [s for s in lb.subjects if s not in subjects_all]
+    with_task = any(lb.task != "binary" for lb in leaderboards)
     rows = []
     for lb in leaderboards:
-        rows += csv_rows(lb, subjects_all if len(leaderboards) > 1 else None)
+        rows += csv_rows(lb, subjects_all if len(leaderboards) > 1 else None, with_task)
     columns = []
     for r in rows:
         columns += [c for c in r if c not in columns]

@@ -127,3 +127,54 @@ def imbalance_bars(lb: Leaderboard) -> bytes:
     ax.set_title("Class balance of each held-out rat", fontsize=9)
     fig.tight_layout()
     return _png(fig)
+
+
+def au_confusion_matrices(lb: Leaderboard) -> bytes:
+    """Per-AU pooled 3x3 confusion matrices (consensus grade vs predicted) of the top ranked au rows (seed means)."""
+    from ..tasks import AUS, GRADES
+
+    rows = [r for r in lb.ranked[:MAX_BAR_ROWS] if r.au] or [r for r in lb.rows if r.au][:1]
+    fig = _figure(2.4 * len(AUS) + 0.4, 2.5 * max(len(rows), 1) + 0.3)
+    for i, r in enumerate(rows):
+        for j, a in enumerate(AUS):
+            ax = fig.add_subplot(max(len(rows), 1), len(AUS), i * len(AUS) + j + 1)
+            m = np.array(r.au["confusion"][a], dtype=float)
+            ax.imshow(m, cmap="Blues", vmin=0)
+            for t in GRADES:
+                for p in GRADES:
+                    v = m[t, p]
+                    ax.text(p, t, f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}", ha="center", va="center", fontsize=8,
+                            color="white" if v > m.max() * 0.6 else "black")
+            ax.set_xticks(list(GRADES), [str(g) for g in GRADES], fontsize=7)
+            ax.set_yticks(list(GRADES), [str(g) for g in GRADES], fontsize=7)
+            ax.set_xlabel("predicted", fontsize=7)
+            ax.set_ylabel("consensus", fontsize=7)
+            ax.set_title(f"{_short(r.label, 18)}: {a}", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def bland_altman(lb: Leaderboard) -> bytes:
+    """Bland–Altman plot of the RGS score of the top ranked au row: x = mean of predicted and consensus score,
+    y = predicted - consensus; bias line and bias ± 1.96 SD limits of agreement."""
+    row = next((r for r in lb.ranked if r.au), None) or next((r for r in lb.rows if r.au), None)
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    if row is not None and len(row.au["bland_altman"]["pred"]):
+        pred = np.asarray(row.au["bland_altman"]["pred"], dtype=float)
+        truth = np.asarray(row.au["bland_altman"]["truth"], dtype=float)
+        x, y = (pred + truth) / 2, pred - truth
+        bias = float(y.mean())
+        sd = float(y.std(ddof=1)) if len(y) > 1 else 0.0
+        ax.scatter(x, y, s=9, alpha=0.45, color="#2f5fb3", edgecolors="none")
+        ax.axhline(bias, color="black", linewidth=1.2, label=f"bias {bias:+.3f}")
+        for lim in (bias - 1.96 * sd, bias + 1.96 * sd):
+            ax.axhline(lim, color="#e45756", linestyle="--", linewidth=1)
+        ax.plot([], [], color="#e45756", linestyle="--", label=f"bias ± 1.96 SD [{bias - 1.96 * sd:+.3f}, {bias + 1.96 * sd:+.3f}]")
+        ax.legend(fontsize=7, loc="upper right")
+        ax.set_title(f"Bland–Altman, RGS score: {_short(row.label, 40)} ({len(y)} images)", fontsize=9)
+    ax.set_xlabel("mean of predicted and consensus RGS score", fontsize=8)
+    ax.set_ylabel("predicted − consensus", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)

@@ -141,6 +141,36 @@ def results_table(lb: Leaderboard, rows=None, table_id: str = "results-table") -
             + "\n".join(body) + "</tbody></table>")
 
 
+def au_results_table(lb: Leaderboard, rows=None, table_id: str = "au-results-table") -> str:
+    """The au board's results as a sortable table (`render_au`'s columns, MLflow links last); the human-ceiling
+    row follows the main rows (class `reference`)."""
+    from ..tasks import AUS
+    from . import render_au
+
+    head = ([_th("Rank", first="ascending"), _th("Method", numeric=False), _th("Tier", first="ascending")]
+            + [_th(f"QWK {a}") for a in AUS]
+            + [_th("RGS ICC(A,1)"), _th("ICC 95% CI"), _th("RGS MAE", first="ascending"), _th("Derived F1/Acc (pooled)"),
+               _th("vs top: McNemar p", first="ascending"), _th("Seeds"), _th("Train (s)", first="ascending"),
+               _th("Source", numeric=False), _th("Code", numeric=False), _th("MLflow run", numeric=False)])
+    body = []
+    for r in (lb.main_rows if rows is None else rows):
+        t = render_au.row_cells(r)
+        p = r.mcnemar["p_value"] if r.mcnemar else None
+        sorts = ([_sort_value(r.rank), None, _sort_value(r.tier)] + [_sort_value(r.au["qwk"][a]) for a in AUS]
+                 + [_sort_value(r.au["rgs"]["icc_a1"]), _sort_value(r.au["icc_ci"][0]), _sort_value(r.au["rgs"]["mae"]),
+                    r.pooled["f1"], "" if p is None else p, len(r.seeds) if r.seeds else "",
+                    "" if r.train_seconds is None else r.train_seconds, None, None])
+        order = [0, 2, 1] + list(range(3, len(t)))  # Method second, as on the binary table
+        tds = [_td(t[i], sorts[i], cls="text" if i in (2, len(t) - 2, len(t) - 1) else "") for i in order]
+        body.append(f'<tr class="{"top" if r.rank == 1 else ""}">' + "".join(tds) + _td(_runs_html(r), cls="text", raw=True) + "</tr>")
+    if rows is None and lb.ceiling:
+        t = render_au.ceiling_cells(lb)
+        body.append('<tr class="baseline reference">' + "".join(_td(t[i], cls="text" if i == 2 else "") for i in [0, 2, 1] + list(range(3, len(t))))
+                    + _td(cells.DASH, cls="text") + "</tr>")
+    return (f'<table id="{table_id}" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"
+            + "\n".join(body) + "</tbody></table>")
+
+
 def imbalance_table(lb: Leaderboard) -> str:
     head = [_th("Held-out rat", first="ascending"), _th("Train no pain"), _th("Train pain"), _th("Test no pain"),
             _th("Test pain"), _th("Test pain %"), _th("Majority (train)", numeric=False), _th("Majority baseline F1/Acc")]
@@ -191,6 +221,11 @@ def _md_inline(text: str) -> str:
 
 
 def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
+    from . import render_au
+
+    au_board = lb.task == "au"
+    table = au_results_table if au_board else results_table
+    title = escape(lb.dataset) + (escape(render_au.TITLE) if au_board else "")
     meta = f"Leave-one-rat-out (LORO): {len(lb.subjects)} rats, {lb.n_images:,} images"
     if lb.imbalance:
         meta += f", {100 * cells.pain_share(lb):.1f}% pain"
@@ -199,9 +234,9 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">', '<link rel="icon" href="data:,">',
-        f"<title>Leaderboard: {escape(lb.dataset)}</title>", f"<style>{CSS}</style></head><body>",
-        f"<header><h1>Leaderboard: {escape(lb.dataset)}</h1><p class=\"meta\">{meta}. "
-        "Ranked by pooled F1; click a column header to sort.</p></header><main>",
+        f"<title>Leaderboard: {title}</title>", f"<style>{CSS}</style></head><body>",
+        f"<header><h1>Leaderboard: {title}</h1><p class=\"meta\">{meta}. "
+        f"Ranked by {render_au.RANKED_BY if au_board else 'pooled F1'}; click a column header to sort.</p></header><main>",
     ]
     for w in lb.warnings:
         parts.append(f'<p class="warn">Warning: {escape(w)}</p>')
@@ -211,7 +246,7 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
     else:
         mlflow = f'Run links open the tracking server <a href="{escape(lb.tracking_uri)}">{escape(lb.tracking_uri)}</a>.'
     parts += ['<section id="results"><h2>Results</h2><div class="row">',
-              f'<div class="scroll">{results_table(lb) if lb.main_rows else "<p>No complete run yet.</p>"}'
+              f'<div class="scroll">{table(lb) if lb.main_rows or (au_board and lb.ceiling) else "<p>No complete run yet.</p>"}'
               f'<p class="small">{mlflow}</p></div>']
     if lb.imbalance:
         parts.append('<div id="imbalance"><h3>Class imbalance per fold</h3>'
@@ -220,17 +255,18 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
                      f'<div class="scroll">{imbalance_table(lb)}</div>'
                      + (_img(figures.imbalance_bars(lb), "class balance per rat") if with_figures else "") + "</div>")
     parts.append("</div>")
-    parts.append('<ul class="defs">' + "".join(f"<li>{_md_inline(d)}</li>" for d in definitions(lb)) + "</ul></section>")
+    defs = render_au.definitions(lb) if au_board else definitions(lb)
+    parts.append('<ul class="defs">' + "".join(f"<li>{_md_inline(d)}</li>" for d in defs) + "</ul></section>")
     if lb.exploratory:
         parts += ['<section id="exploratory"><h2>Exploratory configurations (not ranked)</h2>',
                   f"<p>{_md_inline(exploratory_intro(lb))}</p>",
-                  f'<div class="scroll">{results_table(lb, lb.exploratory, "exploratory-table")}</div>',
+                  f'<div class="scroll">{table(lb, lb.exploratory, "exploratory-table")}</div>',
                   '<ul class="defs">' + "".join(f"<li>{escape(r.label)}: {escape(r.note)}</li>" for r in lb.exploratory)
                   + "</ul></section>"]
     if lb.predictions_only:
         parts += ['<section id="predictions-only"><h2>Predictions only, not reproduced (never ranked)</h2>',
                   "<p>Entries submitted as predictions files: scored against the dataset's labels, their code not run.</p>",
-                  f'<div class="scroll">{results_table(lb, lb.predictions_only, "predictions-only-table")}</div></section>']
+                  f'<div class="scroll">{table(lb, lb.predictions_only, "predictions-only-table")}</div></section>']
     if lb.incomplete:
         parts += ['<section id="incomplete"><h2>Incomplete (not ranked)</h2>',
                   "<p>Missing folds, failed or still running: listed here, never ranked and never averaged.</p>",
@@ -241,7 +277,16 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
                   "images, which a replica dataset does not contain: compare with care.</p>",
                   f'<div class="scroll">{_reference_table(lb)}</div>',
                   f'<p class="small">{escape(paper.NOTE)}</p></section>']
-    if with_figures and lb.rows:
+    if with_figures and au_board and any(r.au for r in lb.rows):
+        top = next((r for r in lb.ranked if r.au), None) or next(r for r in lb.rows if r.au)
+        parts += ['<section id="figures"><h2>Figures</h2>',
+                  '<h3>Per-AU confusion matrices (pooled, consensus vs predicted grade)</h3>',
+                  _img(figures.au_confusion_matrices(lb), "per-AU confusion matrices"),
+                  f'<h3>Bland–Altman plot of the RGS score: {escape(top.label)}</h3>',
+                  '<p class="small">x: mean of the predicted score (mean of the predicted AUs) and the consensus score; '
+                  'y: predicted − consensus; solid line: bias (mean difference), dashed: bias ± 1.96 SD.</p>',
+                  _img(figures.bland_altman(lb), "Bland–Altman plot of the RGS score"), "</section>"]
+    elif with_figures and lb.rows and not au_board:
         parts += ['<section id="figures"><h2>Figures</h2>',
                   '<h3>F1 per held-out rat</h3>', _img(figures.f1_heatmap(lb), "per-rat F1 heatmap"),
                   '<h3>Per-rat F1 and accuracy</h3>', _img(figures.per_rat_bars(lb), "per-rat bar charts"),
@@ -256,7 +301,7 @@ def render_index_html(entries) -> str:
     rows = []
     for lb, rel in entries:
         top = lb.ranked[0] if lb.ranked else None
-        rows.append("<tr>" + _td(f'<a href="{escape(rel)}/index.html">{escape(lb.dataset)}</a>', lb.dataset, cls="text", raw=True)
+        rows.append("<tr>" + _td(f'<a href="{escape(rel)}/index.html">{escape(lb.name)}</a>', lb.name, cls="text", raw=True)
                     + _td(str(len(lb.subjects)), len(lb.subjects)) + _td(f"{lb.n_images:,}", lb.n_images)
                     + _td(str(len(lb.ranked)), len(lb.ranked)) + _td(str(len(lb.incomplete)), len(lb.incomplete))
                     + _td(top.label if top else cells.DASH, cls="text")

@@ -92,7 +92,11 @@ def exploratory_intro(lb: Leaderboard) -> str:
 
 
 def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
-    out = [f"# Leaderboard: {lb.dataset}", ""]
+    from . import render_au
+
+    au_board = lb.task == "au"
+    headers, table = (render_au.headers, render_au.rows) if au_board else (results_headers, results_rows)
+    out = [f"# Leaderboard: {lb.dataset}" + (render_au.TITLE if au_board else ""), ""]
     meta = f"Leave-one-rat-out (LORO), {len(lb.subjects)} rats, {lb.n_images:,} images"
     if lb.imbalance:
         meta += f", {100 * cells.pain_share(lb):.1f}% pain"
@@ -102,20 +106,20 @@ def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     for w in lb.warnings:
         out += [f"> **Warning:** {w}", ""]
     out += ["## Results", ""]
-    if lb.main_rows:
-        out += [_tab(results_rows(lb), results_headers(lb)), ""]
+    if lb.main_rows or (au_board and lb.ceiling):
+        out += [_tab(table(lb), headers(lb)), ""]
     else:
         out += ["No complete run yet.", ""]
-    out += [f"- {d}" for d in definitions(lb)] + [""]
+    out += [f"- {d}" for d in (render_au.definitions(lb) if au_board else definitions(lb))] + [""]
     if lb.exploratory:
         out += ["## Exploratory configurations (not ranked)", "", exploratory_intro(lb), ""]
-        out += [_tab(results_rows(lb, lb.exploratory), results_headers(lb)), ""]
+        out += [_tab(table(lb, lb.exploratory), headers(lb)), ""]
         out += [f"- {r.label}: {r.note}" for r in lb.exploratory] + [""]
     if lb.predictions_only:
         out += ["## Predictions only, not reproduced (never ranked)", "",
                 "Entries submitted as predictions files: the harness checked and scored them against the dataset's labels "
                 "but did not run their code, so nothing shows how they were made. Not ranked with the rows above.", ""]
-        out += [_tab(results_rows(lb, lb.predictions_only), results_headers(lb)), ""]
+        out += [_tab(table(lb, lb.predictions_only), headers(lb)), ""]
     if lb.incomplete:
         out += ["## Incomplete (not ranked)", "",
                 "Missing folds, failed or still running: listed here, never ranked and never averaged.", ""]
@@ -154,7 +158,7 @@ def render_index_markdown(entries) -> str:
     rows = []
     for lb, rel in entries:
         top = lb.ranked[0] if lb.ranked else None
-        rows.append([f"[{lb.dataset}]({rel}/README.md)", str(len(lb.subjects)), f"{lb.n_images:,}", str(len(lb.ranked)),
+        rows.append([f"[{lb.name}]({rel}/README.md)", str(len(lb.subjects)), f"{lb.n_images:,}", str(len(lb.ranked)),
                      str(len(lb.incomplete)), top.label if top else cells.DASH, cells.pooled_cell(top) if top else cells.DASH,
                      f"[page]({rel}/index.html)"])
     out += [_tab(rows, ["Dataset", "Rats", "Images", "Ranked", "Incomplete", "Top (pooled F1)", "Top LORO (pooled)", "Web page"]), ""]

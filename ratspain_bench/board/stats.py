@@ -8,7 +8,12 @@
 - `bootstrap_over_subjects`: a resample's pooled confusion matrix is the sum of its rats' matrices (a rat
   drawn twice counts twice); weighted percentile interval (`weighted_quantile`).
 - `paired_f1_p`: paired bootstrap over rats of the difference in pooled F1 of two rows on the same
-  resamples; `holm`: Holm's step-down adjustment; `tiers`: rows that the data cannot separate.
+  resamples (`paired_p` for any per-resample statistic); `holm`: Holm's step-down adjustment; `tiers`:
+  rows that the data cannot separate, on pooled F1 or on any per-resample statistic (`statistic`).
+- `icc_sums` / `icc_from_sums` / `resampled_icc`: ICC(A,1) of two "raters" (prediction, consensus) from the
+  sufficient statistics (n, sum x, sum y, sum x^2, sum y^2, sum xy); per-rat sums times a resample's
+  counts are the sums of the resample's rows (a rat drawn twice counts twice), so every resample's ICC is
+  one vectorised expression.
 - `mcnemar`: McNemar's test on the discordant pairs of two classifiers on the same images. Exact
   two-sided binomial test by default (valid at any count); the chi-square statistic with continuity
   correction, (|b - c| - 1)^2 / (b + c), is available as `method="chi2"`.
@@ -169,9 +174,20 @@ def paired_f1_p(cm_a, cm_b, resamples: Resamples) -> float:
     probabilities; |d| < TIE counts on both sides; resamples where d is undefined are left out.
     `cm_a`, `cm_b`: (S, 4) or (K, S, 4) per-rat confusion matrices over the same rats.
     """
-    a, b = (np.asarray(c, dtype=float) for c in (cm_a, cm_b))
-    a, b = (c[None] if c.ndim == 2 else c for c in (a, b))
-    d = _pooled(a, resamples, f1_of) - _pooled(b, resamples, f1_of)
+    return paired_p(pooled_f1_statistic(cm_a, resamples), pooled_f1_statistic(cm_b, resamples), resamples)
+
+
+def pooled_f1_statistic(cms, resamples: Resamples) -> np.ndarray:
+    """(B,) seed mean of each resample's pooled F1; `cms`: (S, 4) or (K, S, 4) per-rat confusion matrices."""
+    c = np.asarray(cms, dtype=float)
+    return _pooled(c[None] if c.ndim == 2 else c, resamples, f1_of)
+
+
+def paired_p(stat_a, stat_b, resamples: Resamples) -> float:
+    """Two-sided p of "A and B have the same statistic" from per-resample values on the same resamples:
+    d = A - B, p = min(1, 2 min(P(d <= 0), P(d >= 0))) weighted by the resamples' probabilities; |d| < TIE
+    counts on both sides; resamples where d is undefined (NaN) are left out."""
+    d = np.asarray(stat_a, dtype=float) - np.asarray(stat_b, dtype=float)
     ok = ~np.isnan(d)
     w, d = resamples.weights[ok], d[ok]
     if w.sum() <= 0:
@@ -200,27 +216,73 @@ class Tier(NamedTuple):
     p_holm: float | None
 
 
-def tiers(cms, resamples: Resamples, alpha: float = 0.05) -> list[Tier]:
-    """Tiers of rows given best first (`cms`: each row's (S, 4) or (K, S, 4) per-rat confusion matrices).
+def tiers(rows, resamples: Resamples, alpha: float = 0.05, statistic=pooled_f1_statistic) -> list[Tier]:
+    """Tiers of rows given best first. `rows`: what `statistic(row, resamples)` turns into the row's (B,)
+    per-resample statistic; by default each row's (S, 4) or (K, S, 4) per-rat confusion matrices and the
+    seed mean of the resample's pooled F1 (`paired_f1_p`); the AU board passes per-rat ICC sums and
+    `resampled_icc`.
 
-    The best remaining row opens a tier; each other remaining row is compared with it (`paired_f1_p`),
-    the p-values Holm-adjusted over these comparisons. Walking down the ranks, rows join the tier while
-    their adjusted p >= alpha; the first row separated from the tier's best opens the next tier (tiers
-    are contiguous in rank, so a tier never holds a row ranked below one the test put in a later tier).
+    The best remaining row opens a tier; each other remaining row is compared with it (`paired_p` on the
+    same resamples), the p-values Holm-adjusted over these comparisons. Walking down the ranks, rows join
+    the tier while their adjusted p >= alpha; the first row separated from the tier's best opens the next
+    tier (tiers are contiguous in rank, so a tier never holds a row ranked below one the test put in a
+    later tier).
     """
-    out: list[Tier | None] = [None] * len(cms)
-    remaining, tier = list(range(len(cms))), 0
+    stat = [statistic(r, resamples) for r in rows]
+    out: list[Tier | None] = [None] * len(rows)
+    remaining, tier = list(range(len(rows))), 0
     while remaining:
         tier += 1
         best, others = remaining[0], remaining[1:]
         out[best] = Tier(tier, None, None)
-        raw = [paired_f1_p(cms[best], cms[i], resamples) for i in others]
+        raw = [paired_p(stat[best], stat[i], resamples) for i in others]
         adjusted = holm(raw)
         joining = next((j for j, a in enumerate(adjusted) if a < alpha), len(others))
         for i, p, a in zip(others[:joining], raw, adjusted):
             out[i] = Tier(tier, p, a)
         remaining = others[joining:]
     return out
+
+
+#: the last axis of ICC sufficient statistics
+ICC_SUMS = ("n", "sx", "sy", "sxx", "syy", "sxy")
+
+
+def icc_sums(x, y) -> np.ndarray:
+    """(6,) sufficient statistics of paired values (n, sum x, sum y, sum x^2, sum y^2, sum xy); NaN pairs left out."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = ~np.isnan(x) & ~np.isnan(y)
+    x, y = x[ok], y[ok]
+    return np.array([len(x), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()], dtype=float)
+
+
+def icc_from_sums(sums) -> np.ndarray:
+    """ICC(A,1) (McGraw & Wong, two raters: x and y) over the last axis of sufficient statistics, vectorised;
+    NaN where undefined (n < 2, or every value equal), as `metrics_au.icc_a1` returns None.
+
+    With g the grand mean: SST = Sxx + Syy - 2n g^2, SSR = (Sxx + 2Sxy + Syy)/2 - 2n g^2 (targets),
+    SSC = (Sx - Sy)^2 / (2n) (raters), SSE = SST - SSR - SSC; MSR = SSR/(n-1), MSC = SSC, MSE = SSE/(n-1);
+    ICC = (MSR - MSE) / (MSR + MSE + 2 (MSC - MSE) / n)."""
+    s = np.asarray(sums, dtype=float)
+    n, sx, sy, sxx, syy, sxy = (s[..., i] for i in range(6))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = (sx + sy) / (2 * n)
+        sst = sxx + syy - 2 * n * g * g
+        ssr = (sxx + 2 * sxy + syy) / 2 - 2 * n * g * g
+        ssc = (sx - sy) ** 2 / (2 * n)
+        msr, mse = ssr / (n - 1), (sst - ssr - ssc) / (n - 1)
+        den = msr + mse + 2 * (ssc - mse) / n
+        icc = (msr - mse) / den
+    scale = np.maximum(sxx + syy, 1.0)
+    ok = (n >= 2) & (sst > 1e-12 * scale) & (np.abs(den) > 0)
+    return np.where(ok, icc, np.nan)
+
+
+def resampled_icc(sums, resamples: Resamples) -> np.ndarray:
+    """(B,) seed mean of each resample's ICC(A,1); `sums`: per-rat sufficient statistics (S, 6) or (K seeds, S, 6)."""
+    s = np.asarray(sums, dtype=float)
+    s = s[None] if s.ndim == 2 else s
+    return _nanmean(icc_from_sums(np.einsum("bs,ksc->kbc", resamples.counts, s)))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """From run records to leaderboards: a pure function of its inputs (golden-tested).
 
 Rules, in the order they apply:
-1. One leaderboard per dataset (the run's `ratspain.dataset`); when one name carries several data
-   fingerprints, each fingerprint gets its own leaderboard `<name>@<fingerprint[:8]>`.
+1. One leaderboard per dataset (the run's `ratspain.dataset`) and task (`ratspain.task`: binary, au); when
+   one name carries several data fingerprints within a task, each fingerprint gets its own leaderboard
+   `<name>@<fingerprint[:8]>`. Boards of the au task are named `<name>-au` (`Leaderboard.name`).
 2. A row is one configuration: (method, config hash, code hash, profile, source): rows from different
    code never merge. For each seed, the latest run
    that is complete is used; a seed with no complete run makes the whole row incomplete.
@@ -28,6 +29,13 @@ Rules, in the order they apply:
 10. Prediction-only entries (`source` predictions-only) are listed in their own section, "predictions
    only, not reproduced", never ranked with the rows the harness ran. Rows of outside code run with
    `--no-sandbox` carry the mark `unsandboxed` in their source.
+11. The au task's board (`task` au) uses the same rows on the binary label derived from the predicted grades
+   (rules 2-5, 8, 10) plus each row's pooled AU figures (`Row.au`, `au.row_block`: per-AU QWK, RGS ICC(A,1)
+   with a bootstrap interval over rats, MAE). It is ranked by pooled RGS ICC(A,1) (undefined last), ties by
+   derived pooled F1 (a shared rank only when both are equal); tiers as rule 7 on the paired bootstrap of the
+   ICC(A,1) difference (`stats.resampled_icc` on per-rat sufficient statistics). No baselines and no paper
+   reference; the raters' own agreement (`ceiling_*` metrics) is a reference (`Leaderboard.ceiling`), never
+   ranked. A run whose predictions lack the AU columns is incomplete.
 """
 from __future__ import annotations
 
@@ -41,7 +49,7 @@ import pandas as pd
 from .. import metrics
 from ..data.dataset import sort_subjects
 from ..errors import InputError
-from . import paper, registered, stats
+from . import au, paper, registered, stats
 from .collect import RunRecord, run_url, ui_base, ui_command
 
 SIGNIFICANCE = 0.05
@@ -83,6 +91,7 @@ class Row:
     run_urls: tuple[str, ...] = ()
     experiment_id: str = ""
     note: str = ""
+    au: dict = field(default_factory=dict)   # au task: pooled AU figures (`au.row_block`); empty on binary boards
 
     @property
     def significant(self) -> bool:
@@ -118,6 +127,13 @@ class Leaderboard:
     bootstrap_seed: int = 0
     ui_url: str = ""
     bootstrap_exact: bool = True             # every distinct resample of the rats enumerated (else random)
+    task: str = "binary"                     # binary | au (`tasks.TASKS`)
+    ceiling: dict | None = None              # au task: the raters' own agreement (`au.ceiling`), never ranked
+
+    @property
+    def name(self) -> str:
+        """The board's name: the dataset label, with `-<task>` for a task other than binary (its folder)."""
+        return self.dataset if self.task == "binary" else f"{self.dataset}-{self.task}"
 
     @property
     def distinct_resamples(self) -> int:
@@ -315,18 +331,20 @@ def _order(row: Row) -> tuple:
     return (-row.pooled["f1"], -row.pooled["accuracy"], row.label)
 
 
-def _ranks(rows: list[Row]) -> list[Row]:
-    """Rows sorted by pooled F1, then pooled accuracy; equal in both share a rank."""
+def _ranks(rows: list[Row], order=_order) -> list[Row]:
+    """Rows sorted by `order` (default pooled F1, then pooled accuracy); rows equal on every key of `order`
+    but the label share a rank."""
     ranked: list[Row] = []
-    for i, row in enumerate(sorted(rows, key=_order)):
+    for i, row in enumerate(sorted(rows, key=order)):
         prev = ranked[-1] if ranked else None
-        tied = prev is not None and all(abs(prev.pooled[k] - row.pooled[k]) < 1e-12 for k in ("f1", "accuracy"))
+        tied = prev is not None and all(a == b or abs(a - b) < 1e-12 for a, b in zip(order(prev)[:-1], order(row)[:-1]))
         ranked.append(replace(row, rank=prev.rank if tied else i + 1))
     return ranked
 
 
-def _with_tiers(ranked: list[Row], cms_by_label: dict, resamples: stats.Resamples) -> list[Row]:
-    found = stats.tiers([cms_by_label[r.label] for r in ranked], resamples, SIGNIFICANCE)
+def _with_tiers(ranked: list[Row], data_by_label: dict, resamples: stats.Resamples,
+                statistic=stats.pooled_f1_statistic) -> list[Row]:
+    found = stats.tiers([data_by_label[r.label] for r in ranked], resamples, SIGNIFICANCE, statistic)
     return [replace(r, tier=t.tier, tier_p=t.p_holm, tier_p_raw=t.p_raw) for r, t in zip(ranked, found)]
 
 
@@ -339,12 +357,14 @@ def _plain_labels(ranked: list[Row]) -> list[Row]:
 
 
 def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str = "", n_resamples: int = 2000,
-                      bootstrap_seed: int = 0, mlflow_ui: str | None = None, lookup: Lookup | None = None) -> Leaderboard:
-    """The leaderboard of one dataset from its parent runs (all with the same dataset and fingerprint).
+                      bootstrap_seed: int = 0, mlflow_ui: str | None = None, lookup: Lookup | None = None,
+                      task: str = "binary") -> Leaderboard:
+    """The leaderboard of one dataset and task from its parent runs (all with the same dataset, fingerprint and task).
 
     `lookup`: the registered configuration's hash of a (method, profile); default the registry's
-    (`registered.registered_config_hash`)."""
+    (`registered.registered_config_hash`). `task` au: see rule 11."""
     lookup = lookup or registered.registered_config_hash
+    au_task = task == au.TASK
     warnings = []
     images = _images([r for r in records if r.status == "complete"])
     conflicts = images["image"].duplicated(keep=False)
@@ -364,7 +384,7 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
         methods_count[key[0]] += 1
     duplicates = {m for m, n in methods_count.items() if n > 1}
 
-    complete_rows, incomplete, preds_by_label, cms_by_label = [], [], {}, {}
+    complete_rows, incomplete, preds_by_label, cms_by_label, sums_by_label = [], [], {}, {}, {}
     ui = ui_base(tracking_uri, mlflow_ui)
     for key in sorted(groups):
         method = key[0]
@@ -372,7 +392,9 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
         chosen, reasons, folds = {}, [], []
         for seed in sorted(groups[key], key=_seed_key):
             runs = sorted(groups[key][seed], key=lambda r: r.start_time, reverse=True)
-            verdicts = [(r, _incomplete_reason(r, all_images, len(subjects))) for r in runs]
+            verdicts = [(r, _incomplete_reason(r, all_images, len(subjects))
+                         or (f"seed {r.seed}: {au.missing_columns(r.predictions)}" if au_task and au.missing_columns(r.predictions) else ""))
+                        for r in runs]
             good = [r for r, why in verdicts if not why]
             run = good[0] if good else runs[0]
             chosen[seed] = run
@@ -391,19 +413,26 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
         pooled, pooled_std, per_subject, mean, mean_std, conf = _metric_block(cms, subjects)
         seconds = [r.metrics.get("train_seconds", sum(f.metrics.get("train_seconds", 0.0) for f in r.folds)) for r in chosen.values()]
         hardware = ", ".join(sorted({r.hardware for r in chosen.values() if r.hardware}))
+        au_figures = {}
+        if au_task:
+            au_figures, sums_by_label[label] = au.row_block([r.predictions for r in chosen.values()], subjects, resamples)
         complete_rows.append(Row(
             kind=PREDICTIONS_ONLY if first.source == PREDICTIONS_ONLY else "method", label=label, method=method, seeds=seeds, pooled=pooled, pooled_std=pooled_std,
             per_subject=per_subject, mean_over_subjects=mean, mean_over_subjects_std=mean_std, confusion=conf,
             ci=_ci(cms, resamples), family=first.family, source=_source(first), profile=first.profile,
             config_hash=first.config_hash, code_hash=first.code_hash, train_seconds=float(np.mean(seconds)), hardware=hardware, run_ids=ids,
-            run_urls=urls, experiment_id=first.experiment_id))
+            run_urls=urls, experiment_id=first.experiment_id, au=au_figures))
         preds_by_label[label] = {s: r.predictions for s, r in chosen.items()}
         cms_by_label[label] = cms
 
-    outside = sorted((r for r in complete_rows if r.kind == PREDICTIONS_ONLY), key=_order)
+    order = au.order_key if au_task else _order
+    outside = sorted((r for r in complete_rows if r.kind == PREDICTIONS_ONLY), key=order)
     candidates, exploratory = _split_registered([r for r in complete_rows if r.kind != PREDICTIONS_ONLY], lookup)
-    exploratory.sort(key=lambda r: (r.method, _order(r)))
-    ranked = _with_tiers(_ranks(candidates), cms_by_label, resamples)
+    exploratory.sort(key=lambda r: (r.method, order(r)))
+    if au_task:
+        ranked = _with_tiers(_ranks(candidates, order), sums_by_label, resamples, stats.resampled_icc)
+    else:
+        ranked = _with_tiers(_ranks(candidates), cms_by_label, resamples)
     top_preds = preds_by_label[ranked[0].label] if ranked else None
     if ranked:
         ranked = [ranked[0]] + [replace(r, mcnemar=_mcnemar_vs(top_preds, preds_by_label[r.label])) for r in ranked[1:]]
@@ -412,6 +441,7 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
     baselines, imbalance = [], []
     if len(images):
         maj_preds, imbalance = _majority(images, subjects)
+    if len(images) and not au_task:
         cms = _per_subject_cm(maj_preds, subjects)[None]
         pooled, pooled_std, per_subject, mean, mean_std, conf = _metric_block(cms, subjects)
         baselines.append(Row(
@@ -422,12 +452,13 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
             note="each fold predicts the majority class of its training rats (tie: no pain)"))
         baselines.append(_chance_row(images, subjects))
 
-    reference = tuple(_reference_rows(subjects)) if paper.is_ratspain_like(dataset.split("@")[0]) else ()
+    reference = tuple(_reference_rows(subjects)) if paper.is_ratspain_like(dataset.split("@")[0]) and not au_task else ()
     fingerprint = next((r.fingerprint for r in records if r.fingerprint), "")
     rows = tuple(ranked) + tuple(baselines) + tuple(exploratory) + tuple(outside)
     return Leaderboard(dataset, fingerprint, subjects, len(images), rows, tuple(incomplete),
                        tuple(imbalance), reference, tracking_uri, ui_command(tracking_uri) if tracking_uri else None,
-                       tuple(warnings), n_resamples, bootstrap_seed, ui, resamples.exact)
+                       tuple(warnings), n_resamples, bootstrap_seed, ui, resamples.exact, task,
+                       au.ceiling(records) if au_task else None)
 
 
 def _chance_row(images: pd.DataFrame, subjects) -> Row:
@@ -461,15 +492,15 @@ def _reference_rows(subjects) -> list[dict]:
 
 def build_leaderboards(records: list[RunRecord], tracking_uri: str = "", n_resamples: int = 2000,
                        bootstrap_seed: int = 0, mlflow_ui: str | None = None, lookup: Lookup | None = None) -> list[Leaderboard]:
-    """One leaderboard per dataset (per fingerprint when one name has several), sorted by name.
-    `lookup`: see `build_leaderboard`."""
-    by_name: dict[str, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
+    """One leaderboard per dataset and task (per fingerprint when one name has several within a task), sorted by
+    name, binary before au. `lookup`: see `build_leaderboard`."""
+    by_name: dict[tuple[str, str], dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        by_name[r.dataset][r.fingerprint].append(r)
+        by_name[(r.dataset, r.task or "binary")][r.fingerprint].append(r)
     out = []
-    for name in sorted(by_name):
-        fps = by_name[name]
+    for name, task in sorted(by_name, key=lambda k: (k[0], k[1] != "binary", k[1])):
+        fps = by_name[(name, task)]
         for fp in sorted(fps):
             label = name if len(fps) == 1 else f"{name}@{fp[:8] or 'unknown'}"
-            out.append(build_leaderboard(label, fps[fp], tracking_uri, n_resamples, bootstrap_seed, mlflow_ui, lookup))
+            out.append(build_leaderboard(label, fps[fp], tracking_uri, n_resamples, bootstrap_seed, mlflow_ui, lookup, task))
     return out

@@ -30,8 +30,13 @@ def run_leaderboard(args) -> int:
     out = Path(args.out) if args.out else Path(args.runs_dir) / "leaderboard"
     boards = api.leaderboard(out, args.runs_dir, args.tracking_uri, args.resamples, args.bootstrap_seed, args.mlflow_ui)
     for lb in boards:
-        top = f"; top: {lb.ranked[0].label} (pooled F1 {lb.ranked[0].pooled['f1']:.4f})" if lb.ranked else ""
-        print(f"{lb.dataset}: {len(lb.ranked)} ranked, {len(lb.incomplete)} incomplete{top}")
+        top = ""
+        if lb.ranked and lb.task == "au":
+            icc = lb.ranked[0].au["rgs"]["icc_a1"]
+            top = f"; top: {lb.ranked[0].label} (RGS ICC(A,1) {'undefined' if icc is None else f'{icc:.4f}'})"
+        elif lb.ranked:
+            top = f"; top: {lb.ranked[0].label} (pooled F1 {lb.ranked[0].pooled['f1']:.4f})"
+        print(f"{lb.name}: {len(lb.ranked)} ranked, {len(lb.incomplete)} incomplete{top}")
     out = out.resolve()
     print(f"leaderboard written to {out}/ (README.md, index.html, results.csv, results.json)")
     print(f"open {(out / 'index.html').as_uri()}")

@@ -254,13 +254,7 @@ class MethodRun:
             frames.append(frame)
             summaries.append(summary)
         preds = pd.concat(frames, ignore_index=True).assign(method=name, seed=self.opts.seed)
-        self.pred_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.pred_path.with_name(f".{self.pred_path.name}.{os.getpid()}.tmp")
-        preds.to_csv(tmp, index=False)
-        os.replace(tmp, self.pred_path)
-        score = score_frame(preds)
-        _complete_parent(self.store, self.parent_id, self.dataset, preds, score, summaries, key.root(self.opts.runs_dir),
-                         self.pred_path, self.opts.device)
+        score = complete_parent(self.store, self.parent_id, key, self.dataset, preds, summaries, self.opts.runs_dir, self.opts.device)
         self.result = MethodResult(name, "complete", self.parent_id, self.pred_path, score, time.perf_counter() - self.start, "",
                                    key.config_hash, key.code_hash)
 
@@ -318,6 +312,20 @@ def _execute(runs: list[MethodRun], dataset, opts: RunOptions) -> None:
     finally:
         if launcher is not None:
             launcher.close()
+
+
+def complete_parent(store, parent_id: str, key: JobKey, dataset, preds: pd.DataFrame, summaries: list[dict], runs_dir,
+                    device: str) -> dict:
+    """Every fold is done: write the predictions file (`key.predictions_path`), score it, mark the parent complete with
+    its metrics and artifacts; returns the score."""
+    pred_path = key.predictions_path(runs_dir)
+    pred_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pred_path.with_name(f".{pred_path.name}.{os.getpid()}.tmp")
+    preds.to_csv(tmp, index=False)
+    os.replace(tmp, pred_path)
+    score = score_frame(preds)
+    _complete_parent(store, parent_id, dataset, preds, score, summaries, key.root(runs_dir), pred_path, device)
+    return score
 
 
 def _complete_parent(store, parent_id, dataset, preds, score, summaries, root: Path, pred_path: Path, device: str) -> None:
