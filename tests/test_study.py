@@ -238,6 +238,27 @@ def test_nested_loro_inner_loop_never_sees_outer_test_rat(env):
     assert done and all(sorted(t.intermediate_values) == [0, 1, 2] for t in done)
 
 
+def test_nested_tune_result_is_its_own_ranked_row(env):
+    """The nested-LORO estimate reaches the leaderboard as "<method>, tuned (nested LORO)", ranked beside the registered
+    row, with the outer predictions the study scored; more trials that change a choice replace it (one row per method)."""
+    from ratspain_bench import api
+    from ratspain_bench.data import load_dataset
+    from ratspain_bench.study import TuneOptions, run_tune
+
+    root, data = env
+    res = run_tune(load_dataset(str(data)), TuneOptions(method="bright", n_trials=2, runs_dir=root / "runs", quiet=True))
+    api.run(["bright"], str(data), runs_dir=root / "runs", jobs=1)
+    (lb,) = api.leaderboard(root / "board", runs_dir=root / "runs")
+    by_label = {r.label: r for r in lb.ranked}
+    assert set(by_label) == {"bright", "bright, tuned (nested LORO)"}
+    tuned = by_label["bright, tuned (nested LORO)"]
+    assert tuned.pooled["f1"] == pytest.approx(res.summary["nested"]["f1"])
+    assert tuned.source == "nested LORO" and tuned.tier is not None
+    run_tune(load_dataset(str(data)), TuneOptions(method="bright", n_trials=3, runs_dir=root / "runs", quiet=True))
+    (lb,) = api.leaderboard(root / "board", runs_dir=root / "runs")
+    assert [r.label for r in lb.ranked].count("bright, tuned (nested LORO)") == 1
+
+
 def test_tune_with_declared_search_space_cli(env, capsys):
     root, data = env
     assert main(["study", "tune", "--data", str(data), "--method", "bright", "--n-trials", "2", "--runs-dir", str(root / "runs"),

@@ -14,7 +14,9 @@ Rules, in the order they apply:
    of the configuration the registry gives the method for the row's profile with no overrides
    (`registered.registered_config_hash`), so no configuration is chosen on the test rats. Other
    configurations (`--set`, `--weights`, ...) and methods no longer registered are exploratory rows,
-   listed apart and never ranked. (Nested `study tune` results would enter here, as their own kind.)
+   listed apart and never ranked. A nested `study tune` result (source `nested LORO`: each outer fold's
+   hyper-parameters chosen on its training rats only) is ranked as its own row, "<method>, tuned (nested
+   LORO)"; a method's studies share that row, its latest complete study per seed.
 6. Complete registered rows are ranked by pooled F1 (the paper's headline metric), ties by pooled
    accuracy (a shared rank only when both are equal); several seeds are shown as mean and sample
    standard deviation (ddof=1), never the best seed. Per-rat F1 is undefined (None) for a rat with no
@@ -49,6 +51,7 @@ import pandas as pd
 from .. import metrics
 from ..data.dataset import sort_subjects
 from ..errors import InputError
+from ..evaluation.record import NESTED
 from . import au, paper, registered, stats
 from .collect import RunRecord, run_url, ui_base, ui_command
 
@@ -298,7 +301,9 @@ Lookup = Callable[[str, str], str]
 
 
 def _registration_note(row: Row, lookup: Lookup, cache: dict) -> str:
-    """"" when `row` is its method's registered configuration, else why it is exploratory."""
+    """"" when `row` is its method's registered configuration (or its nested-LORO result), else why it is exploratory."""
+    if row.source == NESTED:
+        return ""
     key = (row.method, row.profile)
     if key not in cache:
         try:
@@ -377,18 +382,19 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
     resamples = stats.rat_resamples(len(subjects), n_resamples, bootstrap_seed)
 
     groups: dict[tuple, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        groups[(r.method, r.config_hash, r.code_hash, r.profile, r.source)][r.seed].append(r)
+    for r in records:  # a method's nested-LORO results form one row: its latest complete study (rule 5)
+        chash = NESTED if r.source == NESTED else r.config_hash
+        groups[(r.method, chash, r.code_hash, r.profile, r.source)][r.seed].append(r)
     methods_count = defaultdict(int)
     for key in groups:
-        methods_count[key[0]] += 1
+        methods_count[key[0]] += key[4] != NESTED
     duplicates = {m for m, n in methods_count.items() if n > 1}
 
     complete_rows, incomplete, preds_by_label, cms_by_label, sums_by_label = [], [], {}, {}, {}
     ui = ui_base(tracking_uri, mlflow_ui)
     for key in sorted(groups):
         method = key[0]
-        label = _label(method, key, duplicates)
+        label = f"{method}, tuned (nested LORO)" if key[4] == NESTED else _label(method, key, duplicates)
         chosen, reasons, folds = {}, [], []
         for seed in sorted(groups[key], key=_seed_key):
             runs = sorted(groups[key][seed], key=lambda r: r.start_time, reverse=True)

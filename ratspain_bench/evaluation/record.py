@@ -79,6 +79,7 @@ class Tag:
 
 
 PARENT, FOLD, STUDY, TRIAL = "parent", "fold", "study", "trial"
+NESTED = "nested LORO"  # the source of a parent run that records a `study tune` result (ranked as its own row)
 RUNNING, COMPLETE, FAILED, ABANDONED = "running", "complete", "failed", "abandoned"
 
 

@@ -151,7 +151,7 @@ class Progress:
 # ---------------------------------------------------------------- execution
 
 
-def _fold_metrics(frame: pd.DataFrame, summary: dict) -> dict:
+def fold_metrics(frame: pd.DataFrame, summary: dict) -> dict:
     m = metrics.summary(metrics.confusion(frame["y_true"], frame["y_pred"]))
     m.update({k: v for k, v in summary.items() if isinstance(v, (int, float)) and k != "subject"})
     return m
@@ -220,7 +220,7 @@ class MethodRun:
         job = self.job(f)
         frame, _ = read_fold(job)
         where = {record.Tag.WORKER: summary.get("worker"), record.Tag.WORKER_DEVICE: summary.get("worker_device")}
-        record.log_fold(self.store, self.exp, self.parent_id, self.children, f.subject, self.p.spec.name, _fold_metrics(frame, summary),
+        record.log_fold(self.store, self.exp, self.parent_id, self.children, f.subject, self.p.spec.name, fold_metrics(frame, summary),
                         files=[job / "predictions.csv"], figures=job / "artifacts", tags={k: v for k, v in where.items() if v})
         self.progress.done(f.subject, info)
 

@@ -97,7 +97,7 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
         {"method": opts.method, "profile": opts.profile, "seed": opts.seed, "space": "; ".join(described), "space_source": source,
          "fixed": json.dumps(opts.fixed, default=str), "study": study_name, "storage": redact(storage_url), "dataset": dataset.name})
 
-    outer_rows, outer_frames, imps = [], [], []
+    outer_rows, outer_frames, imps, chosen = [], [], [], []
     for i, outer in enumerate(ev.folds):
         inner = inner_folds(dataset.table["subject"], outer, dataset.table["image"])
         name = f"{study_name}/outer-{outer.subject}"
@@ -157,6 +157,7 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
             row.update(params={k: _jsonable(v) for k, v in best.params.items()}, inner_f1=float(best.value), f1=float(s["f1"]),
                        accuracy=float(s["accuracy"]), best_trial=best.number)
             outer_frames.append(frame.assign(**{f"chosen_{k}": v for k, v in best.params.items()}))
+            chosen.append((outer, cfg))
             opts.log(f"[tune] outer rat {outer.subject}: chose {best.params} (inner F1 {best.value:.4f}); "
                        f"held-out F1 {s['f1']:.4f}, accuracy {100 * s['accuracy']:.2f}%")
             imp = report.importances(study)
@@ -193,7 +194,38 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
     metrics.update({f"importance_{k}": v for k, v in importance.items()})
     metrics["outer_folds_scored"] = nested["folds_scored"]
     runs.finish(c, parent, "complete" if complete else "incomplete", metrics, files)
+    if complete:
+        _record_nested(c, ev, spec, opts, study_name, preds, chosen)
     return TuneResult(summary, md, out, complete)
+
+
+def _record_nested(store: Store, ev: Evaluator, spec, opts: TuneOptions, study_name: str, preds: pd.DataFrame, chosen: list) -> None:
+    """The nested-LORO estimate as a parent run of `ratspain/<dataset>`, like a `run`'s: the leaderboard ranks it as
+    the row "<method>, tuned (nested LORO)" (source `nested LORO`). Its config hash names the study and the
+    configuration each outer fold chose, so more trials that change a choice record a new run."""
+    from ..evaluation import record
+    from ..evaluation.fold import read_fold
+    from ..evaluation.identity import JobKey
+    from ..evaluation.runner import complete_parent, fold_metrics
+
+    picks = {outer.subject: cfg for outer, cfg in chosen}
+    key = JobKey(ev.dataset.name, ev.fingerprint, spec.name, config_hash("nested", {"study": study_name, "chosen": picks}),
+                 ev.key(spec, chosen[0][1]).code_hash, opts.seed)
+    parent = record.ParentRun(key, spec.family, opts.profile, record.NESTED, {"study": study_name}, len(ev.folds), spec.cite,
+                              "in-process" if spec.trusted else opts.sandbox.mode)
+    exp, parent_id, done = record.open_parent(store, parent)
+    if done:
+        return
+    children = record.fold_runs(store, exp, parent_id)
+    preds = preds.assign(method=spec.name, seed=opts.seed)
+    summaries = []
+    for outer, cfg in chosen:
+        summary = read_fold(ev.key(spec, cfg).fold_dir(ev.runs_dir, outer))[1]
+        summaries.append(summary)
+        rows = preds[preds["fold"].astype(str) == outer.subject]
+        record.log_fold(store, exp, parent_id, children, outer.subject, spec.name, fold_metrics(rows, summary),
+                        files=[], tags={record.Tag.STUDY: study_name})
+    complete_parent(store, parent_id, key, ev.dataset, preds, summaries, ev.runs_dir, ev.device)
 
 
 def _names(storage) -> set[str]:
