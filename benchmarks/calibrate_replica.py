@@ -8,6 +8,7 @@ Non-triviality checks (logistic regression, the best C of a small grid reported,
 HOG features, a linear probe on 64 px pixels, and an oracle that reads the exact continuous AU
 intensities the renderer drew (the ceiling any image method could reach). Every method also gets
 a random stratified 6-fold split, which sees every rat in training and so should be easier.
+Only the high-confidence rows are used (the paper's subset; low-confidence rows have no label).
 
     python benchmarks/calibrate_replica.py [--data DIR] [--seed 0] [--size 256] [--jobs 2]
 """
@@ -91,9 +92,10 @@ def logreg(x, y, folds, c, out=None):
 
 
 def oracle_intensities(rows, seed):
-    """The continuous AU intensities the renderer drew for each row (None if the manifest is not ours)."""
-    from ratspain_bench.data.rat_face import AUS
+    """The continuous AU intensities the renderer drew for each (high-confidence) row (None if the
+    manifest is not ours)."""
     from ratspain_bench.data.synth import sample_image
+    from ratspain_bench.tasks import AUS, BLANK
 
     order = {}
     for r in rows:
@@ -101,7 +103,7 @@ def oracle_intensities(rows, seed):
     x = []
     for r in rows:
         p = sample_image(seed, order[r["subject"]], int(Path(r["path"]).stem.rsplit("_", 1)[1]), int(r["level"]))
-        if p["scores"] != [int(r[f"au_{k}"]) for k in AUS]:
+        if p["accepted"] != [int(r[f"au_{k}"]) if r[f"au_{k}"] else BLANK for k in AUS]:
             return None
         x.append([p["intensity"][k] for k in AUS])
     return np.array(x)
@@ -133,6 +135,9 @@ def main() -> None:
         print(f"generated replica (seed {args.seed}, {args.size} px, {args.jobs} jobs) in "
               f"{time.perf_counter() - t0:.1f} s")
     rows = list(csv.DictReader(open(data / "manifest.csv", encoding="utf-8")))
+    n_low = sum(r.get("confidence") == "low" for r in rows)
+    rows = [r for r in rows if r.get("confidence") != "low"]  # the paper's high-confidence subset
+    print(f"{len(rows)} high-confidence images used, {n_low} low-confidence left out")
     y = np.array([int(r["label"]) for r in rows])
     subjects = np.array([r["subject"] for r in rows])
     t0 = time.perf_counter()

@@ -233,11 +233,13 @@ def imbalance(data=None, include_low_confidence: bool = False) -> dict:
     return imbalance_report(load_dataset(data, include_low_confidence))
 
 
-def synth(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None, jobs: int | None = None, progress=None) -> Path:
-    """Render the synthetic replica into `out_dir` (manifest.csv, images/, au_regions.json); the manifest's path."""
+def synth(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None, jobs: int | None = None, progress=None,
+          low_confidence: int | None = None) -> Path:
+    """Render the synthetic replica into `out_dir` (manifest.csv, images/, au_regions.json); the manifest's path.
+    `low_confidence`: images the two-stage rating leaves low-confidence (default 157 with the paper's counts, else 0)."""
     from .data.synth import generate_replica
 
-    return generate_replica(out_dir, seed=seed, size=size, counts=counts, jobs=jobs, progress=progress)
+    return generate_replica(out_dir, seed=seed, size=size, counts=counts, jobs=jobs, progress=progress, low_confidence=low_confidence)
 
 
 def contact_sheet(data=None, out="replica-sheet.png", per_level: int = 2, seed: int = 0, include_low_confidence: bool = False) -> Path:

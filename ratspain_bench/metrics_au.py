@@ -10,8 +10,6 @@ is None, never a fake 0. Everything returned is JSON-safe (float, int, None, str
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
@@ -19,8 +17,7 @@ from .tasks import AUS, BLANK, rgs_score
 
 ICC_FORM = ("ICC(A,1): McGraw & Wong two-way random effects, absolute agreement, single measure "
             "(= Shrout & Fleiss ICC(2,1))")
-STAGE_ONE = ("1", "2", "3", "4", "5")  # the raters who grade every AU
-RATER_COLUMN = re.compile(r"^rater_(.+)_au_(" + "|".join(AUS) + r")$")
+STAGE_ONE = 5  # the first five raters (in column order) grade every AU: stage one of the two-stage rule
 
 
 def _f(x) -> float | None:
@@ -195,16 +192,6 @@ def score_au(frame: pd.DataFrame) -> dict:
             "mean_over_subjects": _mean_over_subjects(per)}
 
 
-def _rater_columns(table: pd.DataFrame) -> dict:
-    """{rater id: {au: column}} of the `rater_<id>_au_<name>` columns."""
-    out: dict = {}
-    for c in table.columns:
-        m = RATER_COLUMN.match(str(c))
-        if m:
-            out.setdefault(m.group(1), {})[m.group(2)] = c
-    return out
-
-
 def _ceiling_block(table: pd.DataFrame, raters: dict, stage_one: list) -> dict:
     n = len(table)
     blank = np.full(n, np.nan)
@@ -222,24 +209,23 @@ def _ceiling_block(table: pd.DataFrame, raters: dict, stage_one: list) -> dict:
     return {"au": au, "rgs": {**rgs, "n": int(np.sum(~np.isnan(consensus)))}}
 
 
-def human_ceiling(table: pd.DataFrame, stage_one=STAGE_ONE) -> dict | None:
+def human_ceiling(table: pd.DataFrame, stage_one: int = STAGE_ONE) -> dict | None:
     """Inter-rater agreement of a dataset table with `rater_<id>_au_<name>` columns, as a reference for
     `score_au`; None when the table has no rater column.
 
-    Per AU: Krippendorff's alpha (ordinal) over all raters, and the mean over the stage-one raters (those of
-    `stage_one` present) of a single rater's QWK and accuracy against the consensus `au_<name>`. RGS: a
+    Per AU: Krippendorff's alpha (ordinal) over all raters, and the mean over the stage-one raters (the
+    first `stage_one` raters in column order, `data.raters.rater_columns`) of a single rater's QWK and accuracy against the consensus `au_<name>`. RGS: a
     single stage-one rater's image score (mean of the AUs that rater graded) against the consensus score,
     ICC(A,1), Pearson r and MAE averaged over those raters (undefined ones skipped). "n" counts the images
     with a consensus. Each rater is part of the consensus, so this ceiling is optimistic.
     Returns {"raters", "stage_one", "icc_form", "au": {name: {alpha, qwk, accuracy, n}},
     "rgs": {icc_a1, pearson_r, mae, n}} pooled, "per_subject": {subject: {"au", "rgs"}}, "mean_over_subjects"."""
-    from .data.dataset import sort_subjects
+    from .data.raters import rater_columns
 
-    raters = _rater_columns(table)
+    raters = rater_columns(table.columns)
     if not raters:
         return None
-    raters = {r: raters[r] for r in sort_subjects(raters)}
-    first = [r for r in map(str, stage_one) if r in raters]
+    first = list(raters)[:stage_one]
     missing = [f"au_{a}" for a in AUS if f"au_{a}" not in table.columns] + (["subject"] if "subject" not in table else [])
     if missing:
         raise ValueError(f"table lacks {missing}")

@@ -1,4 +1,4 @@
-"""Tables 2 and 4 of the paper reproduced exactly; JSON, Markdown and CSV renderings."""
+"""Tables 1, 2 and 4 of the paper reproduced exactly; JSON, Markdown and CSV renderings."""
 from __future__ import annotations
 
 import csv
@@ -41,6 +41,8 @@ def check_against_paper(report: dict) -> None:
         assert (f["test_no_pain"], f["test_pain"]) == (TABLE2[s]["no_pain"], TABLE2[s]["moderate"] + TABLE2[s]["severe"])
     t1 = PAPER["table1_dataset"]["high_confidence"]
     assert report["total"] == {"no_pain": t1["no_pain"], "pain": t1["moderate"] + t1["severe"], "total": t1["total"]}
+    assert report["confidence"]["high"] == t1["total"]
+    assert report["confidence"]["high_levels"] == {k: t1[k] for k in ("no_pain", "moderate", "severe")}
 
 
 def test_tables_2_and_4_from_paper_counts():
@@ -51,7 +53,9 @@ def test_tables_2_and_4_from_paper_counts():
 
 def test_json_shape_is_the_contract():
     r = imbalance_report(paper_table())
-    assert set(r) == {"subjects", "folds", "total"}
+    assert set(r) == {"subjects", "folds", "total", "confidence"}  # the contract's keys plus Table 1
+    assert r["confidence"] == {"high": 1138, "low": 0, "total": 1138,
+                               "high_levels": {"no_pain": 541, "moderate": 591, "severe": 6}}
     assert all(set(v) == {"no_pain", "moderate", "severe", "pain", "total"} for v in r["subjects"].values())
     assert set(r["total"]) == {"no_pain", "pain", "total"}
     for f in r["folds"].values():
@@ -101,9 +105,10 @@ def test_missing_class_in_training_gives_null_ratio():
     assert b["majority_baseline_accuracy"] == pytest.approx(0.25)
 
 
-def test_markdown_has_both_tables():
+def test_markdown_has_the_three_tables():
     md = to_markdown(imbalance_report(paper_table()), title="paper")
-    assert "## Table 2." in md and "## Table 4." in md
+    assert "## Table 1." in md and "## Table 2." in md and "## Table 4." in md
+    assert "| Low confidence  | N/A          |        0 |" in md
     assert "| Total " in md and "541" in md and "1138" in md
     row5 = next(line for line in md.splitlines() if line.startswith("| 5 ") and "478" in line)
     assert row5.count("478") == 2 and "34.62" in row5
@@ -138,9 +143,16 @@ def replica(tmp_path_factory):
     return out
 
 
-def test_tables_2_and_4_on_the_generated_replica(replica, capsys):
+def test_tables_1_2_and_4_on_the_generated_replica(replica, capsys):
     ds, problems = read_dataset(replica)
     assert [p for p in problems if p.severity == "error"] == []
     check_against_paper(imbalance_report(ds))
     assert main(["data", "imbalance", "--data", str(replica), "--format", "json"]) == 0
-    check_against_paper(json.loads(capsys.readouterr().out))
+    report = json.loads(capsys.readouterr().out)
+    check_against_paper(report)
+    t1 = PAPER["table1_dataset"]
+    assert {k: report["confidence"][k] for k in ("high", "low", "total")} == {
+        "high": t1["high_confidence"]["total"], "low": t1["low_confidence_unlabelled"], "total": t1["total_images"]}
+    assert main(["data", "imbalance", "--data", str(replica), "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert "| Low confidence  | N/A          |      157 |" in md and "| Total           |              |     1295 |" in md

@@ -16,7 +16,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     p.add_argument("--per-subject-counts", default="ratspain",
-                   help="'ratspain' (the paper's Table 2) or a JSON object {subject: {no_pain: n, moderate: n, severe: n}}")
+                   help="'ratspain' (the paper's Tables 1-2: 1,138 high-confidence images and 157 low-confidence ones) or "
+                        "a JSON object {subject: {no_pain: n, moderate: n, severe: n}}")
+    p.add_argument("--low-confidence", type=int, default=None,
+                   help="low-confidence images (fewer than three accepted AUs; default 157 with 'ratspain', else 0)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: up to 2)")
     p.set_defaults(func=run)
 
@@ -38,6 +41,8 @@ def run(args) -> int:
     from .. import api
 
     counts = parse_counts(args.per_subject_counts)
+    if args.low_confidence is not None and args.low_confidence < 0:
+        raise InputError(f"--low-confidence {args.low_confidence}: want a non-negative number of images")
     if args.out_dir.exists() and any(args.out_dir.iterdir()):
         raise InputError(f"{args.out_dir}: exists and is not empty (choose a new folder)")
     from tqdm import tqdm
@@ -48,6 +53,7 @@ def run(args) -> int:
             bar.n = done
             bar.refresh()
 
-        manifest = api.synth(args.out_dir, seed=args.seed, size=args.size, counts=counts, jobs=args.jobs, progress=progress)
+        manifest = api.synth(args.out_dir, seed=args.seed, size=args.size, counts=counts, jobs=args.jobs, progress=progress,
+                             low_confidence=args.low_confidence)
     print(f"wrote {manifest}")
     return 0

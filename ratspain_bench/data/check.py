@@ -11,10 +11,15 @@ Image checks (skipped, with an `info` note, for a labels-only dataset):
   pHash (signs, against their median, of the 8x8 lowest DCT coefficients of a 32x32 thumbnail). A pair
   is near-identical when the two Hamming distances summed are at most `HASH_THRESHOLD` (8 of 128 bits).
   Re-encoding (JPEG quality 30), resizing and mild blur stay within 6; on the default replica the
-  closest pair of distinct images under different subjects is 14 apart. Each pair is reported once, at
+  closest pair of distinct images under different subjects is 13 apart. Each pair is reported once, at
   the later row, naming the earlier one; after `MAX_PAIRS_LISTED` pairs the rest are counted in one line.
 
-Only the rows that would be used are image-checked (low-confidence rows are excluded unless
+Labelling rule (warnings: real data may disagree with it): where a row has rater columns for an AU,
+its `au_<name>` must be what the paper's two-stage rule gives from those grades (`raters.consensus`),
+and where a row has AU or rater grades, its `level` must be the rounded mean of the accepted AUs
+(the `au_` columns, or the raters' consensus where the manifest has no `au_` column).
+
+Only the rows that would be used are checked (low-confidence rows are excluded unless
 `include_low_confidence`); rows whose file is missing are already reported by `read_dataset`.
 """
 from __future__ import annotations
@@ -23,9 +28,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageFile
 
+from ..tasks import AUS, BLANK, au_column
 from .dataset import Dataset, Problem, read_dataset
+from .raters import consensus, image_level, rater_columns
 
 HASH_THRESHOLD = 8  # summed dHash + pHash Hamming distance (of 128 bits) at or below which two images are near-identical
 MAX_PAIRS_LISTED = 100  # near-duplicate pairs listed one per line; beyond that, one summary line
@@ -134,9 +142,43 @@ def leakage_problems(table, rows, dhash, phash, threshold: int = HASH_THRESHOLD)
     return problems
 
 
+def _grade(value) -> int:
+    return BLANK if value is None or pd.isna(value) else int(value)
+
+
+def _show(grade: int) -> str:
+    return "blank" if grade == BLANK else str(grade)
+
+
+def rule_problems(table) -> list[Problem]:
+    """Warnings where a row's AU grades or level disagree with the two-stage labelling rule."""
+    raters = rater_columns(table.columns)
+    aus = [a for a in AUS if au_column(a) in table]
+    if not aus and not raters:
+        return []
+    problems = []
+    for row in table.to_dict("records"):
+        accepted = []
+        for a in AUS:
+            given = _grade(row[au_column(a)]) if a in aus else None
+            grades = [_grade(row[cols[a]]) if a in cols else BLANK for cols in raters.values()]
+            rule = consensus(grades) if any(g != BLANK for g in grades) else None
+            if given is not None and rule is not None and given != rule:
+                problems.append(Problem("warning", row["where"], f"{au_column(a)} {_show(given)} contradicts its raters "
+                                        f"(the two-stage rule gives {_show(rule)})"))
+            accepted.append(given if given is not None else BLANK if rule is None else rule)
+        level = _grade(row["level"])
+        if level != BLANK and any(g != BLANK for g in accepted) and image_level(accepted) != level:
+            grades = ", ".join(f"{a} {_show(g)}" for a, g in zip(AUS, accepted))
+            problems.append(Problem("warning", row["where"], f"level {level} is not {image_level(accepted)}, the rounded "
+                                    f"mean of the accepted AU grades ({grades})"))
+    return problems
+
+
 def check_dataset(data=None, include_low_confidence: bool = False, threshold: int = HASH_THRESHOLD,
                   jobs: int | None = None) -> list[Problem]:
-    """Every problem of a dataset, in order: structure (read_dataset), image decoding, cross-subject leakage.
+    """Every problem of a dataset, in order: structure (read_dataset), labelling rule, image decoding,
+    cross-subject leakage.
 
     Severities: `error` (not usable), `warning` (usable, worth knowing), `info` (a note, e.g. skipped checks).
     Raises `InputError` only when `data` names nothing readable at all.
@@ -148,6 +190,7 @@ def inspect_dataset(data=None, include_low_confidence: bool = False, threshold: 
                     jobs: int | None = None) -> tuple[Dataset, list[Problem]]:
     """`check_dataset`, also returning the dataset read (for the summary line of `data check`)."""
     ds, problems = read_dataset(data, include_low_confidence)
+    problems += rule_problems(ds.table)
     if not ds.has_images:
         problems.append(Problem("info", ds.source, "labels only: no image files found beside it; "
                                 "image checks (unreadable or truncated images, cross-subject duplicates) skipped"))

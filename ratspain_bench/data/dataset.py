@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError, where
+from .raters import RATER_COLUMN
 
 LEVELS = {"0": 0, "1": 1, "2": 2, "no_pain": 0, "moderate": 1, "severe": 2}
 LEVEL_NAMES = ("no_pain", "moderate", "severe")
@@ -42,7 +43,9 @@ class Dataset:
 
     Table columns: `image` (id as written in the source, used in predictions files), `file`
     (absolute image path), `subject` (str), `level` (nullable 0/1/2), `label` (0/1), `confidence`,
-    `where` (file:line of the row), plus any of the AU and pose columns of the contract.
+    `where` (file:line of the row), plus any of the AU, pose and rater columns of the contract (rater
+    columns `rater_<id>_au_<name>` as nullable ints). `n_low_confidence_excluded` counts the
+    `confidence=low` rows left out: all of them by default, only the unlabelled ones when included.
     """
 
     name: str
@@ -153,17 +156,17 @@ def _parse_row(raw: dict, line: int, path: Path) -> tuple[dict | None, list[Prob
         label = {"0": 0, "1": 1}.get(get("label"))
         if label is None:
             errs.append(Problem("error", at, f"unknown label {get('label')!r} (expected 0 or 1)"))
-    if not get("level") and not get("label"):
-        errs.append(Problem("error", at, "no level and no label"))
     if level is not None and label is not None and label != int(level >= 1):
         errs.append(Problem("error", at, f"label {label} contradicts level {level} (label is level >= 1)"))
     confidence = get("confidence").lower() or "high"
     if confidence not in ("high", "low"):
         errs.append(Problem("error", at, f"unknown confidence {get('confidence')!r} (expected high or low)"))
+    if not get("level") and not get("label") and confidence != "low":  # the paper leaves low images unlabelled
+        errs.append(Problem("error", at, "no level and no label"))
     rec = {"image": image, "subject": subject, "level": level,
            "label": label if label is not None else (None if level is None else int(level >= 1)),
            "confidence": confidence, "where": at}
-    for c in AU_COLUMNS:
+    for c in AU_COLUMNS + tuple(k for k in raw if k and RATER_COLUMN.match(k)):
         if c in raw:
             v = get(c)
             if v and v not in ("0", "1", "2"):
@@ -280,8 +283,8 @@ def read_dataset(data=None, include_low_confidence: bool = False) -> tuple[Datas
                 problems.append(Problem("error", r["where"], f"image not found: {r['image']}"))
     table = pd.DataFrame(rows, columns=None if rows else ["image", "subject", "level", "label", "confidence", "where", "file"])
     n_low = 0
-    if len(table) and not include_low_confidence:
-        low = table["confidence"] == "low"
+    if len(table):  # low rows are left out by default; one without a label always (nothing can use it)
+        low = (table["confidence"] == "low") & (table["label"].isna() | (not include_low_confidence))
         n_low = int(low.sum())
         table = table[~low]
     table = table.reset_index(drop=True)
@@ -289,6 +292,9 @@ def read_dataset(data=None, include_low_confidence: bool = False) -> tuple[Datas
         table["level"] = table["level"].astype("Int64")
         table["label"] = table["label"].astype(int)
         table["subject"] = table["subject"].astype(str)
+        for c in table.columns:
+            if RATER_COLUMN.match(str(c)):
+                table[c] = table[c].astype("Int64")
     n_subjects = table["subject"].nunique() if len(table) else 0
     if n_subjects < 2:
         problems.append(Problem("error", str(path), f"{n_subjects} subject(s): leave-one-subject-out needs at least 2"))

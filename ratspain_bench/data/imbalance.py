@@ -1,4 +1,5 @@
-"""Label counts per subject (the paper's Table 2) and per LORO fold (its Table 4), as pure functions.
+"""Label counts by confidence (the paper's Table 1), per subject (Table 2) and per LORO fold (Table 4),
+as pure functions.
 
 All functions take a dataset table (or a `Dataset`) with columns `subject`, `label` (0/1) and, when
 known, `level` (0/1/2, nullable). `moderate`/`severe` count the rows whose level is known, so they
@@ -10,6 +11,11 @@ Fold entries (keyed by the held-out subject) carry the contract's four counts pl
   choice of scikit-learn's `DummyClassifier(strategy="most_frequent")` (the first class in order);
 - `majority_baseline_accuracy`: accuracy on the test subject of always predicting `train_majority`;
 - `majority_baseline_f1`: the pain-class F1 of that constant prediction (0 when it predicts no pain).
+
+Table 1 (`confidence` in the JSON, not in the CSV): `high`, `low` and `total` image counts and the
+high-confidence rows by level (`high_levels`: no_pain/moderate/severe). `low` counts the low rows in
+the table plus those the reader left out (`Dataset.n_low_confidence_excluded`); a table without a
+`confidence` column is all high.
 
 CSV layout (wide, one table): one row per subject, in subject order, with the Table 2 columns
 (`no_pain,moderate,severe,pain,total`) followed by the fold columns of the fold that holds that
@@ -58,6 +64,16 @@ def totals(data) -> dict:
     return {"no_pain": c["no_pain"], "pain": c["pain"], "total": c["total"]}
 
 
+def confidence_counts(data) -> dict:
+    """Table 1: {high, low, total, high_levels: {no_pain, moderate, severe}}."""
+    t = _table(data)
+    low_rows = (t["confidence"] == "low") if "confidence" in t else pd.Series(False, index=t.index)
+    c = _counts(t[~low_rows])
+    low = int(low_rows.sum()) + getattr(data, "n_low_confidence_excluded", 0)
+    return {"high": c["total"], "low": low, "total": c["total"] + low,
+            "high_levels": {k: c[k] for k in ("no_pain", "moderate", "severe")}}
+
+
 def majority_baseline(train_no_pain: int, train_pain: int, test_no_pain: int, test_pain: int) -> dict:
     """Imbalance ratio of the training set and the test-subject scores of predicting its majority class."""
     majority = "pain" if train_pain > train_no_pain else "no_pain"  # tie -> no_pain (sklearn's most_frequent)
@@ -84,18 +100,24 @@ def fold_counts(data) -> dict[str, dict]:
 
 
 def imbalance_report(data) -> dict:
-    """The contract's `data imbalance --format json` object."""
-    return {"subjects": subject_counts(data), "folds": fold_counts(data), "total": totals(data)}
+    """The contract's `data imbalance --format json` object, plus Table 1 under `confidence`."""
+    return {"subjects": subject_counts(data), "folds": fold_counts(data), "total": totals(data),
+            "confidence": confidence_counts(data)}
 
 
 # ---------------------------------------------------------------- renderings
 
 
 def to_markdown(report: dict, title: str | None = None) -> str:
-    """Two tabulate tables titled like the paper's Tables 2 and 4."""
+    """Three tabulate tables titled like the paper's Tables 1, 2 and 4."""
     from tabulate import tabulate
 
-    subj, folds, tot = report["subjects"], report["folds"], report["total"]
+    subj, folds, tot, conf = report["subjects"], report["folds"], report["total"], report["confidence"]
+    lv = conf["high_levels"]
+    t1 = tabulate([["High confidence", "No pain (0)", lv["no_pain"]], ["", "Moderate (1)", lv["moderate"]],
+                   ["", "Severe (2)", lv["severe"]], ["", "All", conf["high"]],
+                   ["Low confidence", "N/A", conf["low"]], ["Total", "", conf["total"]]],
+                  headers=["Subset", "Pain level", "Images"], tablefmt="github")
     rows2 = [[s, c["no_pain"], c["moderate"], c["severe"], c["pain"], c["total"]] for s, c in subj.items()]
     rows2.append(["Total", tot["no_pain"], sum(c["moderate"] for c in subj.values()),
                   sum(c["severe"] for c in subj.values()), tot["pain"], tot["total"]])
@@ -112,7 +134,10 @@ def to_markdown(report: dict, title: str | None = None) -> str:
                                   "Majority baseline F1"], tablefmt="github", disable_numparse=True,
                   colalign=("left",) + ("right",) * 5 + ("left",) + ("right",) * 2)
     head = f"# Label imbalance: {title}\n\n" if title else ""
-    return (f"{head}## Table 2. Number of images per subject and pain level\n\n{t2}\n\n"
+    return (f"{head}## Table 1. Number of images by confidence and pain level\n\n"
+            "Low-confidence images (fewer than three accepted AU grades) are unlabelled in the paper and left out "
+            f"of Tables 2 and 4 by default (`--include-low-confidence` keeps those with a level).\n\n{t1}\n\n"
+            f"## Table 2. Number of images per subject and pain level\n\n{t2}\n\n"
             "## Table 4. Training and test label counts of each leave-one-subject-out fold\n\n"
             "The baseline always predicts the training set's majority class (a tie predicts no pain) "
             f"and is scored on the held-out subject.\n\n{t4}\n")

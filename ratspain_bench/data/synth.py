@@ -1,10 +1,20 @@
-"""The synthetic RatsPain replica: stylised rat faces whose pain level follows the Rat Grimace Scale.
+"""The synthetic RatsPain replica: stylised rat faces labelled by simulated raters the paper's way.
 
-Each image gets a level drawn without replacement from its subject's counts (default: the paper's
-Table 2), four AU scores 0/1/2 sampled given that level (rejection sampling until the rounded mean
-equals the level, the paper's labelling rule), then continuous AU intensities (score + rater-like
-jitter + a per-rat resting-face offset) that drive the drawing. Subjects differ in look, cage,
-camera and head-pose distribution, none of which depends on the label.
+Each image of a subject gets a target drawn without replacement from the subject's counts (default:
+the paper's Table 2, plus 157 low-confidence images, Table 1): a high-confidence level 0/1/2, or
+"low confidence". Per image, a latent continuous intensity in [0, 2] per AU (an integer score drawn
+given a level, plus jitter and a per-rat resting-face offset) drives the drawing, and eight raters
+grade a noisy view of it: rater bias and noise, and "uncertain" (no grade) more often for the
+whiskers and for a turned head (section "Explanation of pain levels"). The two-stage rule of
+`raters` turns the grades into accepted AUs, a level and a confidence; the latent state, head pose
+and grades are drawn again until the outcome is the target (rejection sampling of numbers only; each
+image is rendered once, after). Without rejection about 12% of images come out low-confidence and
+about two thirds of the AUs are settled in stage one. Subjects differ in look, cage, camera and
+head-pose distribution, none of which depends on the label.
+
+Low-confidence images are spread over the subjects by largest remainder, proportionally to the
+subjects' high-confidence totals (ties to the earlier subject); their latent level is drawn from
+Table 1's high-confidence proportions.
 
 Determinism: every image uses `SeedSequence([seed, subject_index, image_index])` (subject_index is
 the position of the subject in `counts`), so the output does not depend on the number of workers.
@@ -22,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .rat_face import AUS, draw_face, look_for
+from ..tasks import AUS, BLANK, round_half_up
+from .rat_face import draw_face, look_for
+from .raters import RATER_COLUMNS, STAGE_ONE, accepted_grades, image_confidence, image_level, settled_in_stage_one
 
 PAPER_COUNTS: dict[str, dict[str, int]] = {  # RatsPain Table 2 (1,138 high-confidence images)
     "1": {"no_pain": 56, "moderate": 163, "severe": 2},
@@ -32,21 +44,24 @@ PAPER_COUNTS: dict[str, dict[str, int]] = {  # RatsPain Table 2 (1,138 high-conf
     "5": {"no_pain": 63, "moderate": 116, "severe": 3},
     "6": {"no_pain": 34, "moderate": 62, "severe": 1},
 }
-REPLICA_VERSION = 1  # bump whenever the rendering changes, so caches keyed on it are refreshed
+PAPER_LOW_CONFIDENCE = 157  # Table 1: images left unlabelled (1,295 in all)
+REPLICA_VERSION = 2  # bump whenever the rendering or labelling changes, so caches keyed on it are refreshed
 LEVEL_KEYS = ("no_pain", "moderate", "severe")
+LOW = None  # the target of a low-confidence image
 FRONTAL_MAX_YAW = 15.0  # |yaw| < 15 deg: frontal
 MODERATE_MAX_YAW = 40.0  # 15 <= |yaw| < 40: moderate; otherwise extreme
-FIELDS = ["path", "subject", "level", "label", "confidence", "au_orbital", "au_nose", "au_ears", "au_whiskers",
-          "pose_yaw", "pose_pitch", "pose_roll", "pose_bin"]
+FIELDS = ["path", "subject", "level", "label", "confidence", *(f"au_{a}" for a in AUS),
+          "pose_yaw", "pose_pitch", "pose_roll", "pose_bin", *RATER_COLUMNS]
 
-# Rater model: P(AU score = 0, 1, 2 | image level), before the rounded-mean constraint.
+# Latent state: P(AU score = 0, 1, 2 | level), then intensity = score + per-rat offset + jitter.
 AU_SCORE_PROBS = np.array([[0.80, 0.18, 0.02], [0.22, 0.60, 0.18], [0.03, 0.30, 0.67]])
-AU_JITTER = 0.25  # sd of the continuous intensity around the integer score (rater disagreement)
-
-
-def round_half_up(x: float) -> int:
-    """Rounded mean as the paper's label: 0.5 -> 1 and 1.5 -> 2 (never banker's rounding)."""
-    return int(np.floor(x + 0.5 + 1e-9))
+AU_JITTER = 0.25  # sd of the continuous intensity around the integer score
+LOW_LEVEL_PROBS = np.array([541, 591, 6]) / 1138  # latent level of a low-confidence image (Table 1)
+# Raters 1..8: grade = round_half_up(intensity + bias + N(0, RATER_SD)) clipped to 0..2, or uncertain.
+RATER_BIAS = np.array([0.05, -0.08, 0.0, 0.10, -0.04, 0.08, -0.06, 0.02])
+RATER_SD = 0.25
+UNCERTAIN = np.array([0.03, 0.04, 0.03, 0.12])  # P(no grade) per AU in `AUS` order, frontal head
+UNCERTAIN_TURNED = 0.4  # added to it linearly from |yaw| = 15 deg (0) to 75 deg (all of it)
 
 
 def pose_bin(yaw: float) -> str:
@@ -54,63 +69,124 @@ def pose_bin(yaw: float) -> str:
     return "frontal" if a < FRONTAL_MAX_YAW else "moderate" if a < MODERATE_MAX_YAW else "extreme"
 
 
-def sample_au_scores(level: int, rng: np.random.Generator) -> list[int]:
-    """Four AU scores whose rounded-half-up mean is `level`."""
-    while True:
-        s = rng.choice(3, size=4, p=AU_SCORE_PROBS[level])
-        if round_half_up(s.mean()) == level:
-            return [int(v) for v in s]
-
-
 def _pose(look, rng: np.random.Generator) -> tuple[float, float, float]:
     yaw = rng.normal(0, look.yaw_sd)
     if rng.random() < look.yaw_turned:
         yaw = rng.choice([-1, 1]) * abs(rng.normal(look.yaw_turn, 12))
-    yaw = float(np.clip(yaw, -75, 75))
-    pitch = float(np.clip(rng.normal(look.pitch_mu, look.pitch_sd), -35, 35))
-    roll = float(np.clip(rng.normal(0, look.roll_sd), -35, 35))
+    yaw = _clip(yaw, 75)
+    pitch = _clip(rng.normal(look.pitch_mu, look.pitch_sd), 35)
+    roll = _clip(rng.normal(0, look.roll_sd), 35)
     return round(yaw, 1), round(pitch, 1), round(roll, 1)
 
 
-def sample_image(seed: int, subject_index: int, image_index: int, level: int) -> dict:
-    """Per-image draws: AU scores, continuous AU intensities, pose and camera settings, plus the RNG
-    (left where drawing continues). Everything comes from SeedSequence([seed, subject_index, image_index])."""
+def _clip(x: float, limit: float) -> float:
+    return float(min(max(x, -limit), limit))
+
+
+def rate(intensity: np.ndarray, yaw: float, rng: np.random.Generator) -> np.ndarray:
+    """Grades (AUs, 8 raters) of one image; stage-two raters' grades are blank on AUs settled in stage one."""
+    grades = round_half_up(intensity[:, None] + RATER_BIAS + rng.normal(0, RATER_SD, (len(AUS), len(RATER_BIAS)))).clip(0, 2)
+    p_none = UNCERTAIN + UNCERTAIN_TURNED * min(max(abs(yaw) - FRONTAL_MAX_YAW, 0) / 60, 1)
+    grades[rng.random(grades.shape) < p_none[:, None]] = BLANK
+    for g in grades:
+        if settled_in_stage_one(g):
+            g[STAGE_ONE:] = BLANK
+    return grades
+
+
+def draw_rated(look, level: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """One draw, before any rejection: latent AU intensities given a level, head pose, rater grades."""
+    scores = rng.choice(3, size=len(AUS), p=AU_SCORE_PROBS[level])
+    intensity = (scores + np.asarray(look.au_offset) + rng.normal(0, AU_JITTER, len(AUS))).clip(0, 2)
+    pose = _pose(look, rng)
+    return intensity, pose, rate(intensity, pose[0], rng)
+
+
+def sample_image(seed: int, subject_index: int, image_index: int, target) -> dict:
+    """Per-image draws: latent AU intensities, pose and rater grades with the target outcome (a level of a
+    high-confidence image, or `LOW`), the labels they give, camera settings, and the RNG (left where
+    drawing continues). Everything comes from SeedSequence([seed, subject_index, image_index])."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, subject_index, image_index]))
     look = look_for(subject_index)
-    scores = sample_au_scores(level, rng)
-    intensity = {k: float(np.clip(s + off + rng.normal(0, AU_JITTER), 0, 2))
-                 for k, s, off in zip(AUS, scores, look.au_offset)}
-    return {"rng": rng, "look": look, "scores": scores, "intensity": intensity, "pose": _pose(look, rng),
+    while True:
+        level = target if target is not LOW else rng.choice(3, p=LOW_LEVEL_PROBS)
+        intensity, pose, grades = draw_rated(look, level, rng)
+        accepted = accepted_grades(grades)
+        confidence = image_confidence(accepted)
+        if confidence == "low" if target is LOW else confidence == "high" and image_level(accepted) == target:
+            break
+    return {"rng": rng, "look": look, "intensity": dict(zip(AUS, intensity.tolist())), "pose": pose,
+            "grades": grades, "accepted": accepted, "level": image_level(accepted), "confidence": confidence,
             "quality": int(rng.integers(55, 93)), "blur": max(0.0, rng.normal(look.blur, 0.25)),
             "noise": max(0.5, rng.normal(look.noise, 1.5)), "light": look.light * rng.uniform(0.85, 1.1)}
 
 
+def _cell(grade) -> int | str:
+    return "" if grade == BLANK else int(grade)
+
+
+def manifest_row(subject: str, image_index: int, p: dict) -> dict:
+    """The manifest row of a sampled image (blank cells for no grade, and for no level on a low row)."""
+    yaw, pitch, roll = p["pose"]
+    level = p["level"]
+    return {"path": f"images/{subject}/{subject}_{image_index:04d}.jpg", "subject": subject,
+            "level": _cell(level), "label": "" if level == BLANK else int(level >= 1), "confidence": p["confidence"],
+            **{f"au_{a}": _cell(g) for a, g in zip(AUS, p["accepted"])},
+            "pose_yaw": yaw, "pose_pitch": pitch, "pose_roll": roll, "pose_bin": pose_bin(yaw),
+            **{c: _cell(g) for c, g in zip(RATER_COLUMNS, p["grades"].T.ravel())}}
+
+
 def render_one(job: tuple) -> tuple[dict, dict]:
     """Render image `image_index` of a subject into `root`; returns its manifest row and AU boxes."""
-    root, seed, size, subject, subject_index, image_index, level = job
-    p = sample_image(seed, subject_index, image_index, level)
+    root, seed, size, subject, subject_index, image_index, target = job
+    p = sample_image(seed, subject_index, image_index, target)
     data, boxes = draw_face(p["look"], p["intensity"], p["pose"], p["rng"], size, p["quality"],
                             p["blur"] * size / 256, p["noise"], p["light"])
-    rel = f"images/{subject}/{subject}_{image_index:04d}.jpg"
-    (Path(root) / rel).write_bytes(data)
-    yaw, pitch, roll = p["pose"]
-    row = {"path": rel, "subject": subject, "level": level, "label": int(level >= 1), "confidence": "high",
-           **{f"au_{k}": s for k, s in zip(AUS, p["scores"])},
-           "pose_yaw": yaw, "pose_pitch": pitch, "pose_roll": roll, "pose_bin": pose_bin(yaw)}
+    row = manifest_row(subject, image_index, p)
+    (Path(root) / row["path"]).write_bytes(data)
     return row, boxes
 
 
-def _jobs(root: Path, seed: int, size: int, counts: dict) -> list[tuple]:
-    jobs = []
+def low_confidence_counts(counts: dict, n: int) -> dict[str, int]:
+    """n low-confidence images over the subjects: largest remainder, proportional to their totals."""
+    weights = np.array([sum(int(v) for v in c.values()) for c in counts.values()], dtype=float)
+    if not weights.sum():
+        weights[:] = 1.0
+    share = n * weights / weights.sum()
+    out = np.floor(share).astype(int)
+    for i in np.argsort(-(share - out), kind="stable")[: n - out.sum()]:
+        out[i] += 1
+    return dict(zip(counts, out.tolist()))
+
+
+def plan(seed: int, counts: dict, low_confidence: int) -> list[tuple]:
+    """(subject, subject_index, image_index, target) of every image, each subject's targets shuffled."""
+    low = low_confidence_counts(counts, low_confidence)
+    out = []
     for si, (subject, c) in enumerate(counts.items()):
-        levels = np.repeat([0, 1, 2], [int(c.get(k, 0)) for k in LEVEL_KEYS])
-        np.random.default_rng(np.random.SeedSequence([seed, si], spawn_key=(1,))).shuffle(levels)
-        (root / "images" / subject).mkdir(parents=True, exist_ok=True)
-        jobs += [(str(root), seed, size, subject, si, i, int(lv)) for i, lv in enumerate(levels)]
-    return jobs
+        targets = [lv for lv, k in enumerate(LEVEL_KEYS) for _ in range(int(c.get(k, 0)))] + [LOW] * low[subject]
+        order = np.random.default_rng(np.random.SeedSequence([seed, si], spawn_key=(1,))).permutation(len(targets))
+        out += [(subject, si, i, targets[j]) for i, j in enumerate(order)]
+    return out
 
 
-def _check(out_dir: Path, size: int, counts: dict) -> None:
+def _counts(counts: dict | None, low_confidence: int | None) -> tuple[dict, int]:
+    """Normalised counts (default `PAPER_COUNTS`) and the low-confidence count (default: 157 for the
+    paper's counts, 0 for others)."""
+    counts = {str(k): dict(v) for k, v in (PAPER_COUNTS if counts is None else counts).items()}
+    if low_confidence is None:
+        low_confidence = PAPER_LOW_CONFIDENCE if counts == PAPER_COUNTS else 0
+    return counts, int(low_confidence)
+
+
+def plan_rows(seed: int = 0, counts: dict | None = None, low_confidence: int | None = None) -> list[dict]:
+    """The manifest rows `generate_replica` would write, without drawing any image (seconds for 1,295)."""
+    counts, low_confidence = _counts(counts, low_confidence)
+    return [manifest_row(subject, i, sample_image(int(seed), si, i, target))
+            for subject, si, i, target in plan(int(seed), counts, low_confidence)]
+
+
+def _check(out_dir: Path, size: int, counts: dict, low_confidence: int) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ValueError(f"{out_dir}: exists and is not empty; refusing to overwrite")
     if size < 32:
@@ -121,24 +197,29 @@ def _check(out_dir: Path, size: int, counts: dict) -> None:
         bad = set(c) - set(LEVEL_KEYS)
         if bad or any(int(c.get(k, 0)) < 0 for k in LEVEL_KEYS):
             raise ValueError(f"counts for subject {subject!r}: want non-negative {', '.join(LEVEL_KEYS)}")
+    if low_confidence < 0 or (low_confidence and not counts):
+        raise ValueError(f"low_confidence {low_confidence}: want a non-negative count (and at least one subject)")
 
 
 def generate_replica(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None,
-                     jobs: int | None = None, progress=None) -> Path:
+                     jobs: int | None = None, progress=None, low_confidence: int | None = None) -> Path:
     """Render the replica into out_dir; returns the path of out_dir/manifest.csv.
 
-    counts: {subject: {"no_pain": n0, "moderate": n1, "severe": n2}} (default `PAPER_COUNTS`).
+    counts: {subject: {"no_pain": n0, "moderate": n1, "severe": n2}} high-confidence images (default
+    `PAPER_COUNTS`); low_confidence: low-confidence images added (default 157 with the paper's counts, else 0).
     jobs: worker processes (default min(2, cpu count)); progress: optional callable(n_done, n_total).
     Renders into a temporary sibling folder and renames it into place, so out_dir is complete or absent.
     Raises ValueError if out_dir exists and is not empty.
     """
     out_dir = Path(out_dir)
-    counts = {str(k): dict(v) for k, v in (PAPER_COUNTS if counts is None else counts).items()}
-    _check(out_dir, size, counts)
+    counts, low_confidence = _counts(counts, low_confidence)
+    _check(out_dir, size, counts, low_confidence)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        work = _jobs(tmp, int(seed), int(size), counts)
+        for subject in counts:
+            (tmp / "images" / subject).mkdir(parents=True)
+        work = [(str(tmp), int(seed), int(size), *p) for p in plan(int(seed), counts, low_confidence)]
         n_jobs = max(1, min(jobs or min(2, os.cpu_count() or 1), len(work) or 1))
         results = []
         if n_jobs == 1:
