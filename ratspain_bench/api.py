@@ -294,10 +294,11 @@ def validate(path, **options):
 def train(method: str, data=None, *, out, profile: str = "quick", seed: int = 0, device: str = "auto", set: dict | None = None,
           weights: str | None = None, finetune: str | None = None, from_run: str | None = None, register: str | None = None,
           evaluate: bool = False, runs_dir="ratspain-runs", tracking_uri: str | None = None, include_low_confidence: bool = False,
-          quiet: bool = True):
+          quiet: bool = True, task: str = "binary"):
     """Fit `method` on every animal of `data` with the config `run` would use (or that of the LORO parent run
     `from_run`), save it as an MLflow pyfunc model with MODEL_CARD.md in `out`, log it to MLflow (and `register` it);
-    returns the saved model, loaded (`.predict(images)`). `evaluate`: run LORO first, so the card has its evidence."""
+    returns the saved model, loaded (`.predict(images)`). `evaluate`: run LORO first, so the card has its evidence.
+    `task="au"`: the model also grades the four action units (its `predict` gives `au_<name>` columns)."""
     from .model.saved import load_model as _load_model
     from .model.train import recipe, recipe_from_run, train_model
 
@@ -305,7 +306,7 @@ def train(method: str, data=None, *, out, profile: str = "quick", seed: int = 0,
         r = recipe_from_run(from_run, method, runs_dir, tracking_uri)
     else:
         declared = {k: v for k, v in (("weights", weights), ("finetune", finetune)) if v is not None}
-        r = recipe(method, profile, seed, dict(set or {}), declared)
+        r = recipe(method, profile, seed, dict(set or {}), declared, task)
     dataset = load_dataset(data, include_low_confidence)
     train_model(r, dataset, out, device=device, register=register, runs_dir=runs_dir, tracking_uri=tracking_uri,
                 run_loro=evaluate, quiet=quiet)

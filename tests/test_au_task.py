@@ -197,3 +197,40 @@ def test_cli_task_au_and_methods_filter(env, capsys):
     assert main(["methods", "--task", "au", "--format", "json"]) == 0
     names = {m["name"] for m in json.loads(capsys.readouterr().out)["methods"]}
     assert "plain" not in names and "grading" in names
+
+
+def test_trained_au_model_grades_new_faces(env):
+    """`train --task au`: the saved model grades the four AUs of new images as the fitted method does in process,
+    its card quotes the au run's evidence, and the MLflow pyfunc path agrees."""
+    import mlflow.pyfunc
+
+    from ratspain_bench.data import load_dataset
+    from ratspain_bench.data.cache import load_images
+    from ratspain_bench.evaluation.fold import au_grades, build
+    from ratspain_bench.methods.base import Context, TestSet, TrainSet
+    from ratspain_bench.methods.registry import get_method
+
+    data, out = env / "data", env / "model"
+    model = api.train("lbp-r1p8-8x8", str(data), out=out, set={"image_size": 64}, task="au", evaluate=True, runs_dir=env / "runs")
+    assert model.meta["task"] == "au" and model.meta["evidence_run"]
+    assert "Action units" in (out / "MODEL_CARD.md").read_text()
+    files = sorted(str(p) for p in (data / "images").glob("*.png"))
+    scored = model.predict(files)
+    assert {f"au_{a}" for a in AUS} <= set(scored.columns)
+
+    ds = load_dataset(str(data))
+    spec = get_method("lbp-r1p8-8x8")
+    from ratspain_bench.evaluation.configure import configure
+
+    method = build(spec, configure(spec, "quick", {"image_size": 64}), Context(task="au"))
+    images = load_images(ds, 64)[0]
+    g = au_grades(ds.table)
+    method.fit(TrainSet(images, ds.table["label"].to_numpy(), ds.table["subject"].to_numpy(), ds.keys,
+                        au={a: g[:, j] for j, a in enumerate(AUS)}))
+    order = [ds.table.index[ds.table["file"] == f][0] for f in files]
+    want = method.predict(TestSet(images[order], ds.table["subject"].to_numpy()[order], tuple(ds.keys[i] for i in order)))
+    for a in AUS:
+        np.testing.assert_array_equal(scored[f"au_{a}"].to_numpy(int), want.au[a])
+    via_mlflow = mlflow.pyfunc.load_model(str(out)).predict(pd.DataFrame({"path": files}))
+    for a in AUS:
+        np.testing.assert_array_equal(via_mlflow[f"au_{a}"].to_numpy(int), want.au[a])

@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", help="deep methods: none, hub, lite0 or a local weights file (as `run`)")
     p.add_argument("--finetune", choices=("full", "frozen"), help="deep methods: as `run`")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a config parameter (repeatable)")
+    p.add_argument("--task", choices=("binary", "au"), default="binary",
+                   help="au: the model also grades the four action units 0/1/2 (predict writes au_<name> columns)")
     p.add_argument("--from-run", metavar="RUN_ID", help="take method, config, profile and seed from this MLflow LORO parent run")
     p.add_argument("--register", metavar="NAME", help="also add the model to the MLflow model registry under NAME")
     p.add_argument("--evaluate", action="store_true", help="run LORO with this exact config first (resumed if done), for the card's evidence")
@@ -43,7 +45,7 @@ def run(args) -> int:
     model = api.train(args.method, args.data, out=args.out, profile=args.profile, seed=args.seed, device=args.device,
                       set=parse_overrides(args.set), weights=args.weights, finetune=args.finetune, from_run=args.from_run,
                       register=args.register, evaluate=args.evaluate, runs_dir=args.runs_dir, tracking_uri=args.tracking_uri,
-                      include_low_confidence=args.include_low_confidence, quiet=args.quiet)
+                      include_low_confidence=args.include_low_confidence, quiet=args.quiet, task=args.task)
     m = model.meta
     print(f"{m['method']} trained on {m['dataset']['n']} images of {m['dataset']['name']} (config {m['config_hash']}, code {m['code_hash']})")
     print(f"model: {args.out}   card: {Path(args.out) / 'MODEL_CARD.md'}   MLflow: runs:/{m['mlflow_run']}/model")

@@ -64,6 +64,15 @@ def _evidence(ev: Evidence | None, why: str, meta: dict) -> list[str]:
            _table(["rat", "n", "F1", "accuracy", "tp", "fp", "fn", "tn"],
                   [[s, d["n"], f"{d['f1']:.4f}", _pct(d["accuracy"]), d["tp"], d["fp"], d["fn"], d["tn"]]
                    for s, d in ev.score["per_subject"].items()]), ""]
+    units = ev.score.get("action_units")
+    if units:  # the au task: the binary cells above are of the label derived from the predicted grades
+        f = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+        out += ["Action units (the F1 and accuracy above are of the pain label derived from the predicted grades; "
+                "κw: quadratic-weighted kappa against the raters' consensus, pooled):", "",
+                _table(["AU", "n", "accuracy", "macro-F1", "κw"],
+                       [[a, d["n"], f(d["accuracy"]), f(d["macro_f1"]), f(d["qwk"])] for a, d in units["au"].items()]), "",
+                f"RGS score (mean of the four grades) against the consensus score: ICC(A,1) {f(units['rgs']['icc_a1'])}, "
+                f"Pearson r {f(units['rgs']['pearson_r'])}, MAE {f(units['rgs']['mae'])} (n = {units['rgs']['n']}).", ""]
     if ev.pose:
         out += ["Per head-pose bin (pooled over folds):", "",
                 _table(["pose", "n", "F1", "accuracy"],

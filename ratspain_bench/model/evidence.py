@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..board.stats import Interval, bootstrap_over_subjects
 from ..evaluation.predictions import score_frame
+from ..evaluation.identity import task_fingerprint
 from ..evaluation.record import COMPLETE, EXPERIMENT_PREFIX, PARENT, Store, Tag, local_store_path, tracking_uri
 
 RESAMPLES = 2000  # as the leaderboard
@@ -63,8 +64,9 @@ def summarise(run, uri: str, preds: pd.DataFrame) -> Evidence:
                     reliability(y, p) if p is not None else pd.DataFrame())
 
 
-def find(dataset, method: str, config_hash: str, code_hash: str, seed: int, runs_dir, uri: str | None) -> tuple[Evidence | None, str]:
-    """(evidence, "") or (None, why there is none)."""
+def find(dataset, method: str, config_hash: str, code_hash: str, seed: int, runs_dir, uri: str | None,
+         task: str = "binary") -> tuple[Evidence | None, str]:
+    """(evidence, "") or (None, why there is none). In the au task, the au run's (its binary cells: the derived label)."""
     uri = tracking_uri(runs_dir, uri)
     path = local_store_path(uri)
     if path is not None and not path.exists():
@@ -73,11 +75,12 @@ def find(dataset, method: str, config_hash: str, code_hash: str, seed: int, runs
     exp = store.client.get_experiment_by_name(EXPERIMENT_PREFIX + dataset.name)
     if exp is None:
         return None, f"no LORO run of dataset {dataset.name!r} in {uri}"
-    runs = store.find(exp.experiment_id, **{Tag.ROLE: PARENT, Tag.FINGERPRINT: dataset.fingerprint, Tag.CONFIG_HASH: config_hash,
+    fingerprint = task_fingerprint(dataset, task)
+    runs = store.find(exp.experiment_id, **{Tag.ROLE: PARENT, Tag.FINGERPRINT: fingerprint, Tag.CONFIG_HASH: config_hash,
                                             Tag.CODE_HASH: code_hash, Tag.SEED: str(seed), Tag.STATUS: COMPLETE})
     if not runs:
-        return None, (f"no complete LORO run in {uri} with this dataset ({dataset.fingerprint}), config ({config_hash}), "
-                      f"code ({code_hash}) and seed ({seed})")
+        return None, (f"no complete LORO run{'' if task == 'binary' else f' of the {task} task'} in {uri} with this dataset "
+                      f"({fingerprint}), config ({config_hash}), code ({code_hash}) and seed ({seed})")
     run = sorted(runs, key=lambda r: (r.data.tags.get(Tag.METHOD) != method, -r.info.start_time))[0]
     with tempfile.TemporaryDirectory(prefix="ratspain-evidence-") as tmp:
         try:

@@ -127,7 +127,7 @@ def open_folder(folder: Path, device: str = "auto") -> TrainedModel:
         config = make_config(cls.Config, None, **meta["params"])
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{folder}: its config no longer fits {cls.__name__} ({e}); retrain it with this code") from None
-    ctx = Context(seed=int(meta["seed"]), device=device, profile=meta.get("profile", ""))
+    ctx = Context(seed=int(meta["seed"]), device=device, profile=meta.get("profile", ""), task=meta.get("task", "binary"))
     try:
         method = cls.load(config, state / METHOD_DIR, ctx)
     except InputError:

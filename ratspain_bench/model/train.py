@@ -26,13 +26,14 @@ from ..data.cache import load_images
 from ..data.imbalance import COUNT_KEYS, subject_counts
 from ..data.synth import FIELDS as SYNTH_FIELDS
 from ..errors import InputError
-from ..evaluation.configure import configure
-from ..evaluation.fold import META_COLUMNS, build, image_size
-from ..evaluation.identity import code_hash, config_hash
+from ..evaluation.configure import configure, require_task
+from ..evaluation.fold import META_COLUMNS, au_grades, build, image_size
+from ..evaluation.identity import code_hash, config_hash, task_fingerprint
 from ..evaluation.record import PARENT, Store, Tag, git_commit, versions
 from ..methods.base import Context, TrainSet, config_params
 from ..methods.registry import MethodSpec, get_method
 from ..paths import cache_dir
+from ..tasks import AUS
 from . import evidence
 from .card import write_card
 from .pyfunc import save_pyfunc
@@ -55,6 +56,7 @@ class Recipe:
     config_hash: str
     code_hash: str
     fingerprint: str = ""  # the dataset a --from-run run used
+    task: str = "binary"  # `au`: the model grades the four action units too (`ratspain_bench.tasks`)
 
 
 def is_synthetic(dataset) -> bool:
@@ -76,11 +78,13 @@ def _check_trainable(spec: MethodSpec) -> None:
                          f"in this process (RATSPAIN_TRUST={spec.name}), or evaluate it with `ratspain-bench run`")
 
 
-def recipe(method: str, profile: str = "quick", seed: int = 0, overrides: dict | None = None, where_declared: dict | None = None) -> Recipe:
+def recipe(method: str, profile: str = "quick", seed: int = 0, overrides: dict | None = None, where_declared: dict | None = None,
+           task: str = "binary") -> Recipe:
     spec = get_method(method)
     _check_trainable(spec)
     params = configure(spec, profile, overrides, where_declared)
-    return Recipe(spec, params, profile, seed, config_hash(spec.family, params), code_hash(spec))
+    require_task(spec, task)
+    return Recipe(spec, params, profile, seed, config_hash(spec.family, params), code_hash(spec), task=task)
 
 
 def recipe_from_run(run_id: str, method: str | None, runs_dir, uri: str | None) -> Recipe:
@@ -102,7 +106,8 @@ def recipe_from_run(run_id: str, method: str | None, runs_dir, uri: str | None) 
     base = configure(spec, profile)
     logged = {k[len("cfg."):]: v for k, v in run.data.params.items() if k.startswith("cfg.")}
     params = config_params(spec.checked_config(None, **{k: base[k] if str(base.get(k)) == v else v for k, v in logged.items()}))
-    r = Recipe(spec, params, profile, seed, config_hash(spec.family, params), code_hash(spec), tags.get(Tag.FINGERPRINT, ""))
+    r = Recipe(spec, params, profile, seed, config_hash(spec.family, params), code_hash(spec), tags.get(Tag.FINGERPRINT, ""),
+               tags.get(Tag.TASK, "binary"))
     if r.config_hash != tags.get(Tag.CONFIG_HASH):
         raise InputError(f"--from-run {run_id}: its logged parameters give config {r.config_hash} here, not the run's "
                          f"{tags.get(Tag.CONFIG_HASH)}; train with --method {name} --set ... instead")
@@ -124,14 +129,18 @@ def fit(r: Recipe, dataset, device: str, quiet: bool):
     t = dataset.table
     images = load_images(dataset, image_size(r.params))[0]
     cols = [c for c in META_COLUMNS if c in t.columns]
+    au = None
+    if r.task == "au":
+        grades = au_grades(t)
+        au = {a: grades[:, j] for j, a in enumerate(AUS)}
     train = TrainSet(np.asarray(images), t["label"].to_numpy(), t["subject"].to_numpy(), tuple(dataset.keys),
-                     t[cols].reset_index(drop=True) if cols else None)
+                     t[cols].reset_index(drop=True) if cols else None, au)
 
     def progress(epoch=None, epochs=None, loss=None, stage=None, **_):
         if not quiet:
             print(f"[{r.spec.name}] {stage or f'epoch {epoch}/{epochs} loss {loss:.4f}'}", file=sys.stderr, flush=True)
 
-    ctx = Context(seed=r.seed, device=device, profile=r.profile, cache_dir=cache_dir(), progress=progress)
+    ctx = Context(seed=r.seed, device=device, profile=r.profile, cache_dir=cache_dir(), progress=progress, task=r.task)
     method = build(r.spec, r.params, ctx)
     method.fit(train)
     return method
@@ -142,7 +151,7 @@ def evaluate(r: Recipe, dataset, device: str, runs_dir, uri: str | None, quiet: 
     from ..evaluation.runner import RunOptions, run_methods
 
     opts = RunOptions(profile=r.profile, seed=r.seed, device=device, runs_dir=Path(runs_dir), tracking_uri=uri,
-                      jobs=os.cpu_count() or 1, quiet=quiet, overrides=dict(r.params))
+                      jobs=os.cpu_count() or 1, quiet=quiet, overrides=dict(r.params), task=r.task)
     (res,) = run_methods([r.spec.name], dataset, opts)
     if res.status != "complete":
         raise InputError(f"--evaluate: the LORO run of {r.spec.name} failed: {res.error}")
@@ -166,11 +175,11 @@ def train_model(r: Recipe, dataset, out, *, device: str = "auto", register: str 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: exists and is not empty; choose another --out or remove it")
     dataset.require_images()
-    if r.fingerprint and r.fingerprint != dataset.fingerprint:
+    if r.fingerprint and r.fingerprint != task_fingerprint(dataset, r.task):
         raise InputError(f"--from-run: that run used dataset {r.fingerprint}, --data is {dataset.fingerprint}")
     if run_loro:
         evaluate(r, dataset, device, runs_dir, tracking_uri, quiet)
-    ev, why = evidence.find(dataset, r.spec.name, r.config_hash, r.code_hash, r.seed, runs_dir, tracking_uri)
+    ev, why = evidence.find(dataset, r.spec.name, r.config_hash, r.code_hash, r.seed, runs_dir, tracking_uri, r.task)
     method = fit(r, dataset, device, quiet)
     cls = type(method)
     summary = dataset_summary(dataset)
@@ -182,11 +191,11 @@ def train_model(r: Recipe, dataset, out, *, device: str = "auto", register: str 
         "ratspain.synthetic": str(summary["synthetic"]).lower()})
     meta = {"format": FORMAT, "method": r.spec.name, "family": r.spec.family, "class": f"{cls.__module__}:{cls.__qualname__}",
             "source": r.spec.source, "cite": r.spec.cite, "params": r.params, "config_hash": r.config_hash,
-            "code_hash": r.code_hash, "profile": r.profile, "seed": r.seed, "git_commit": git_commit(), "threshold": THRESHOLD,
+            "code_hash": r.code_hash, "profile": r.profile, "seed": r.seed, "task": r.task, "git_commit": git_commit(), "threshold": THRESHOLD,
             "preprocessing": method.input_spec(), "dataset": summary, "evidence_run": None if ev is None else ev.run_id,
             "mlflow_run": run.info.run_id, "tracking_uri": store.uri, "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    metadata = {k: meta[k] for k in ("method", "family", "config_hash", "code_hash", "seed", "profile", "evidence_run")}
+    metadata = {k: meta[k] for k in ("method", "family", "config_hash", "code_hash", "seed", "profile", "task", "evidence_run")}
     metadata.update(dataset=dataset.name, dataset_fingerprint=dataset.fingerprint, synthetic=summary["synthetic"])
     if summary["synthetic"]:
         metadata["warning"] = SYNTHETIC_NOTE
