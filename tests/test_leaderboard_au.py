@@ -294,6 +294,25 @@ def test_html_has_the_au_table_and_figures(board):
     assert table.count("<tr") == 1 + len(board.main_rows) + 1  # header, ranked rows, the ceiling
 
 
+CHROMIUM = next((c for c in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(c).exists()), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (/usr/bin/chromium)")
+def test_au_page_in_headless_chromium(board, tmp_path):
+    """Real clicks on the au page: Method sorts by name, RGS ICC(A,1) by value (the ceiling row included)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_page", Path(__file__).parent / "browser" / "check_page.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    write_leaderboards([board], tmp_path / "page")
+    result = check.check_page(tmp_path / "page" / "index.html", chromium=CHROMIUM, table="au-results-table", column="RGS ICC(A,1)")
+    assert result["console_errors"] == [], result["console_errors"]
+    assert result["rows"] == len(board.main_rows) + 1
+    assert result["sorted_by_method"] and result["order_changed_by_click"]
+    assert result["sorted_descending"] and result["sorted_ascending"]
+
+
 def test_export_has_task_and_au_columns(board, tmp_path):
     data = results_json([board])
     lb = data["leaderboards"][0]

@@ -96,3 +96,15 @@ def reference_cells(ref: dict, subjects) -> list[str]:
 def pain_share(lb: Leaderboard) -> float:
     pos = sum(d["test_pain"] for d in lb.imbalance)
     return pos / lb.n_images if lb.n_images else 0.0
+
+
+def top_cells(lb: Leaderboard) -> tuple[str, str, float | str]:
+    """The top-ranked row of a board, its score by the board's ranking metric (binary: pooled F1/accuracy; au: pooled
+    RGS ICC(A,1)) and that score's sort key: for the index of several boards."""
+    if not lb.ranked:
+        return DASH, DASH, ""
+    top = lb.ranked[0]
+    if lb.task == "au":
+        icc = top.au["rgs"]["icc_a1"]
+        return top.label, f"RGS ICC(A,1) {DASH if icc is None else f'{icc:.4f}'}", "" if icc is None else icc
+    return top.label, f"F1/Acc {pooled_cell(top)}", top.pooled["f1"]

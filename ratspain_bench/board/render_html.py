@@ -156,16 +156,19 @@ def au_results_table(lb: Leaderboard, rows=None, table_id: str = "au-results-tab
     for r in (lb.main_rows if rows is None else rows):
         t = render_au.row_cells(r)
         p = r.mcnemar["p_value"] if r.mcnemar else None
-        sorts = ([_sort_value(r.rank), None, _sort_value(r.tier)] + [_sort_value(r.au["qwk"][a]) for a in AUS]
+        sorts = ([_sort_value(r.rank), _sort_value(r.tier), None] + [_sort_value(r.au["qwk"][a]) for a in AUS]
                  + [_sort_value(r.au["rgs"]["icc_a1"]), _sort_value(r.au["icc_ci"][0]), _sort_value(r.au["rgs"]["mae"]),
                     r.pooled["f1"], "" if p is None else p, len(r.seeds) if r.seeds else "",
                     "" if r.train_seconds is None else r.train_seconds, None, None])
-        order = [0, 2, 1] + list(range(3, len(t)))  # Method second, as on the binary table
+        order = [0, 2, 1] + list(range(3, len(t)))  # Method second, as on the binary table (`sorts` in `t` order)
         tds = [_td(t[i], sorts[i], cls="text" if i in (2, len(t) - 2, len(t) - 1) else "") for i in order]
         body.append(f'<tr class="{"top" if r.rank == 1 else ""}">' + "".join(tds) + _td(_runs_html(r), cls="text", raw=True) + "</tr>")
     if rows is None and lb.ceiling:
-        t = render_au.ceiling_cells(lb)
-        body.append('<tr class="baseline reference">' + "".join(_td(t[i], cls="text" if i == 2 else "") for i in [0, 2, 1] + list(range(3, len(t))))
+        t, c = render_au.ceiling_cells(lb), lb.ceiling
+        sorts = ["", "", None] + [_sort_value(c["au"][a]["qwk"]) for a in AUS] + [_sort_value(c["rgs"]["icc_a1"]), "",
+                                                                               _sort_value(c["rgs"]["mae"])] + [""] * 6
+        order = [0, 2, 1] + list(range(3, len(t)))
+        body.append('<tr class="baseline reference">' + "".join(_td(t[i], sorts[i], cls="text" if i == 2 else "") for i in order)
                     + _td(cells.DASH, cls="text") + "</tr>")
     return (f'<table id="{table_id}" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"
             + "\n".join(body) + "</tbody></table>")
@@ -300,17 +303,16 @@ def render_index_html(entries) -> str:
     """The top-level page when there are several datasets: `entries` are (leaderboard, relative folder)."""
     rows = []
     for lb, rel in entries:
-        top = lb.ranked[0] if lb.ranked else None
+        label, score, key = cells.top_cells(lb)
         rows.append("<tr>" + _td(f'<a href="{escape(rel)}/index.html">{escape(lb.name)}</a>', lb.name, cls="text", raw=True)
-                    + _td(str(len(lb.subjects)), len(lb.subjects)) + _td(f"{lb.n_images:,}", lb.n_images)
+                    + _td(lb.task, cls="text") + _td(str(len(lb.subjects)), len(lb.subjects)) + _td(f"{lb.n_images:,}", lb.n_images)
                     + _td(str(len(lb.ranked)), len(lb.ranked)) + _td(str(len(lb.incomplete)), len(lb.incomplete))
-                    + _td(top.label if top else cells.DASH, cls="text")
-                    + _td(cells.pooled_cell(top) if top else cells.DASH, top.pooled["f1"] if top else "") + "</tr>")
-    head = [_th("Dataset", numeric=False), _th("Rats"), _th("Images"), _th("Ranked"), _th("Incomplete"),
-            _th("Top (pooled F1)", numeric=False), _th("Top LORO (pooled)")]
+                    + _td(label, cls="text") + _td(score, key) + "</tr>")
+    head = [_th("Board", numeric=False), _th("Task", numeric=False), _th("Rats"), _th("Images"), _th("Ranked"),
+            _th("Incomplete"), _th("Top", numeric=False), _th("Top's score (pooled)")]
     return "\n".join([
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', '<link rel="icon" href="data:,">',
         "<title>Leaderboards</title>", f"<style>{CSS}</style></head><body>",
-        "<header><h1>Leaderboards</h1><p class=\"meta\">One leaderboard per dataset, never mixed.</p></header><main>",
+        "<header><h1>Leaderboards</h1><p class=\"meta\">One leaderboard per dataset and task, never mixed.</p></header><main>",
         '<table id="datasets-table" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>" + "\n".join(rows)
         + "</tbody></table>", "</main>", f"<script>{JS}</script>", "</body></html>", ""])

@@ -152,14 +152,13 @@ def render_index_markdown(entries) -> str:
     `entries`: (leaderboard, relative folder) pairs.
     """
     out = ["# Leaderboards", "",
-           "One leaderboard per dataset, never mixed: each folder holds its own README.md, index.html, results.csv "
-           "and results.json. `results.csv`/`results.json` here hold every dataset's rows, with a `dataset` column "
-           "(ranks are within a dataset).", ""]
+           "One leaderboard per dataset and task, never mixed: each folder holds its own README.md, index.html, results.csv "
+           "and results.json. `results.csv`/`results.json` here hold every board's rows, with a `dataset` column "
+           "(ranks are within a board). Binary boards rank by pooled F1, action-unit boards (`-au`) by pooled RGS ICC(A,1).", ""]
     rows = []
     for lb, rel in entries:
-        top = lb.ranked[0] if lb.ranked else None
-        rows.append([f"[{lb.name}]({rel}/README.md)", str(len(lb.subjects)), f"{lb.n_images:,}", str(len(lb.ranked)),
-                     str(len(lb.incomplete)), top.label if top else cells.DASH, cells.pooled_cell(top) if top else cells.DASH,
-                     f"[page]({rel}/index.html)"])
-    out += [_tab(rows, ["Dataset", "Rats", "Images", "Ranked", "Incomplete", "Top (pooled F1)", "Top LORO (pooled)", "Web page"]), ""]
+        label, score, _ = cells.top_cells(lb)
+        rows.append([f"[{lb.name}]({rel}/README.md)", lb.task, str(len(lb.subjects)), f"{lb.n_images:,}", str(len(lb.ranked)),
+                     str(len(lb.incomplete)), label, score, f"[page]({rel}/index.html)"])
+    out += [_tab(rows, ["Board", "Task", "Rats", "Images", "Ranked", "Incomplete", "Top", "Top's score (pooled)", "Web page"]), ""]
     return "\n".join(out)

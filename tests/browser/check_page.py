@@ -5,7 +5,7 @@ replies and events on fd 4, each message a JSON text ended by a NUL byte. The ch
 1. loads the page from a file:// URL and records console errors, uncaught exceptions and failed loads;
 2. clicks column headers with real mouse events (Input.dispatchMouseEvent at the header's position)
    and reads back the row order: "Method" sorts text ascending, "LORO (pooled)" sorts pooled F1
-   descending, a second click ascending;
+   descending, a second click ascending (the au page: `--table au-results-table --column "RGS ICC(A,1)"`);
 3. optionally saves a PNG screenshot of the top of the page.
 
     python tests/browser/check_page.py leaderboard/index.html --screenshot leaderboard/screenshot.png
@@ -141,22 +141,22 @@ def _errors(events: list[dict]) -> list[str]:
     return out
 
 
-_COLUMN = """(function (name) {
-  var t = document.getElementById('results-table');
+_COLUMN = """(function (name, table) {
+  var t = document.getElementById(table);
   var ths = Array.prototype.slice.call(t.tHead.rows[0].cells);
   var col = ths.findIndex(function (h) { return h.textContent.trim() === name; });
   return JSON.stringify({aria: ths[col].getAttribute('aria-sort'),
     values: Array.prototype.map.call(t.tBodies[0].rows, function (r) { return r.cells[col].getAttribute('data-sort'); }),
     labels: Array.prototype.map.call(t.tBodies[0].rows, function (r) { return r.cells[1].textContent.trim(); })});
-})(%s)"""
+})(%s, %s)"""
 
-_HEADER_BOX = """(function (name) {
-  var ths = Array.prototype.slice.call(document.getElementById('results-table').tHead.rows[0].cells);
+_HEADER_BOX = """(function (name, table) {
+  var ths = Array.prototype.slice.call(document.getElementById(table).tHead.rows[0].cells);
   var h = ths.find(function (x) { return x.textContent.trim() === name; });
   h.scrollIntoView({block: 'center', inline: 'center'});
   var r = h.getBoundingClientRect();
   return JSON.stringify({x: r.left + r.width / 2, y: r.top + r.height / 2});
-})(%s)"""
+})(%s, %s)"""
 
 
 def _eval(dt: DevTools, session: str, expr: str):
@@ -166,17 +166,18 @@ def _eval(dt: DevTools, session: str, expr: str):
     return json.loads(res["result"]["value"])
 
 
-def _click_header(dt: DevTools, session: str, name: str) -> dict:
-    box = _eval(dt, session, _HEADER_BOX % json.dumps(name))
+def _click_header(dt: DevTools, session: str, name: str, table: str) -> dict:
+    box = _eval(dt, session, _HEADER_BOX % (json.dumps(name), json.dumps(table)))
     for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
         dt.send("Input.dispatchMouseEvent", {"type": kind, "x": box["x"], "y": box["y"], "button": "left",
                                              "clickCount": 0 if kind == "mouseMoved" else 1}, session)
-    return _eval(dt, session, _COLUMN % json.dumps(name))
+    return _eval(dt, session, _COLUMN % (json.dumps(name), json.dumps(table)))
 
 
 def check_page(html: Path, screenshot: Path | None = None, chromium: str | None = None, width: int = 1400,
-               height: int = 1000) -> dict:
-    """Load `html` in headless Chromium, click headers, return what happened (see the module doc)."""
+               height: int = 1000, table: str = "results-table", column: str = "LORO (pooled)") -> dict:
+    """Load `html` in headless Chromium, click headers of `table` ("Method", then `column`, a numeric column sorted
+    descending first), return what happened (see the module doc). The au task's page: `au-results-table`, "RGS ICC(A,1)"."""
     chromium = chromium or shutil.which("chromium") or "/usr/bin/chromium"
     url = Path(html).resolve().as_uri()
     with tempfile.TemporaryDirectory(prefix="ratspain-chromium-") as profile:
@@ -192,13 +193,13 @@ def check_page(html: Path, screenshot: Path | None = None, chromium: str | None 
             dt.send("Page.navigate", {"url": url}, session)
             dt.wait_event("Page.loadEventFired")
             dt.pump(0.5)
-            initial = _eval(dt, session, _COLUMN % json.dumps("LORO (pooled)"))
+            initial = _eval(dt, session, _COLUMN % (json.dumps(column), json.dumps(table)))
             shot = None
             if screenshot is not None:
                 shot = base64.b64decode(dt.send("Page.captureScreenshot", {"format": "png"}, session)["data"])
-            by_method = _click_header(dt, session, "Method")
-            desc = _click_header(dt, session, "LORO (pooled)")
-            asc = _click_header(dt, session, "LORO (pooled)")
+            by_method = _click_header(dt, session, "Method", table)
+            desc = _click_header(dt, session, column, table)
+            asc = _click_header(dt, session, column, table)
             dt.pump(0.3)
             errors = _errors(dt.events)
         finally:
@@ -226,8 +227,11 @@ def main(argv=None) -> int:
     ap.add_argument("html", help="the page, e.g. leaderboard/index.html")
     ap.add_argument("--screenshot", default=None, help="write a PNG screenshot here")
     ap.add_argument("--chromium", default=None, help="browser binary (default: chromium on PATH)")
+    ap.add_argument("--table", default="results-table", help="the table's id (the au task's page: au-results-table)")
+    ap.add_argument("--column", default="LORO (pooled)", help="a numeric column to sort (the au task's page: 'RGS ICC(A,1)')")
     args = ap.parse_args(argv)
-    result = check_page(Path(args.html), Path(args.screenshot) if args.screenshot else None, args.chromium)
+    result = check_page(Path(args.html), Path(args.screenshot) if args.screenshot else None, args.chromium, table=args.table,
+                        column=args.column)
     print(json.dumps(result, indent=1))
     ok = (not result["console_errors"] and result["sorted_by_method"] and result["sorted_descending"]
           and result["sorted_ascending"] and result["order_changed_by_click"])
