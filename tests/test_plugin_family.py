@@ -69,8 +69,11 @@ def test_one_file_family_runs_under_run_tune_and_leaderboard(plugin, monkeypatch
     assert "threshold" in capsys.readouterr().out  # the search space it declares
     assert main(["leaderboard", "--runs-dir", runs, "--resamples", "50"]) == 0
     (board,) = rb.leaderboard(runs_dir=runs, resamples=50)
-    (row,) = board.ranked
+    rows = {r.label: r for r in board.ranked}  # the run, and the tune's nested-LORO result as its own row
+    assert set(rows) == {"brightness", "brightness, tuned (nested LORO)"}
+    row = rows["brightness"]
     assert row.method == "brightness" and row.source == "plugin (brightness-family)" and row.code_hash
+    assert rows["brightness, tuned (nested LORO)"].source == "nested LORO"
 
 
 @pytest.mark.skipif(sandbox.unavailable() is not None, reason=f"no sandbox here: {sandbox.unavailable()}")
