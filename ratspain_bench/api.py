@@ -294,28 +294,36 @@ def validate(path, **options):
 def train(method: str, data=None, *, out, profile: str = "quick", seed: int = 0, device: str = "auto", set: dict | None = None,
           weights: str | None = None, finetune: str | None = None, from_run: str | None = None, register: str | None = None,
           evaluate: bool = False, runs_dir="ratspain-runs", tracking_uri: str | None = None, include_low_confidence: bool = False,
-          quiet: bool = True, task: str = "binary"):
+          quiet: bool = True, task: str = "binary", sandbox: bool = True, time_limit: float = 1800.0, memory_mb: int = 8192,
+          state_mb: int = 1024):
     """Fit `method` on every animal of `data` with the config `run` would use (or that of the LORO parent run
     `from_run`), save it as an MLflow pyfunc model with MODEL_CARD.md in `out`, log it to MLflow (and `register` it);
     returns the saved model, loaded (`.predict(images)`). `evaluate`: run LORO first, so the card has its evidence.
-    `task="au"`: the model also grades the four action units (its `predict` gives `au_<name>` columns)."""
+    `task="au"`: the model also grades the four action units (its `predict` gives `au_<name>` columns).
+    An outside method is fitted and saved in a sandboxed worker, and its model scores in such workers (`sandbox=False`
+    runs them unisolated; `time_limit`, `memory_mb` per worker; `state_mb`: the most its saved state may hold)."""
     from .model.saved import load_model as _load_model
     from .model.train import recipe, recipe_from_run, train_model
 
+    if state_mb < 1:
+        raise InputError(f"state limit {state_mb} MiB: must be at least 1")
+    box = SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb, state_mb=state_mb)
     if from_run:
-        r = recipe_from_run(from_run, method, runs_dir, tracking_uri)
+        r = recipe_from_run(from_run, method, runs_dir, tracking_uri, box)
     else:
         declared = {k: v for k, v in (("weights", weights), ("finetune", finetune)) if v is not None}
-        r = recipe(method, profile, seed, dict(set or {}), declared, task)
+        r = recipe(method, profile, seed, dict(set or {}), declared, task, box)
     dataset = load_dataset(data, include_low_confidence)
     train_model(r, dataset, out, device=device, register=register, runs_dir=runs_dir, tracking_uri=tracking_uri,
-                run_loro=evaluate, quiet=quiet)
-    return _load_model(out, device=device)
+                run_loro=evaluate, quiet=quiet, sandbox=box)
+    return _load_model(out, device=device, sandbox=box)
 
 
-def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, device: str = "auto"):
+def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, device: str = "auto", sandbox: bool = True,
+               time_limit: float = 1800.0, memory_mb: int = 8192):
     """A trained model (a folder, `runs:/<run>/model` or `models:/<name>/<version>`); `.predict(images)` scores
-    files, folders, manifests or a DataFrame with `path`."""
+    files, folders, manifests or a DataFrame with `path`. A model of an outside method scores each batch in a
+    sandboxed worker (`sandbox=False`: unisolated; `time_limit`, `memory_mb` per worker)."""
     from .model.saved import load_model as _load_model
 
-    return _load_model(uri, runs_dir, tracking_uri, device)
+    return _load_model(uri, runs_dir, tracking_uri, device, SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb))

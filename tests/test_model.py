@@ -221,7 +221,9 @@ def test_painseeker_explains_each_image_and_lbp_refuses_to(env, lbp, tmp_path, c
     assert "no attention maps to explain" in capsys.readouterr().err
 
 
-def test_outside_methods_are_refused_with_the_reason(env, tmp_path, monkeypatch, capsys):
+def test_a_broken_outside_method_is_refused_with_the_reason(env, tmp_path, monkeypatch, capsys):
+    """An outside method trains in its sandboxed worker (tests/test_model_sandboxed.py); one whose code does not load
+    there is refused in one line, before anything is written."""
     root, data, runs = env
     sub = tmp_path / "subs" / "outside"
     sub.mkdir(parents=True)
@@ -230,4 +232,5 @@ def test_outside_methods_are_refused_with_the_reason(env, tmp_path, monkeypatch,
     monkeypatch.setenv("RATSPAIN_SUBMISSIONS_DIR", str(tmp_path / "subs"))
     monkeypatch.setattr(reg, "_default", [])
     assert main(["train", "--method", "outside", "--data", str(data), "--out", str(tmp_path / "m")]) == 2
-    assert "outside code runs only sandboxed" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    err = capsys.readouterr().err
+    assert "outside: " in err and "cannot load the method in its sandbox" in err and not (tmp_path / "m").exists()

@@ -336,3 +336,16 @@ def test_behaving_differently_under_validate_and_run(lab):
     assert report.ok, report.text()
     assert f1(run(["cheat"], "no-sandbox")) == 1.0
     assert blocked(run(["cheat"]))
+
+
+def test_scratch_files_under_tmp_work_in_the_sandbox(lab):
+    """SUBMITTING.md promises scratch files under /tmp: the worker (nobody, when the harness is root) can write there."""
+    tmp, data, cheat, run = lab
+    cheat(fit="""
+        with open("/tmp/scratch.npy", "wb") as f:
+            np.save(f, np.asarray(train.labels))
+    """, predict="""
+        assert len(np.load("/tmp/scratch.npy")) > 0
+    """)
+    res = run(["cheat"])
+    assert not res.failed, res.failed[0].error

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_runs_dir_option, command
+from .common import add_runs_dir_option, add_sandbox_options, command
 
 
 def add_parser(sub) -> None:
@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
         "ratspain-bench predict ps/ faces/ --explain beta/              # PainSeeker: a beta heatmap per image"],
         description="Writes CSV columns image, pain_probability, pain (0/1 at the model's threshold), the action-unit grades "
                     "when the model has them, and error (why an image could not be scored; the others still are). Exit 0 "
-                    "with a warning line when some images failed, 2 when all did.")
+                    "with a warning line when some images failed, 2 when all did. A model of an outside method (trained "
+                    "sandboxed) scores each batch in a sandboxed worker; --no-sandbox runs that worker unisolated.")
     p.add_argument("model", metavar="MODEL", help="a model folder, runs:/<run>/model or models:/<name>/<version>")
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders (recursive) or manifest CSVs")
     p.add_argument("--out", type=Path, help="CSV to write (default: standard output); written complete or not at all")
@@ -25,6 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runs_dir_option(p)
+    add_sandbox_options(p)
     p.set_defaults(func=run)
 
 
@@ -59,7 +61,8 @@ def run(args) -> int:
         raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = api.load_model(args.model, args.runs_dir, args.tracking_uri, args.device)
+        model = api.load_model(args.model, args.runs_dir, args.tracking_uri, args.device, sandbox=not args.no_sandbox,
+                               time_limit=args.time_limit, memory_mb=args.memory_limit)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if model.synthetic:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_data_option, add_runs_dir_option, command, parse_overrides
+from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, parse_overrides
 
 
 def add_parser(sub) -> None:
@@ -11,12 +11,15 @@ def add_parser(sub) -> None:
         "ratspain-bench train --method lbp-r1p8-8x8 --out m/                 # on the synthetic replica (its card says so)",
         "ratspain-bench train --method painseeker --data ~/ratspain --profile paper --device cuda --out ps/ --evaluate",
         "ratspain-bench train --method timm:efficientnet_b0 --set epochs=5 --out m/ --register rat-pain",
-        "ratspain-bench train --from-run 3f2a... --data ~/ratspain --out m/   # the config and seed of a LORO parent run"],
+        "ratspain-bench train --from-run 3f2a... --data ~/ratspain --out m/   # the config and seed of a LORO parent run",
+        "ratspain-bench train --method my-submission --out m/               # outside code: fitted and saved sandboxed"],
         description="Fit the method on every subject of the dataset with exactly the config of its leaderboard row (the same "
                     "config and code hash), and save an MLflow pyfunc model in --out: the fitted method, its preprocessing, a "
                     "signature, package versions, pip requirements and MODEL_CARD.md. The card quotes the LORO evidence of the "
                     "same dataset, config, code and seed from the MLflow store (--evaluate runs it first when missing). The "
-                    "model is also logged as an MLflow run (experiment ratspain-models/<dataset>).")
+                    "model is also logged as an MLflow run (experiment ratspain-models/<dataset>). An outside method "
+                    "(submission, untrusted plugin) is fitted and saved in a sandboxed worker; its model is scored in such "
+                    "workers too (never imported by `predict`).")
     add_data_option(p)
     p.add_argument("--method", help="method name (see `ratspain-bench methods`); with --from-run, taken from the run")
     p.add_argument("--out", required=True, help="model folder to write (must not exist or be empty)")
@@ -33,6 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--evaluate", action="store_true", help="run LORO with this exact config first (resumed if done), for the card's evidence")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_runs_dir_option(p)
+    add_sandbox_options(p)
+    p.add_argument("--state-limit", type=int, default=1024, metavar="MIB",
+                   help="outside methods: the most their saved state may hold (plain files and folders only; default 1024)")
     p.set_defaults(func=run)
 
 
@@ -45,7 +51,8 @@ def run(args) -> int:
     model = api.train(args.method, args.data, out=args.out, profile=args.profile, seed=args.seed, device=args.device,
                       set=parse_overrides(args.set), weights=args.weights, finetune=args.finetune, from_run=args.from_run,
                       register=args.register, evaluate=args.evaluate, runs_dir=args.runs_dir, tracking_uri=args.tracking_uri,
-                      include_low_confidence=args.include_low_confidence, quiet=args.quiet, task=args.task)
+                      include_low_confidence=args.include_low_confidence, quiet=args.quiet, task=args.task,
+                      sandbox=not args.no_sandbox, time_limit=args.time_limit, memory_mb=args.memory_limit, state_mb=args.state_limit)
     m = model.meta
     print(f"{m['method']} trained on {m['dataset']['n']} images of {m['dataset']['name']} (config {m['config_hash']}, code {m['code_hash']})")
     print(f"model: {args.out}   card: {Path(args.out) / 'MODEL_CARD.md'}   MLflow: runs:/{m['mlflow_run']}/model")

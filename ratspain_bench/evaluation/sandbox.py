@@ -16,6 +16,11 @@ Limits: wall clock per fold (the whole sandbox is killed), and, where a cgroup c
 `memory` + `pids` as root, or a delegated v2 subtree), memory counting shared mappings and tmpfs,
 and a process count. Without a cgroup only the time limit is enforced. `--no-sandbox` runs the same
 worker without bubblewrap (a fresh process per fold, no isolation); such rows are marked `unsandboxed`.
+
+Saved models of outside methods (`train`, `predict`) use the same workers: task `train` fits on every
+animal and `save`s into `/fold/out/state`, which the harness accepts only as plain files and folders of
+bounded size (`check_tree`, `copy_tree`); task `predict` gets a checked private copy of that state bound
+read-only at `/fold/state` (and the model's own copy of the code), loads it and scores one batch.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -38,7 +44,8 @@ from ..errors import InputError
 from ..methods.base import Predictions
 
 NOBODY = 65534
-IN, OUT = "/fold/in", "/fold/out"
+IN, OUT, STATE = "/fold/in", "/fold/out", "/fold/state"
+STATE_ENTRIES = 100_000  # files and folders a saved state may hold
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class SandboxSettings:
     pids: int = 512
     tmp_mb: int = 2048
     threads: int = 0  # torch/OpenMP threads in the worker (0: all cores)
+    state_mb: int = 1024  # the most a saved model's state (what `save` writes in a `train` worker) may hold
 
     @property
     def mode(self) -> str:
@@ -222,8 +230,8 @@ def _bwrap_args(ro: list[tuple[str, str]], rw: list[tuple[str, str]], tmp_mb: in
         elif p.is_dir():
             args += ["--ro-bind", str(p), str(p)]
     args += ["--ro-bind", "/usr", "/usr", "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-             "--proc", "/proc", "--dev", "/dev", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",
-             "--size", str(tmp_mb << 20), "--tmpfs", "/dev/shm"]
+             "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",
+             "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/dev/shm"]  # 1777: writable by the worker's nobody
     for d in devices:
         args += ["--dev-bind-try", d, d]
     made = {"/", "/usr", "/tmp", "/dev", "/proc", "/etc"}
@@ -284,14 +292,14 @@ def _env(settings: SandboxSettings) -> dict:
             "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "TMPDIR": "/tmp"}
 
 
-def _command(spec, settings: SandboxSettings, task: str, scratch: Path, device: str) -> list[str]:
+def _command(spec, settings: SandboxSettings, task: str, scratch: Path, device: str, state: Path | None = None) -> list[str]:
     python = [sys.executable, "-I", "-m", "ratspain_bench.evaluation.worker", task]
     if not settings.enabled:
         return python + [str(scratch / "in"), str(scratch / "out")]
     ro_paths, _ = _code_paths(spec)
     devices = [str(p) for p in sorted(Path("/dev").glob("nvidia*"))] if device.startswith(("cuda", "auto")) else []
-    args = _bwrap_args([(p, p) for p in ro_paths] + [(str(scratch / "in"), IN)], [(str(scratch / "out"), OUT)],
-                       settings.tmp_mb, devices)
+    ro = [(p, p) for p in ro_paths] + [(str(scratch / "in"), IN)] + ([(str(state), STATE)] if state is not None else [])
+    args = _bwrap_args(ro, [(str(scratch / "out"), OUT)], settings.tmp_mb, devices)
     args += ["--clearenv", *[x for k, v in _env(settings).items() for x in ("--setenv", k, v)], "--chdir", "/tmp", "--"]
     if os.geteuid() == 0:
         args += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
@@ -310,10 +318,12 @@ def _request(spec, extra_path: list[str]) -> dict:
 class Worker:
     """One worker process in its own sandbox and cgroup, for one task (one fold). It starts at once: it
     imports the method, then waits until `run` hands it its inputs, so a spare started during the previous
-    fold has paid its imports by the time it is needed (`take`). Never reused: a fresh one per fold."""
+    fold has paid its imports by the time it is needed (`take`). Never reused: a fresh one per fold.
+    `state`: a saved model's checked state folder, bound read-only at /fold/state (task `predict`)."""
 
-    def __init__(self, spec, task: str, request: dict, settings: SandboxSettings, device: str = "cpu", spare: bool = False):
-        self.settings, self.key = settings, _key(spec, task, request, settings, device)
+    def __init__(self, spec, task: str, request: dict, settings: SandboxSettings, device: str = "cpu", spare: bool = False,
+                 state: Path | None = None):
+        self.settings, self.key = settings, _key(spec, task, request, settings, device, state)
         self.scratch = Path(tempfile.mkdtemp(prefix="ratspain-fold-"))
         self.cgroup = None
         try:
@@ -324,11 +334,13 @@ class Worker:
             if os.geteuid() == 0 and settings.enabled:
                 os.chown(self.scratch / "out", NOBODY, NOBODY)
             _, extra = _code_paths(spec)
+            if state is not None:
+                request = {**request, "state": STATE if settings.enabled else str(state)}
             (self.scratch / "in" / "request.json").write_text(json.dumps({**request, **_request(spec, extra)}, default=str))
             os.chmod(self.scratch / "in" / "request.json", 0o644)
             self.cgroup = Cgroup(settings.memory_mb, settings.pids)
             nice = ["nice", "-n", "19"] if spare else []  # a spare's imports yield the cores to the fold being computed
-            cmd = self.cgroup.enter_prefix() + nice + _command(spec, settings, task, self.scratch, device)
+            cmd = self.cgroup.enter_prefix() + nice + _command(spec, settings, task, self.scratch, device, state)
             env = None if settings.enabled else {**_env(settings), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
             self.log = open(self.scratch / "log.txt", "wb")
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env,
@@ -397,28 +409,37 @@ class Worker:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _key(spec, task, request, settings, device) -> str:
-    return json.dumps([spec.name, str(spec.folder), str(spec.target), task, request, repr(settings), device], sort_keys=True, default=str)
+def _key(spec, task, request, settings, device, state=None) -> str:
+    key = [spec.name, str(spec.folder), str(spec.target), task, request, repr(settings), device]
+    return json.dumps(key + [str(state)] if state is not None else key, sort_keys=True, default=str)
 
 
 _SPARES: dict[str, Worker] = {}
 
 
-def take(spec, task: str, request: dict, settings: SandboxSettings, device: str = "cpu", spare: bool = False) -> Worker:
+def take(spec, task: str, request: dict, settings: SandboxSettings, device: str = "cpu", spare: bool = False,
+         state: Path | None = None) -> Worker:
     """A started worker for this task: the waiting spare when one matches, else a new one. With `spare`, start
     the next one now (for the next fold of the same method), so its imports overlap this fold's work."""
-    key = _key(spec, task, request, settings, device)
+    key = _key(spec, task, request, settings, device, state)
     worker = _SPARES.pop(key, None)
     if worker is not None and worker.proc.poll() is not None:  # it died while waiting
         worker.close()
         worker = None
     if worker is None:
-        worker = Worker(spec, task, request, settings, device)
+        worker = Worker(spec, task, request, settings, device, state=state)
     else:
         worker.promote()
     if spare:
-        _SPARES[key] = Worker(spec, task, request, settings, device, spare=True)
+        _SPARES[key] = Worker(spec, task, request, settings, device, spare=True, state=state)
     return worker
+
+
+def drop_spare(spec, task: str, request: dict, settings: SandboxSettings, device: str = "cpu", state: Path | None = None) -> None:
+    """Close the waiting spare of this task, if any (no more batches or folds follow)."""
+    worker = _SPARES.pop(_key(spec, task, request, settings, device, state), None)
+    if worker is not None:
+        worker.close()
 
 
 @atexit.register
@@ -462,33 +483,146 @@ def prestart(task) -> None:
         _SPARES[key] = Worker(task.spec, "fold", _fold_request(task), task.sandbox, task.device)
 
 
+def train_arrays(train) -> dict[str, np.ndarray]:
+    """A TrainSet as the worker's `train_*` arrays (labels, subjects, keys, pose columns, AU grades)."""
+    arrays = {"train_images": np.ascontiguousarray(train.images), "train_labels": np.asarray(train.labels, dtype=np.int64),
+              "train_subjects": _strings(train.subjects), "train_keys": _strings(train.keys)}
+    arrays.update(_meta_arrays("train", train.meta))
+    for au, grades in (train.au or {}).items():
+        arrays[f"train_au_{au}"] = np.asarray(grades, dtype=np.int64)
+    return arrays
+
+
+def test_arrays(test) -> dict[str, np.ndarray]:
+    """A TestSet as the worker's `test_*` arrays (no labels exist in a TestSet)."""
+    return {"test_images": np.ascontiguousarray(test.images), "test_subjects": _strings(test.subjects),
+            "test_keys": _strings(test.keys), **_meta_arrays("test", test.meta)}
+
+
+def _meta_arrays(part: str, meta) -> dict[str, np.ndarray]:
+    arrays = {}
+    if meta is not None:
+        for col in meta.columns:
+            values = meta[col].to_numpy()
+            arrays[f"{part}_meta_{col}"] = _strings(values) if values.dtype == object else values.astype(float)
+    return arrays
+
+
+def _read_predictions(out: Path) -> Predictions:
+    try:
+        with np.load(out / "predictions.npz", allow_pickle=False) as z:
+            au = {k[len("au_"):]: np.array(z[k]) for k in z.files if k.startswith("au_")}
+            return Predictions(np.array(z["labels"]), np.array(z["scores"]), au=au or None)
+    except (OSError, ValueError, KeyError) as e:
+        raise SandboxError(f"no readable predictions from the worker ({type(e).__name__})") from None
+
+
 def fit_predict(task, train, test) -> tuple[Predictions, float, dict]:
     """One fold of an outside method in its sandbox: (its predictions, unchecked; seconds; extra fold metrics).
     With `task.prefetch` (more folds of this method follow), the next fold's worker starts now."""
     settings = task.sandbox
-    arrays = {"train_images": np.ascontiguousarray(train.images), "train_labels": np.asarray(train.labels, dtype=np.int64),
-              "train_subjects": _strings(train.subjects), "train_keys": _strings(train.keys),
-              "test_images": np.ascontiguousarray(test.images), "test_subjects": _strings(test.subjects), "test_keys": _strings(test.keys)}
-    for part, meta in (("train", train.meta), ("test", test.meta)):
-        if meta is not None:
-            for col in meta.columns:
-                values = meta[col].to_numpy()
-                arrays[f"{part}_meta_{col}"] = _strings(values) if values.dtype == object else values.astype(float)
-    for au, grades in (train.au or {}).items():
-        arrays[f"train_au_{au}"] = np.asarray(grades, dtype=np.int64)
+    arrays = {**train_arrays(train), **test_arrays(test)}
     start = time.perf_counter()
     worker = take(task.spec, "fold", _fold_request(task), settings, task.device, spare=task.prefetch)
     try:
-        out = worker.run(arrays)
-        try:
-            with np.load(out / "predictions.npz", allow_pickle=False) as z:
-                au = {k[len("au_"):]: np.array(z[k]) for k in z.files if k.startswith("au_")}
-                pred = Predictions(np.array(z["labels"]), np.array(z["scores"]), au=au or None)
-        except (OSError, ValueError, KeyError) as e:
-            raise SandboxError(f"no readable predictions from the worker ({type(e).__name__})") from None
+        pred = _read_predictions(worker.run(arrays))
     finally:
         worker.close()
     return pred, time.perf_counter() - start, {}
+
+
+# ---------------------------------------------------------------- saved models of outside methods
+
+
+def check_tree(root: Path, limit_mb: int, name: str) -> int:
+    """Total bytes of `root`, which must hold only plain files and folders (no symlinks, devices, fifos, sockets),
+    at most `limit_mb` MiB and STATE_ENTRIES entries; else an InputError naming the method and the entry."""
+    root, total, entries, limit = Path(root), 0, 0, limit_mb << 20
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{name}: its saved state is not a folder")
+    todo = [root]
+    while todo:
+        d = todo.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                entries += 1
+                st = e.stat(follow_symlinks=False)
+                rel = Path(e.path).relative_to(root).as_posix()
+                if stat.S_ISDIR(st.st_mode):
+                    todo.append(Path(e.path))
+                elif stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+                else:
+                    kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "a special file"
+                    raise InputError(f"{name}: its saved state holds {rel!r}, {kind}; a model's state may hold only plain "
+                                     "files and folders")
+                if total > limit:
+                    raise InputError(f"{name}: its saved state exceeds the limit of {limit_mb} MiB (at {rel!r})")
+                if entries > STATE_ENTRIES:
+                    raise InputError(f"{name}: its saved state holds more than {STATE_ENTRIES} files and folders")
+    return total
+
+
+def copy_tree(src: Path, dst: Path, limit_mb: int, name: str) -> None:
+    """Copy a state folder checked by `check_tree` into `dst` (created; folders 0755, files 0644), symlinks never
+    followed; the byte limit is enforced again while copying."""
+    check_tree(src, limit_mb, name)
+    src, dst, left = Path(src), Path(dst), limit_mb << 20
+    dst.mkdir(parents=True, exist_ok=True)
+    os.chmod(dst, 0o755)
+    for d, dirs, files in os.walk(src, followlinks=False):
+        here = dst / Path(d).relative_to(src)
+        for sub in dirs:
+            (here / sub).mkdir()
+            os.chmod(here / sub, 0o755)
+        for f in files:
+            fd = os.open(Path(d) / f, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as r, open(here / f, "wb") as w:
+                if not stat.S_ISREG(os.fstat(r.fileno()).st_mode):
+                    raise InputError(f"{name}: its saved state holds a file that is not a plain file")
+                while chunk := r.read(1 << 20):
+                    left -= len(chunk)
+                    if left < 0:
+                        raise InputError(f"{name}: its saved state exceeds the limit of {limit_mb} MiB")
+                    w.write(chunk)
+            os.chmod(here / f, 0o644)
+
+
+def train_state(spec, request: dict, train, settings: SandboxSettings, device: str = "cpu") -> tuple[Path, dict, callable]:
+    """Fit an outside method on `train` and `save` it, in a sandboxed worker: (its state folder, checked by `check_tree`;
+    what it reported: {"predict_batch": int}; cleanup). InputError naming the method when it fails."""
+    try:
+        out, cleanup = run_worker(spec, "train", request, train_arrays(train), settings, device)
+    except SandboxError as e:
+        raise InputError(f"{spec.name}: training in its sandbox failed: {e}") from None
+    try:
+        state = out / "state"
+        check_tree(state, settings.state_mb, spec.name)
+        info = {"predict_batch": 64}
+        try:
+            fd = os.open(out / "info.json", os.O_RDONLY | os.O_NOFOLLOW)  # untrusted: never a link out of the sandbox
+            with os.fdopen(fd, "rb") as f:
+                told = json.loads(f.read(4096))
+            batch = told.get("predict_batch") if isinstance(told, dict) else None
+            if isinstance(batch, int) and not isinstance(batch, bool):
+                info["predict_batch"] = max(1, min(batch, 1024))
+        except (OSError, ValueError):
+            pass
+        return state, info, cleanup
+    except BaseException:
+        cleanup()
+        raise
+
+
+def predict_state(spec, request: dict, state: Path, test, settings: SandboxSettings, device: str = "cpu",
+                  spare: bool = False) -> Predictions:
+    """One batch scored by a saved outside model in a sandboxed worker (`state` bound read-only); unchecked."""
+    worker = take(spec, "predict", request, settings, device, spare=spare, state=state)
+    try:
+        return _read_predictions(worker.run(test_arrays(test)))
+    finally:
+        worker.close()
 
 
 def describe(spec, profile: str | None, param_sets: list[dict], settings: SandboxSettings) -> dict:

@@ -4,8 +4,12 @@ TASK `fold`: build the method from `IN/request.json` (its code, the full config,
 the fold's arrays (training images, labels, subjects, keys, pose columns, and AU grades in the au
 task; test images, subjects, keys, pose columns: no test labels exist here), fit, predict, write
 `OUT/predictions.npz` (labels, scores, `au_<name>` grades). TASK `describe`: import the class and report its declarations and the full config of each
-requested parameter set (`OUT/describe.json`). On failure: `OUT/error.json` (a one-line reason) and
-exit code 1. Nothing written here is trusted by the harness beyond what it checks.
+requested parameter set (`OUT/describe.json`). TASK `train` (a saved model): build the method as `fold`
+does, fit on the `train_*` arrays (every animal), `save` into `OUT/state` (`OUT/info.json`: its
+`predict_batch`). TASK `predict`: `cls.load(config, STATE, context)` from the read-only state folder the
+request names, predict the `test_*` arrays of one batch, write `OUT/predictions.npz` as `fold` does.
+On failure: `OUT/error.json` (a one-line reason) and exit code 1. Nothing written here is trusted by
+the harness beyond what it checks.
 """
 from __future__ import annotations
 
@@ -66,26 +70,75 @@ def _meta(a: dict):
     return pd.DataFrame(cols)
 
 
-def fold(cls, req: dict, inp: Path, out: Path) -> None:
-    from ratspain_bench.methods.base import Context, Predictions, TestSet, TrainSet, make_config
+def _train_set(inp: Path):
+    from ratspain_bench.methods.base import TrainSet
 
-    config = make_config(cls.Config, None, **req["params"])
-    tr, te = _arrays(inp, "train"), _arrays(inp, "test")
+    tr = _arrays(inp, "train")
     au = {k[len("au_"):]: v for k, v in tr.items() if k.startswith("au_")}
-    train = TrainSet(tr["images"], tr["labels"], tr["subjects"].astype(object), tuple(tr["keys"].tolist()), _meta(tr), au or None)
-    test = TestSet(te["images"], te["subjects"].astype(object), tuple(te["keys"].tolist()), _meta(te))
-    work = out / "artifacts"
-    work.mkdir(exist_ok=True)
-    method = cls(config, Context(seed=int(req["seed"]), device=req.get("device", "cpu"), profile=req.get("profile", "quick"),
-                                 cache_dir=None, work_dir=work, task=req.get("task", "binary")))
-    t0 = time.perf_counter()
-    method.fit(train)
-    pred = method.predict(test)
+    return TrainSet(tr["images"], tr["labels"], tr["subjects"].astype(object), tuple(tr["keys"].tolist()), _meta(tr), au or None)
+
+
+def _test_set(inp: Path):
+    from ratspain_bench.methods.base import TestSet
+
+    te = _arrays(inp, "test")
+    return TestSet(te["images"], te["subjects"].astype(object), tuple(te["keys"].tolist()), _meta(te))
+
+
+def _context(req: dict, work: Path | None):
+    from ratspain_bench.methods.base import Context
+
+    return Context(seed=int(req["seed"]), device=req.get("device", "cpu"), profile=req.get("profile", "quick"),
+                   cache_dir=None, work_dir=work, task=req.get("task", "binary"))
+
+
+def _write_predictions(pred, out: Path) -> None:
+    from ratspain_bench.methods.base import Predictions
+
     if not isinstance(pred, Predictions):
         raise TypeError(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions")
     au = {f"au_{k}": np.asarray(v) for k, v in (pred.au or {}).items() if isinstance(k, str) and k.isidentifier()}
     np.savez(out / "predictions.npz", labels=np.asarray(pred.labels), scores=np.asarray(pred.scores, dtype=float), **au)
+
+
+def fold(cls, req: dict, inp: Path, out: Path) -> None:
+    from ratspain_bench.methods.base import make_config
+
+    config = make_config(cls.Config, None, **req["params"])
+    train, test = _train_set(inp), _test_set(inp)
+    work = out / "artifacts"
+    work.mkdir(exist_ok=True)
+    method = cls(config, _context(req, work))
+    t0 = time.perf_counter()
+    method.fit(train)
+    _write_predictions(method.predict(test), out)
     (out / "info.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
+
+
+def train(cls, req: dict, inp: Path, out: Path) -> None:
+    """Fit on every animal and `save` the fitted state into OUT/state (checked and copied by the harness)."""
+    from ratspain_bench.methods.base import make_config
+
+    config = make_config(cls.Config, None, **req["params"])
+    work = out / "work"  # scratch for the method; only OUT/state is kept
+    work.mkdir()
+    method = cls(config, _context(req, work))
+    t0 = time.perf_counter()
+    method.fit(_train_set(inp))
+    (out / "state").mkdir()
+    method.save(out / "state")
+    (out / "info.json").write_text(json.dumps({"seconds": time.perf_counter() - t0, "predict_batch": int(cls.predict_batch)}))
+
+
+def predict(cls, req: dict, inp: Path, out: Path) -> None:
+    """A saved model loaded from its read-only state folder, scoring one batch."""
+    from ratspain_bench.methods.base import make_config
+
+    config = make_config(cls.Config, None, **req["params"])
+    method = cls.load(config, Path(req["state"]), _context(req, None))
+    if not isinstance(method, cls):
+        raise TypeError(f"load() returned {type(method).__name__}, expected a {cls.__name__}")
+    _write_predictions(method.predict(_test_set(inp)), out)
 
 
 def describe(cls, req: dict, out: Path) -> None:
@@ -130,6 +183,10 @@ def main(argv=None) -> int:
         _wait_for_inputs(inp)
         if task == "fold":
             fold(cls, req, inp, out)
+        elif task == "train":
+            train(cls, req, inp, out)
+        elif task == "predict":
+            predict(cls, req, inp, out)
         else:
             describe(cls, req, out)
     except BaseException as e:  # reported to the harness as the fold's reason

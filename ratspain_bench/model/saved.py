@@ -8,12 +8,19 @@ config and code) and `method/` (the fitted method in its own format: `Method.sav
 Loading checks the folder's format version (a newer or unknown one is refused with the reason) and
 compares the code hash it was trained with to this installation's: when they differ it loads, with a
 `CodeChangedWarning` naming both, since the model card's LORO evidence was measured with the old code.
+
+A model of an untrusted outside method (`model.json` says `sandboxed`) is never imported here: its
+`method/` state and `code/` (the submission's files) are copied, checked (plain files and folders,
+bounded size), into a private folder, and each batch is scored in a sandboxed worker that loads the
+state read-only (`SandboxedMethod`, `sandbox.predict_state`); its outputs are checked as a fold's are.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +34,7 @@ FORMAT = 1
 STATE = "ratspain"  # the MLflow artifact holding model.json and method/
 META_FILE = "model.json"
 METHOD_DIR = "method"
+CODE_DIR = "code"  # a sandboxed model's copy of its submission's files
 CARD = "MODEL_CARD.md"
 SYNTHETIC_NOTE = ("trained on the synthetic replica (rendered faces, not rats): for trying the tool only; "
                   "it must not be used on real animals")
@@ -43,10 +51,10 @@ class CodeChangedWarning(UserWarning):
 warnings.filterwarnings("always", category=SyntheticDataWarning)  # every call says it, not only the first
 
 
-def write_state(folder: Path, method, meta: dict) -> Path:
-    """`folder/model.json` and the fitted method in `folder/method/`."""
+def write_state(folder: Path, method, meta: dict, save=None) -> Path:
+    """`folder/model.json` and the fitted method in `folder/method/` (written by `save(folder)`, default `method.save`)."""
     (folder / METHOD_DIR).mkdir(parents=True)
-    method.save(folder / METHOD_DIR)
+    (save or method.save)(folder / METHOD_DIR)
     (folder / META_FILE).write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
     return folder
 
@@ -62,6 +70,41 @@ def read_meta(state: Path) -> dict:
                          f"retrain it with `ratspain-bench train` or install the version that wrote it "
                          f"(ratspain_bench {meta.get('versions', {}).get('version.ratspain_bench', '?')})")
     return meta
+
+
+class SandboxedMethod:
+    """A saved outside method's stand-in: `predict(test)` scores one batch in a fresh sandboxed worker that loads the
+    state from a checked private copy (read-only there), and returns predictions checked by the fold's rules."""
+
+    explain = None  # no attention maps from sandboxed models
+
+    def __init__(self, spec, meta: dict, state: Path, settings, device: str, private: Path):
+        self.spec, self.meta, self.state, self.settings, self.device = spec, meta, state, settings, device
+        self.predict_batch = int(meta.get("predict_batch") or 64)
+        self.request = {"params": meta["params"], "seed": int(meta["seed"]), "device": device, "profile": meta.get("profile", ""),
+                        "task": meta.get("task", "binary")}
+        self.pending = 0  # batches still to come in this `batches` call (a spare worker is started for the next)
+        self._private = weakref.finalize(self, shutil.rmtree, str(private), True)
+
+    def predict(self, test):
+        from ..evaluation.predictions import InvalidOutput, check_output
+        from ..evaluation.sandbox import SandboxError, predict_state
+
+        self.pending = max(self.pending - 1, 0)
+        task = self.request["task"]
+        try:
+            pred = predict_state(self.spec, self.request, self.state, test, self.settings, self.device, spare=self.pending > 0)
+            return check_output(pred.labels, pred.scores, len(test.keys), pred.au if task == "au" else None, task)
+        except (SandboxError, InvalidOutput) as e:
+            self.finish()
+            raise InputError(f"{self.meta['method']}: scoring in its sandbox failed: {e}") from None
+
+    def finish(self) -> None:
+        """Close the spare worker started for a batch that will not come."""
+        from ..evaluation.sandbox import drop_spare
+
+        self.pending = 0
+        drop_spare(self.spec, "predict", self.request, self.settings, self.device, self.state)
 
 
 class TrainedModel:
@@ -91,13 +134,22 @@ class TrainedModel:
         items = expand(images)
         if self.synthetic:
             warnings.warn(f"{self.meta['method']}: {SYNTHETIC_NOTE}", SyntheticDataWarning, stacklevel=3)
+        sandboxed = isinstance(self.method, SandboxedMethod)
+        if explain is not None and sandboxed:
+            raise InputError(f"{self.meta['method']}: --explain is not supported for a sandboxed model (outside code)")
         if explain is not None and type(self.method).explain is Method.explain:  # refused before any work
             raise InputError(f"{self.meta['method']}: no attention maps to explain (--explain needs PainSeeker)")
         size = batch_size or self.method.predict_batch
-        for frame in score_batches(self.method, items, self.image_size, size, None if explain is None else Path(explain), progress):
-            if self.synthetic:
-                frame["warning"] = SYNTHETIC_NOTE
-            yield frame
+        if sandboxed:
+            self.method.pending = -(-len(items) // size)
+        try:
+            for frame in score_batches(self.method, items, self.image_size, size, None if explain is None else Path(explain), progress):
+                if self.synthetic:
+                    frame["warning"] = SYNTHETIC_NOTE
+                yield frame
+        finally:
+            if sandboxed:
+                self.method.finish()
 
     def predict(self, images, batch_size: int | None = None, explain=None) -> pd.DataFrame:
         """One row per image: `image`, `pain_probability`, `pain` (0/1, the method's decision: p > 0.5),
@@ -108,8 +160,8 @@ class TrainedModel:
         return pd.concat(frames, ignore_index=True)
 
 
-def open_folder(folder: Path, device: str = "auto") -> TrainedModel:
-    """A model folder (with MLmodel) or its state folder, loaded."""
+def open_folder(folder: Path, device: str = "auto", sandbox=None) -> TrainedModel:
+    """A model folder (with MLmodel) or its state folder, loaded (a sandboxed one: `open_sandboxed`)."""
     from ..evaluation.identity import code_hash
 
     folder = Path(folder)
@@ -117,6 +169,8 @@ def open_folder(folder: Path, device: str = "auto") -> TrainedModel:
     if not (state / META_FILE).is_file():
         raise InputError(f"{folder}: not a model folder (no MLmodel with a {STATE} artifact; make one with `ratspain-bench train`)")
     meta = read_meta(state)
+    if meta.get("sandboxed"):
+        return open_sandboxed(folder, state, meta, device, sandbox)
     spec = get_method(meta["family"])
     cls = spec.load()
     now = code_hash(spec)
@@ -134,6 +188,39 @@ def open_folder(folder: Path, device: str = "auto") -> TrainedModel:
         raise
     except Exception as e:
         raise InputError(f"{folder}: cannot load the saved {meta['method']} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return TrainedModel(meta, method, folder)
+
+
+def open_sandboxed(folder: Path, state: Path, meta: dict, device: str = "auto", sandbox=None) -> TrainedModel:
+    """A model of an untrusted outside method, ready to score in sandboxed workers; its code is never imported here.
+    Its state and code are copied (checked: plain files and folders, bounded size) into a private folder first."""
+    from ..evaluation.identity import code_hash
+    from ..evaluation.sandbox import SandboxSettings, copy_tree, require
+    from ..methods.registry import MethodSpec
+
+    settings = sandbox or SandboxSettings()
+    name = meta["method"]
+    require(settings, [name])
+    limit = max(settings.state_mb, int(meta.get("state_mb") or 0))  # the limit it was trained under
+    private = Path(tempfile.mkdtemp(prefix="ratspain-model-state-"))
+    try:
+        copy_tree(state / METHOD_DIR, private / METHOD_DIR, limit, name)
+        if meta.get("code"):
+            copy_tree(state / CODE_DIR, private / CODE_DIR, limit, name)
+            spec = MethodSpec(name, meta["family"], None, source=meta.get("source", ""), kind="submission",
+                              folder=(private / CODE_DIR).resolve(), meta={"entry_point": meta["class"]})
+        else:  # an untrusted plugin: its installed distribution's code
+            spec = get_method(meta["family"])
+            if spec.trusted:
+                raise InputError(f"{folder}: saved as a sandboxed model of {name}, which is trusted here; retrain it")
+        now = code_hash(spec)
+        if now != meta["code_hash"]:
+            warnings.warn(f"{folder}: trained with code {meta['code_hash']} of {name}; its code here is {now}. "
+                          "It loads, but its card's LORO evidence was measured with the old code", CodeChangedWarning, stacklevel=3)
+        method = SandboxedMethod(spec, meta, (private / METHOD_DIR).resolve(), settings, device, private)
+    except BaseException:
+        shutil.rmtree(private, ignore_errors=True)
+        raise
     return TrainedModel(meta, method, folder)
 
 
@@ -176,6 +263,7 @@ def _from_registry(store, uri: str, dst: Path) -> Path:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=store.uri))
 
 
-def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, device: str = "auto") -> TrainedModel:
-    """A model folder, `runs:/<run>/model` or `models:/<name>/<version>` (or `@alias`), ready to `predict`."""
-    return open_folder(local_copy(str(uri), runs_dir, tracking_uri), device)
+def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, device: str = "auto", sandbox=None) -> TrainedModel:
+    """A model folder, `runs:/<run>/model` or `models:/<name>/<version>` (or `@alias`), ready to `predict`.
+    `sandbox`: the SandboxSettings of a sandboxed model's workers (default: sandboxed, default limits)."""
+    return open_folder(local_copy(str(uri), runs_dir, tracking_uri), device, sandbox)
