@@ -30,7 +30,7 @@ def _mean(values) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def _grades(values) -> np.ndarray:
+def as_grades(values) -> np.ndarray:
     """Grades as floats, NaN for a blank (NaN, None, pd.NA or `BLANK`); anything but 0/1/2 is an error."""
     raw = pd.Series(values, dtype=object)
     g = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -74,7 +74,7 @@ def qwk(y_true, y_pred) -> float | None:
 
 def au_block(y_true, y_pred) -> dict:
     """{accuracy, macro_f1, qwk, n} of one AU; images whose consensus (or prediction) is blank are left out."""
-    t, p = _grades(y_true), _grades(y_pred)
+    t, p = as_grades(y_true), as_grades(y_pred)
     m = ~np.isnan(t) & ~np.isnan(p)
     t, p = t[m].astype(int), p[m].astype(int)
     return {"accuracy": accuracy(t, p), "macro_f1": macro_f1(t, p), "qwk": qwk(t, p), "n": int(m.sum())}
@@ -170,8 +170,8 @@ def _mean_over_subjects(per: dict) -> dict:
 
 
 def _prediction_block(frame: pd.DataFrame) -> dict:
-    truth = np.column_stack([_grades(frame[f"y_true_au_{a}"]) for a in AUS])
-    pred = np.column_stack([_grades(frame[f"y_pred_au_{a}"]) for a in AUS])
+    truth = np.column_stack([as_grades(frame[f"y_true_au_{a}"]) for a in AUS])
+    pred = np.column_stack([as_grades(frame[f"y_pred_au_{a}"]) for a in AUS])
     if np.isnan(pred).any():
         raise ValueError("every y_pred_au_<name> must hold a grade 0/1/2")
     return {"au": {a: au_block(truth[:, j], pred[:, j]) for j, a in enumerate(AUS)},
@@ -195,8 +195,8 @@ def score_au(frame: pd.DataFrame) -> dict:
 def _ceiling_block(table: pd.DataFrame, raters: dict, stage_one: list) -> dict:
     n = len(table)
     blank = np.full(n, np.nan)
-    grade = {r: {a: _grades(table[cols[a]]) if a in cols else blank for a in AUS} for r, cols in raters.items()}
-    truth = {a: _grades(table[f"au_{a}"]) for a in AUS}
+    grade = {r: {a: as_grades(table[cols[a]]) if a in cols else blank for a in AUS} for r, cols in raters.items()}
+    truth = {a: as_grades(table[f"au_{a}"]) for a in AUS}
     au = {}
     for a in AUS:
         single = [au_block(truth[a], grade[r][a]) for r in stage_one]

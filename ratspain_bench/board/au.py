@@ -35,15 +35,9 @@ def missing_columns(frame: pd.DataFrame | None) -> str:
     return f"predictions lack {', '.join(missing)}" if missing else ""
 
 
-def _grades(values) -> np.ndarray:
-    """Grades as floats, NaN for a blank (NA, None or `BLANK`)."""
-    g = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return np.where(g == BLANK, np.nan, g)
-
-
 def grades(frame: pd.DataFrame, side: str) -> np.ndarray:
     """(N, 4) grades of `y_<side>_au_<name>` in `AUS` order, NaN where blank."""
-    return np.column_stack([_grades(frame[f"y_{side}_au_{a}"]) for a in AUS])
+    return np.column_stack([metrics_au.as_grades(frame[f"y_{side}_au_{a}"]) for a in AUS])
 
 
 def scores(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_dataset
 from ..data.cache import load_images
 from ..data.imbalance import COUNT_KEYS, subject_counts
 from ..data.synth import FIELDS as SYNTH_FIELDS
