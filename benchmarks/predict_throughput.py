@@ -14,6 +14,7 @@ flat memory means the two agree, whatever the number of images.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -34,16 +35,26 @@ def link_folder(files: list[Path], n: int, folder: Path) -> Path:
     return folder
 
 
+# Linux carries a forked child's pre-exec high-water mark (the parent's pages it shares) into its ru_maxrss: a
+# predict forked from this (large, model-holding) process would report this process's size. So a small launcher
+# process starts it and reports its peak RSS (with its own children's) and time.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+_, status, usage = os.wait4(p.pid, 0)
+print(json.dumps({"rc": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss,
+                  "seconds": time.perf_counter() - start, "stderr": p.stderr.read().decode()[-2000:]}))
+"""
+
+
 def peak_rss_mb(model: Path, folder: Path, out: Path) -> tuple[float, float]:
-    """(peak RSS in MiB, seconds) of `ratspain-bench predict MODEL FOLDER` in a fresh process."""
-    start = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "ratspain_bench", "predict", str(model), str(folder), "--out", str(out), "--quiet"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"predict failed: {p.stderr.read().decode()}")
-    return usage.ru_maxrss / 1024, seconds
+    """(peak RSS in MiB, seconds) of `ratspain-bench predict MODEL FOLDER` in a fresh process (started by `LAUNCHER`)."""
+    cmd = [sys.executable, "-m", "ratspain_bench", "predict", str(model), str(folder), "--out", str(out), "--quiet"]
+    r = json.loads(subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], capture_output=True, text=True, check=True).stdout)
+    if r["rc"] != 0:
+        sys.exit(f"predict failed: {r['stderr']}")
+    return r["maxrss_kb"] / 1024, r["seconds"]
 
 
 def main() -> None:
