@@ -45,7 +45,7 @@ PAPER_COUNTS: dict[str, dict[str, int]] = {  # RatsPain Table 2 (1,138 high-conf
     "6": {"no_pain": 34, "moderate": 62, "severe": 1},
 }
 PAPER_LOW_CONFIDENCE = 157  # Table 1: images left unlabelled (1,295 in all)
-REPLICA_VERSION = 2  # bump whenever the rendering or labelling changes, so caches keyed on it are refreshed
+REPLICA_VERSION = 3  # bump whenever the rendering or labelling changes, so caches keyed on it are refreshed
 LEVEL_KEYS = ("no_pain", "moderate", "severe")
 LOW = None  # the target of a low-confidence image
 FRONTAL_MAX_YAW = 15.0  # |yaw| < 15 deg: frontal
@@ -126,9 +126,10 @@ def _cell(grade) -> int | str:
 
 
 def manifest_row(subject: str, image_index: int, p: dict) -> dict:
-    """The manifest row of a sampled image (blank cells for no grade, and for no level on a low row)."""
+    """The manifest row of a sampled image: blank cells for no grade; a low-confidence image has no level and no
+    label, as in the paper (Table 1: "N/A"), so the labelled rows are exactly Table 2 (the contract's counts)."""
     yaw, pitch, roll = p["pose"]
-    level = p["level"]
+    level = p["level"] if p["confidence"] == "high" else BLANK
     return {"path": f"images/{subject}/{subject}_{image_index:04d}.jpg", "subject": subject,
             "level": _cell(level), "label": "" if level == BLANK else int(level >= 1), "confidence": p["confidence"],
             **{f"au_{a}": _cell(g) for a, g in zip(AUS, p["accepted"])},
