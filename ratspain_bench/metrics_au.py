@@ -116,10 +116,6 @@ def rgs_block(score, truth) -> dict:
             "mae": float(np.mean(np.abs(s - t))) if len(s) else None, "n": int(m.sum())}
 
 
-def _score(grades: np.ndarray) -> np.ndarray:
-    return rgs_score(np.where(np.isnan(grades), BLANK, grades))
-
-
 # --- inter-rater agreement ---------------------------------------------------------------------------------
 
 def krippendorff_alpha(data, level: str = "ordinal") -> float | None:
@@ -175,7 +171,7 @@ def _prediction_block(frame: pd.DataFrame) -> dict:
     if np.isnan(pred).any():
         raise ValueError("every y_pred_au_<name> must hold a grade 0/1/2")
     return {"au": {a: au_block(truth[:, j], pred[:, j]) for j, a in enumerate(AUS)},
-            "rgs": rgs_block(_score(pred), _score(truth))}
+            "rgs": rgs_block(rgs_score(pred), rgs_score(truth))}
 
 
 def score_au(frame: pd.DataFrame) -> dict:
@@ -203,8 +199,8 @@ def _ceiling_block(table: pd.DataFrame, raters: dict, stage_one: list) -> dict:
         au[a] = {"alpha": krippendorff_alpha(np.array([grade[r][a] for r in raters]).reshape(-1, n), "ordinal"),
                  "qwk": _mean(b["qwk"] for b in single), "accuracy": _mean(b["accuracy"] for b in single),
                  "n": int(np.sum(~np.isnan(truth[a])))}
-    consensus = _score(np.column_stack([truth[a] for a in AUS]))
-    single = [rgs_block(_score(np.column_stack([grade[r][a] for a in AUS])), consensus) for r in stage_one]
+    consensus = rgs_score(np.column_stack([truth[a] for a in AUS]))
+    single = [rgs_block(rgs_score(np.column_stack([grade[r][a] for a in AUS])), consensus) for r in stage_one]
     rgs = {k: _mean(b[k] for b in single) for k in ("icc_a1", "pearson_r", "mae")}
     return {"au": au, "rgs": {**rgs, "n": int(np.sum(~np.isnan(consensus)))}}
 

@@ -31,7 +31,7 @@ def round_half_up(x) -> np.ndarray | int:
 
 
 def rgs_score(grades: np.ndarray) -> np.ndarray:
-    """The image's RGS score: the mean of its graded AUs, (N, A) with `BLANK` ignored; NaN when none is graded."""
+    """The image's RGS score: the mean of its graded AUs, (N, A) with `BLANK` (or NaN) ignored; NaN when none is graded."""
     g = np.asarray(grades, dtype=float)
     g = np.where(g == BLANK, np.nan, g)
     with np.errstate(invalid="ignore"):
@@ -48,6 +48,11 @@ def level_of(grades: np.ndarray) -> np.ndarray:
 def derived_label(grades: np.ndarray) -> np.ndarray:
     """Binary pain label from AU grades (N, A): level >= 1 (0 where no AU is graded)."""
     return (level_of(grades) >= 1).astype(int)
+
+
+def by_au(values: np.ndarray) -> dict[str, np.ndarray]:
+    """(N, 4, ...) in `AUS` order -> {au: (N, ...)}; the inverse of `grades_matrix`."""
+    return {a: values[:, j] for j, a in enumerate(AUS)}
 
 
 def grades_matrix(au: dict[str, np.ndarray]) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics_au
-from ..tasks import AUS, BLANK, GRADES, rgs_score
+from ..tasks import AUS, GRADES, rgs_score
 from . import stats
 
 TASK = "au"
@@ -42,7 +42,7 @@ def grades(frame: pd.DataFrame, side: str) -> np.ndarray:
 
 def scores(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and consensus RGS scores of every image (NaN where no AU is graded)."""
-    return tuple(rgs_score(np.where(np.isnan(g), BLANK, g)) for g in (grades(frame, "pred"), grades(frame, "true")))
+    return rgs_score(grades(frame, "pred")), rgs_score(grades(frame, "true"))
 
 
 def rat_sums(frame: pd.DataFrame, subjects) -> np.ndarray:

@@ -25,7 +25,7 @@ from ..methods.base import Context, Method, Predictions, TestSet, TrainSet, make
 from ..methods.registry import MethodSpec
 from ..paths import atomic_write_text, cache_dir
 from ..protocol import Fold
-from ..tasks import AUS, BLANK, au_column
+from ..tasks import AUS, BLANK, au_column, by_au
 from .predictions import InvalidOutput, check_output
 from .sandbox import SandboxError, SandboxSettings, fit_predict
 
@@ -77,10 +77,7 @@ def split(dataset, images, fold: Fold, task: str = "binary") -> tuple[TrainSet, 
     meta_cols = [c for c in META_COLUMNS if c in t.columns]
     meta = t[meta_cols] if meta_cols else None
     tr, te = fold.train, fold.test
-    au = None
-    if task == "au":
-        grades = au_grades(t.iloc[tr])
-        au = {a: grades[:, j] for j, a in enumerate(AUS)}
+    au = by_au(au_grades(t.iloc[tr])) if task == "au" else None
     train = TrainSet(np.asarray(images[tr]), t["label"].to_numpy()[tr], t["subject"].to_numpy()[tr],
                      tuple(keys[i] for i in tr), None if meta is None else meta.iloc[tr].reset_index(drop=True), au)
     test = TestSet(np.asarray(images[te]), t["subject"].to_numpy()[te], tuple(keys[i] for i in te),

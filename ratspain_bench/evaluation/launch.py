@@ -183,10 +183,10 @@ class Submitit(Launcher):
 
         super().__init__()
         folder = Path(settings.folder or Path(runs_dir) / "submitit").resolve()
-        self.executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=settings.cluster)
-        if self.executor.cluster != "slurm":  # local jobs: one existing folder (a job's own `%j` folder is made by the
-            folder.mkdir(parents=True, exist_ok=True)  # submitting process, and the job could open its log before that)
-            self.executor = submitit.AutoExecutor(folder=str(folder), cluster=self.executor.cluster)
+        cluster = settings.cluster or submitit.AutoExecutor.which()
+        if cluster != "slurm":  # local jobs: one existing folder (a job's own `%j` folder is made by the submitting
+            folder.mkdir(parents=True, exist_ok=True)  # process, and the job could open its log before that)
+        self.executor = submitit.AutoExecutor(folder=str(folder / "%j" if cluster == "slurm" else folder), cluster=cluster)
         params = dict(timeout_min=settings.time_min, cpus_per_task=settings.cpus_per_job, name="ratspain-fold")
         if settings.gpus_per_job:
             params["gpus_per_node"] = settings.gpus_per_job

@@ -25,7 +25,7 @@ import pandas as pd
 from ..errors import InputError, where
 from ..methods.base import Predictions
 from ..metrics import cell, score
-from ..tasks import AUS, GRADES, derived_label
+from ..tasks import AUS, GRADES, by_au, derived_label
 
 REQUIRED = ("image", "subject", "y_true", "y_pred")
 OPTIONAL = ("score", "fold", "method", "seed")
@@ -63,7 +63,7 @@ def check_output(labels, scores, n: int, au: dict | None = None, task: str = "bi
     if np.isnan(scores).any() or (n and (scores.min() < 0 or scores.max() > 1)):
         raise InvalidOutput(f"scores {SCORE_RULE} (no NaN); got range [{np.nanmin(scores) if n else 0:.3g}, "
                             f"{np.nanmax(scores) if n else 0:.3g}]", "probabilities")
-    return Predictions(labels.astype(int), scores, au={a: grades[:, j] for j, a in enumerate(AUS)} if task == "au" else None)
+    return Predictions(labels.astype(int), scores, au=by_au(grades) if task == "au" else None)
 
 
 def _check_au(au, n: int) -> np.ndarray:

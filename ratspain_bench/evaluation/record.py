@@ -309,19 +309,17 @@ def parent_metrics(score: dict, extra: dict | None = None) -> dict:
     `rgs_<metric>`, pooled; undefined values are left out)."""
     m = {f"pooled_{k}": score["pooled"][k] for k in POOLED}
     m.update({"mean_f1": score["mean_over_subjects"]["f1"], "mean_accuracy": score["mean_over_subjects"]["accuracy"]})
-    units = score.get("action_units")
-    if units:
-        for au, d in units["au"].items():
-            m.update({f"au_{au}_{k}": v for k, v in d.items() if v is not None})
-        m.update({f"rgs_{k}": v for k, v in units["rgs"].items() if v is not None})
+    if score.get("action_units"):
+        m.update(agreement_metrics(score["action_units"]))
     return {**m, **(extra or {})}
 
 
-def ceiling_metrics(ceiling: dict) -> dict:
-    """The raters' own agreement (`metrics_au.human_ceiling`) as parent metrics `ceiling_au_<name>_<metric>` and
-    `ceiling_rgs_<metric>` (pooled; undefined ones left out)."""
-    m = {f"ceiling_au_{au}_{k}": v for au, d in ceiling["au"].items() for k, v in d.items() if v is not None and k != "n"}
-    m.update({f"ceiling_rgs_{k}": v for k, v in ceiling["rgs"].items() if v is not None and k != "n"})
+def agreement_metrics(blocks: dict, prefix: str = "", counts: bool = True) -> dict:
+    """An `au`/`rgs` pair of `metrics_au` blocks (a score's, or the raters' own agreement with prefix `ceiling_` and
+    no counts) as metrics `<prefix>au_<name>_<metric>` and `<prefix>rgs_<metric>`, pooled; undefined ones left out."""
+    keep = lambda k, v: v is not None and (counts or k != "n")  # noqa: E731
+    m = {f"{prefix}au_{au}_{k}": v for au, d in blocks["au"].items() for k, v in d.items() if keep(k, v)}
+    m.update({f"{prefix}rgs_{k}": v for k, v in blocks["rgs"].items() if keep(k, v)})
     return m
 
 

@@ -317,20 +317,15 @@ def _execute(runs: list[MethodRun], dataset, opts: RunOptions) -> None:
 def complete_parent(store, parent_id: str, key: JobKey, dataset, preds: pd.DataFrame, summaries: list[dict], runs_dir,
                     device: str) -> dict:
     """Every fold is done: write the predictions file (`key.predictions_path`), score it, mark the parent complete with
-    its metrics and artifacts; returns the score."""
+    its metrics and artifacts (in the au task `score.json` also holds the raters' own agreement); returns the score."""
+    from ..plots import confusion_png
+
     pred_path = key.predictions_path(runs_dir)
     pred_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pred_path.with_name(f".{pred_path.name}.{os.getpid()}.tmp")
     preds.to_csv(tmp, index=False)
     os.replace(tmp, pred_path)
     score = score_frame(preds)
-    _complete_parent(store, parent_id, dataset, preds, score, summaries, key.root(runs_dir), pred_path, device)
-    return score
-
-
-def _complete_parent(store, parent_id, dataset, preds, score, summaries, root: Path, pred_path: Path, device: str) -> None:
-    from ..plots import confusion_png
-
     m = record.parent_metrics(score, {"train_seconds": sum(s["train_seconds"] for s in summaries), "folds_complete": len(summaries)})
     for k in sorted({k for s in summaries for k in s if k.startswith("attention_")}):  # localisation, per AU too
         vals = [s[k] for s in summaries if isinstance(s.get(k), (int, float))]
@@ -341,25 +336,25 @@ def _complete_parent(store, parent_id, dataset, preds, score, summaries, root: P
         for b, g in preds.assign(pose_bin=preds["image"].map(bins)).groupby("pose_bin"):
             cm = metrics.confusion(g["y_true"], g["y_pred"])
             m[f"pose_{b}_f1"], m[f"pose_{b}_accuracy"], m[f"pose_{b}_n"] = metrics.f1(cm), metrics.accuracy(cm), cm.n
-    ceiling = _human_ceiling(dataset, preds)
+    logged = score
+    ceiling = _human_ceiling(dataset, preds) if "action_units" in score else None
     if ceiling:
-        m.update(record.ceiling_metrics(ceiling))
-        score = {**score, "human_ceiling": ceiling}
-    out = root / "summary"
+        m.update(record.agreement_metrics(ceiling, "ceiling_", counts=False))
+        logged = {**score, "human_ceiling": ceiling}
+    out = key.root(runs_dir) / "summary"
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "score.json", json.dumps(score, indent=1))
+    atomic_write_text(out / "score.json", json.dumps(logged, indent=1))
     pd.DataFrame([{"subject": s, **d} for s, d in score["per_subject"].items()]).to_csv(out / "per_subject.csv", index=False)
     p = score["pooled"]
     confusion_png(out / "confusion_matrix.png", p["tp"], p["fp"], p["fn"], p["tn"], f"{preds['method'].iloc[0]} (pooled over folds)")
     (out / "predictions.csv").write_bytes(pred_path.read_bytes())
     store.finish(parent_id, record.COMPLETE, metrics=m, tags={record.Tag.HARDWARE: record.hardware(_device_used(device))},
                  files=[out / f for f in ("predictions.csv", "score.json", "per_subject.csv", "confusion_matrix.png")])
+    return score
 
 
 def _human_ceiling(dataset, preds) -> dict | None:
-    """The au task: the raters' own agreement on the scored images (`metrics_au.human_ceiling`), where the dataset has rater columns."""
-    if not any(c.startswith("y_pred_au_") for c in preds.columns):
-        return None
+    """The au task: the raters' own agreement on the scored images (`metrics_au.human_ceiling`); None without rater columns."""
     from ..metrics_au import human_ceiling
 
     return human_ceiling(dataset.table[dataset.table["image"].isin(set(preds["image"]))])

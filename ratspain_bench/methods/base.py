@@ -63,11 +63,11 @@ class Predictions:
     def from_au_proba(cls, proba: dict[str, np.ndarray], **extra) -> "Predictions":
         """AU predictions from per-AU grade probabilities {au: (N, 3)}: grades by argmax, the label derived from
         them the paper's way, and the probability of pain that the AUs, taken as independent, give."""
-        from ..tasks import AUS, derived_label, pain_probability
+        from ..tasks import AUS, by_au, derived_label, pain_probability
 
         p = np.stack([np.asarray(proba[a], dtype=float) for a in AUS], axis=1)  # (N, 4, 3)
         grades = p.argmax(axis=2)
-        return cls(derived_label(grades), pain_probability(p), au={a: grades[:, j] for j, a in enumerate(AUS)}, **extra)
+        return cls(derived_label(grades), pain_probability(p), au=by_au(grades), **extra)
 
 
 class NotSavable(InputError):

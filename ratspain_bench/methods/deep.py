@@ -32,7 +32,7 @@ from ..engine.features import FeatureCache, fill, space_id
 from ..engine.train import FeatureBatches, ImageBatches, make_optimizer, train
 from ..engine.weights import create_backbone, input_size_kwargs, weights_id
 from ..errors import InputError
-from ..tasks import AUS, BLANK, GRADES, grades_matrix
+from ..tasks import AUS, BLANK, GRADES, by_au, grades_matrix
 from .base import Context, Method, Predictions, TestSet, TrainSet
 
 
@@ -117,7 +117,7 @@ def as_cached(feats: torch.Tensor) -> torch.Tensor:
 def au_proba(logits: torch.Tensor) -> dict[str, np.ndarray]:
     """{au: (N, 3) grade probabilities} from (N, 4, 3) logits, a softmax per AU."""
     p = torch.softmax(logits.float(), 2).cpu().numpy().astype(float)
-    return {a: p[:, j] for j, a in enumerate(AUS)}
+    return by_au(p)
 
 
 class DeepMethod(Method):

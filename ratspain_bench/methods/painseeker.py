@@ -31,7 +31,7 @@ from torch import nn
 from ..engine.augment import eval_view, to_uint8_tensor
 from ..engine.backbone import grid_shape
 from ..engine.config import DeepConfig
-from ..tasks import AUS, GRADES
+from ..tasks import AUS, GRADES, by_au
 from .deep import DeepMethod, au_cross_entropy, au_proba
 from ..errors import InputError
 from .base import Context, Predictions, TestSet, field_of
@@ -177,7 +177,7 @@ class PainSeeker(DeepMethod):
         if self.context.task == "au":  # beta (N, A, K): one map per AU, their mean as the image's attention
             maps = beta.reshape(len(beta), len(AUS), *grid)
             pred = Predictions.from_au_proba(au_proba(logits), attention=maps.mean(axis=1),
-                                             au_attention={a: maps[:, j] for j, a in enumerate(AUS)})
+                                             au_attention=by_au(maps))
         else:
             prob = torch.softmax(logits, 1)[:, 1].cpu().numpy().astype(float)
             pred = Predictions(labels=logits.argmax(1).cpu().numpy(), scores=prob, attention=beta.reshape(len(beta), *grid))

@@ -37,7 +37,7 @@ from ..evaluation.sandbox import SandboxSettings, copy_tree, require, train_stat
 from ..methods.base import Context, TrainSet, config_params
 from ..methods.registry import MethodSpec, get_method
 from ..paths import cache_dir
-from ..tasks import AUS
+from ..tasks import by_au
 from . import evidence
 from .card import write_card
 from .pyfunc import save_pyfunc
@@ -156,10 +156,7 @@ def training_set(r: Recipe, dataset) -> TrainSet:
     t = dataset.table
     images = load_images(dataset, image_size(r.params))[0]
     cols = [c for c in META_COLUMNS if c in t.columns]
-    au = None
-    if r.task == "au":
-        grades = au_grades(t)
-        au = {a: grades[:, j] for j, a in enumerate(AUS)}
+    au = by_au(au_grades(t)) if r.task == "au" else None
     return TrainSet(np.asarray(images), t["label"].to_numpy(), t["subject"].to_numpy(), tuple(dataset.keys),
                     t[cols].reset_index(drop=True) if cols else None, au)
 
