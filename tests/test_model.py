@@ -234,3 +234,21 @@ def test_a_broken_outside_method_is_refused_with_the_reason(env, tmp_path, monke
     assert main(["train", "--method", "outside", "--data", str(data), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "outside: " in err and "cannot load the method in its sandbox" in err and not (tmp_path / "m").exists()
+
+
+def test_batches_start_small_then_keep_every_image_in_order(tmp_path):
+    """The first batch is an eighth of the others (scoring starts after a short decode); every image comes once,
+    in order, with a bad file's error in its own row."""
+    from ratspain_bench.model.inputs import Item
+    from ratspain_bench.model.predict import decoded_batches
+
+    good = tmp_path / "a.png"
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(good)
+    items = [Item(str(i), good if i != 40 else tmp_path / "missing.png") for i in range(300)]
+    batches = list(decoded_batches(items, 4, 128))
+    assert [len(b) for b in batches] == [16, 128, 128, 28]
+    flat = [pair for b in batches for pair in b]
+    assert [it.image for it, _ in flat] == [str(i) for i in range(300)]
+    assert isinstance(flat[40][1], str) and "missing.png" in flat[40][1]
+    assert flat[0][1][1].shape == (4, 4, 3)
+    assert list(decoded_batches([], 4, 128)) == []

@@ -1,7 +1,6 @@
 """The run command end to end on a tiny dataset: MLflow contents, predictions, resume and kill -9, and
 results keyed by what made them (dataset content, config, code)."""
 import os
-import shutil
 import signal
 import subprocess
 import sys

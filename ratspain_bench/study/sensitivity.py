@@ -118,25 +118,29 @@ def plan(opts: SensitivityOptions) -> tuple[dict, list[Point], list[str]]:
     return base, points, notes
 
 
-def _worker_main(dataset, opts: SensitivityOptions) -> None:
-    run_sensitivity(dataset, opts, write_outputs=False)
+def _worker_main(dataset, opts: SensitivityOptions, go) -> None:
+    run_sensitivity(dataset, opts, write_outputs=False, go=go)
 
 
-def _spawn_workers(dataset, opts: SensitivityOptions, study_name: str, storage_url: str) -> list:
-    """`jobs - 1` worker processes on the same study; every process gets cores // jobs threads."""
+def _threads(jobs: int) -> int:
+    import os
+
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _spawn_workers(dataset, opts: SensitivityOptions, study_name: str, storage_url: str, go) -> list:
+    """`jobs - 1` worker processes on the same study, each with cores // jobs threads; they start at once (their
+    imports overlap this process's shared work) and take points when `go` is set."""
     import dataclasses
     import multiprocessing as mp
     import os
 
-    threads = max(1, (os.cpu_count() or 1) // opts.jobs)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(threads)
     sub = dataclasses.replace(opts, jobs=1, study_name=study_name, storage=storage_url, n_trials=None)
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    threads = str(_threads(opts.jobs))
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     try:
-        procs = [mp.get_context("spawn").Process(target=_worker_main, args=(dataset, sub), daemon=False) for _ in range(opts.jobs - 1)]
+        procs = [mp.get_context("spawn").Process(target=_worker_main, args=(dataset, sub, go), daemon=False) for _ in range(opts.jobs - 1)]
         for p in procs:
             p.start()
     finally:
@@ -193,7 +197,8 @@ def rows_of(study, points: list[Point]) -> tuple[pd.DataFrame, dict]:
     return frame, {k: v for k, v in failed.items() if k not in done}
 
 
-def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outputs: bool = True) -> SensitivityResult | None:
+def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outputs: bool = True, go=None) -> SensitivityResult | None:
+    """Run (this worker's share of) the study; `go`: a helper process's start signal (see `_spawn_workers`)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -305,16 +310,29 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
 
     if opts.jobs > 1 and opts.n_trials is None:
         # the shared work here first (the method's `prepare`: backbone features with every core; an outside method: its
-        # first point), then jobs - 1 more worker processes share the points with this one; a worker given
-        # --n-trials is one worker
-        ran = 0 if prepare_shared(spec, points[0].params, ev, opts) else work(1)
-        helpers = _spawn_workers(dataset, opts, study_name, storage_url)
+        # first point) while jobs - 1 more worker processes start; then they share the points with this one; a worker
+        # given --n-trials is one worker
+        import multiprocessing as mp
+
+        go = mp.get_context("spawn").Event()
+        helpers = _spawn_workers(dataset, opts, study_name, storage_url, go)
+        try:
+            ran = 0 if prepare_shared(spec, points[0].params, ev, opts) else work(1)
+        except BaseException:
+            for proc in helpers:
+                proc.terminate()
+            raise
+        if (torch := sys.modules.get("torch")) is not None:
+            torch.set_num_threads(_threads(opts.jobs))
+        go.set()
         ran += work(None)
         for proc in helpers:
             proc.join()
             if proc.exitcode:
                 opts.log(f"warning: a worker process exited with code {proc.exitcode}; rerun to finish what it left")
     else:
+        if go is not None:
+            go.wait()
         ran = work(opts.n_trials)
     if not write_outputs:
         return None
