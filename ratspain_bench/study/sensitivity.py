@@ -331,8 +331,12 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
             if proc.exitcode:
                 opts.log(f"warning: a worker process exited with code {proc.exitcode}; rerun to finish what it left")
     else:
-        if go is not None:
-            go.wait()
+        if go is not None:  # a helper: wait for the shared work; give up if the process that started it is gone
+            import multiprocessing as mp
+
+            while not go.wait(2.0):
+                if not mp.parent_process().is_alive():
+                    return None
         ran = work(opts.n_trials)
     if not write_outputs:
         return None
