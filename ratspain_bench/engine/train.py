@@ -47,10 +47,10 @@ class FeatureBatches:
     """Cached features (V, N, K, C), widened to float32 once: each sample of an epoch takes one of its V
     views at random.
 
-    Every batch is gathered into one buffer allocated once: a fresh multi-megabyte tensor per step
-    costs the allocator more than the gather itself (on the CPU a frozen PainSeeker head then trains
-    2.2x faster, same numbers). A batch is therefore valid until the next one is drawn; the loop
-    finishes each step (its graph included) before drawing the next."""
+    Every batch is gathered into one buffer allocated once, not a fresh multi-megabyte tensor per step
+    (a frozen PainSeeker head fit on the CPU: 1.1x faster in `benchmarks/head_fit.py`, more where the
+    allocator hands each freed batch back to the system; bitwise the same). A batch is therefore valid
+    until the next one is drawn; the loop finishes each step (its graph included) before drawing the next."""
 
     def __init__(self, feats: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device):
         self.views, self.n = feats.shape[:2]

@@ -56,7 +56,7 @@ class LbpSvm(Method):
     tasks = ("binary", "au")
     SEARCH_SPACE = {"C": {"low": 0.001, "high": 100.0, "log": True}}
     MODEL_FILE = "svm.joblib"
-    predict_batch = 256
+    predict_batch = 256  # images per `predict` call; their code images are split over the worker pool
 
     def __init__(self, config, context=None):
         super().__init__(config, context)
