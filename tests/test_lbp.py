@@ -57,3 +57,24 @@ def test_precomputed_gram_svm_equals_linear_svm(images, tmp_path):
     ref = SVC(kernel="linear", C=1.0).fit(x[:9], labels[:9])
     np.testing.assert_array_equal(pred.labels, ref.predict(x[9:]))
     np.testing.assert_allclose(np.log(pred.scores / (1 - pred.scores)), ref.decision_function(x[9:]), atol=1e-6)
+
+
+def _codes_then_exit() -> None:
+    from ratspain_bench.features.lbp import compute_codes
+
+    compute_codes(np.random.default_rng(0).integers(0, 255, (32, 24, 24), dtype=np.uint8), 8, 1, "nri_uniform", jobs=2)
+
+
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_a_process_that_computed_codes_on_the_kept_pool_still_exits(start):
+    """The kept LBP worker pool must not hold its process open: a multiprocessing worker joins its children
+    before its threads' exit hooks run, so a pool left to those hooks hung its worker (and a `--jobs` run) forever."""
+    import multiprocessing as mp
+
+    p = mp.get_context(start).Process(target=_codes_then_exit)
+    p.start()
+    p.join(timeout=60)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive and p.exitcode == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.util import Finalize
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,11 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
     if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != jobs:
         if _POOL is not None and _POOL[0] == os.getpid():
             _POOL[2].shutdown(wait=False, cancel_futures=True)
-        _POOL = (os.getpid(), jobs, ProcessPoolExecutor(jobs))
+        pool = ProcessPoolExecutor(jobs)
+        # a multiprocessing worker joins its child processes before its threads' exit hooks would stop this pool's
+        # workers: stop them first, or such a worker never exits
+        Finalize(pool, pool.shutdown, exitpriority=100)  # before its queues close theirs (10)
+        _POOL = (os.getpid(), jobs, pool)
     return _POOL[2]
 
 
