@@ -165,9 +165,13 @@ def _mean_over_subjects(per: dict) -> dict:
                           "icc_a1": sum(x is not None for x in iccs)}}
 
 
+def frame_grades(frame: pd.DataFrame, side: str) -> np.ndarray:
+    """(N, 4) grades of a predictions frame's `y_<side>_au_<name>` columns in `AUS` order, NaN where blank."""
+    return np.column_stack([as_grades(frame[f"y_{side}_au_{a}"]) for a in AUS])
+
+
 def _prediction_block(frame: pd.DataFrame) -> dict:
-    truth = np.column_stack([as_grades(frame[f"y_true_au_{a}"]) for a in AUS])
-    pred = np.column_stack([as_grades(frame[f"y_pred_au_{a}"]) for a in AUS])
+    truth, pred = frame_grades(frame, "true"), frame_grades(frame, "pred")
     if np.isnan(pred).any():
         raise ValueError("every y_pred_au_<name> must hold a grade 0/1/2")
     return {"au": {a: au_block(truth[:, j], pred[:, j]) for j, a in enumerate(AUS)},

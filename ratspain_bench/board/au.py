@@ -35,14 +35,9 @@ def missing_columns(frame: pd.DataFrame | None) -> str:
     return f"predictions lack {', '.join(missing)}" if missing else ""
 
 
-def grades(frame: pd.DataFrame, side: str) -> np.ndarray:
-    """(N, 4) grades of `y_<side>_au_<name>` in `AUS` order, NaN where blank."""
-    return np.column_stack([metrics_au.as_grades(frame[f"y_{side}_au_{a}"]) for a in AUS])
-
-
 def scores(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and consensus RGS scores of every image (NaN where no AU is graded)."""
-    return rgs_score(grades(frame, "pred")), rgs_score(grades(frame, "true"))
+    return rgs_score(metrics_au.frame_grades(frame, "pred")), rgs_score(metrics_au.frame_grades(frame, "true"))
 
 
 def rat_sums(frame: pd.DataFrame, subjects) -> np.ndarray:
@@ -54,7 +49,7 @@ def rat_sums(frame: pd.DataFrame, subjects) -> np.ndarray:
 
 def confusion_3x3(frame: pd.DataFrame) -> dict:
     """{au: 3x3 counts} (rows: consensus grade 0/1/2, columns: predicted), images with a blank left out."""
-    t, p = grades(frame, "true"), grades(frame, "pred")
+    t, p = metrics_au.frame_grades(frame, "true"), metrics_au.frame_grades(frame, "pred")
     out = {}
     for j, a in enumerate(AUS):
         ok = ~np.isnan(t[:, j]) & ~np.isnan(p[:, j])

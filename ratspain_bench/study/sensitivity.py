@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
+import os
 import re
 import sys
 import time
@@ -123,8 +125,6 @@ def _worker_main(dataset, opts: SensitivityOptions, go) -> None:
 
 
 def _threads(jobs: int) -> int:
-    import os
-
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
@@ -132,8 +132,6 @@ def _spawn_workers(dataset, opts: SensitivityOptions, study_name: str, storage_u
     """`jobs - 1` worker processes on the same study, each with cores // jobs threads; they start at once (their
     imports overlap this process's shared work) and take points when `go` is set."""
     import dataclasses
-    import multiprocessing as mp
-    import os
 
     sub = dataclasses.replace(opts, jobs=1, study_name=study_name, storage=storage_url, n_trials=None)
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -312,8 +310,6 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
         # the shared work here first (the method's `prepare`: backbone features with every core; an outside method: its
         # first point) while jobs - 1 more worker processes start; then they share the points with this one; a worker
         # given --n-trials is one worker
-        import multiprocessing as mp
-
         go = mp.get_context("spawn").Event()
         helpers = _spawn_workers(dataset, opts, study_name, storage_url, go)
         try:
@@ -332,8 +328,6 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
                 opts.log(f"warning: a worker process exited with code {proc.exitcode}; rerun to finish what it left")
     else:
         if go is not None:  # a helper: wait for the shared work; give up if the process that started it is gone
-            import multiprocessing as mp
-
             while not go.wait(2.0):
                 if not mp.parent_process().is_alive():
                     return None
