@@ -1,4 +1,5 @@
-"""One frozen PainSeeker head fit on cached features: the engine's loop against a plain reference loop, same process.
+"""Frozen PainSeeker head fits on cached features: the engine's loop against a plain reference loop, and a study fold's
+13 Figure 5 configs fitted together against 13 separate fits, same process.
 
     python benchmarks/head_fit.py [--repeats 3] [--n 950] [--regions 49] [--channels 512]
 
@@ -7,6 +8,10 @@ batch 64, Adam lr 1e-3, weight decay 0.01, one thread): (a) `engine.train.train`
 gathers every batch into one buffer allocated once; (b) the same steps with a fresh tensor gathered per step
 (the loop before that change). Same seed, same batches: the trained heads must be bitwise equal. Best of
 `--repeats`; the ratio is (b)'s time over (a)'s.
+
+Together: the 13 distinct configs of the paper's Figure 5 grid (lambda, delta, k_high one at a time) as one `StackedHeads`
+trained by the same loop (`DeepMethod.fit_together`), against 13 engine fits one after the other; the ratio is the 13
+fits' time over the joint fit's, and the largest difference of a trained weight says how far the float rounding moved.
 """
 from __future__ import annotations
 
@@ -71,6 +76,35 @@ def main() -> None:
     print(f"head fit, {args.n} x {args.regions} x {args.channels} features, 30 epochs, 1 thread, best of {args.repeats}: "
           f"engine {min(engine):.2f} s, plain {min(plain):.2f} s, ratio {min(plain) / min(engine):.2f}x; "
           f"trained heads bitwise equal: {same}")
+
+    from dataclasses import replace
+
+    grid = PainSeeker.SENSITIVITY_GRID
+    names = {"lambda": "prsc_lambda", "delta": "prsc_delta", "k_high": "k_high"}
+    configs = list(dict.fromkeys(replace(PainSeekerConfig(), **{names[k]: v}) for k, values in grid.items() for v in values))
+
+    def fit(model, loss):
+        train(model, loss, FeatureBatches(feats, labels, 64, torch.device("cpu")), epochs=30,
+              optimizer=make_optimizer(model.parameters(), "adam", 1e-3, 0.01), generator=torch.Generator().manual_seed(0),
+              device=torch.device("cpu"))
+
+    joint, alone = [], []
+    for _ in range(args.repeats):
+        heads = [new_head() for _ in configs]
+        t = time.perf_counter()
+        stacked = PainSeeker.stack_heads(heads)
+        fit(stacked, PainSeeker.stacked_loss(configs))
+        stacked.unstack(heads)
+        joint.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        singles = []
+        for cfg in configs:
+            singles.append(new_head())
+            fit(singles[-1], PainSeeker(cfg, Context()).loss)
+        alone.append(time.perf_counter() - t)
+    diff = max((a - b).abs().max().item() for h, s in zip(heads, singles) for a, b in zip(h.state_dict().values(), s.state_dict().values()))
+    print(f"{len(configs)} Figure 5 configs, best of {args.repeats}: together {min(joint):.2f} s, one by one {min(alone):.2f} s, "
+          f"ratio {min(alone) / min(joint):.2f}x; largest weight difference {diff:.1e}")
 
 
 if __name__ == "__main__":

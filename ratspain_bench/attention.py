@@ -10,6 +10,7 @@ against that AU's own boxes only, over the images where that AU is visible (has 
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -25,9 +26,16 @@ def coverage_grid(boxes: dict, width: int, height: int, m: int, crop: float = 1.
     """(m, m) fraction of each region covered by the union of all AU boxes (pixel coordinates).
 
     `crop` < 1: the attention map covers the centred crop of that fraction of the image (test-time crop).
+    Remembered per (boxes, size, m, crop): the configs of a study fold score the same images.
     """
+    frozen = tuple((au, tuple(tuple(b) for b in box_list)) for au, box_list in boxes.items())
+    return _coverage(frozen, width, height, m, crop)
+
+
+@functools.lru_cache(maxsize=4096)
+def _coverage(boxes: tuple, width: int, height: int, m: int, crop: float) -> np.ndarray:
     mask = np.zeros((height, width), bool)
-    for box_list in boxes.values():
+    for _, box_list in boxes:
         for x0, y0, x1, y1 in box_list:
             mask[max(0, int(y0)):int(np.ceil(y1)), max(0, int(x0)):int(np.ceil(x1))] = True
     if crop < 1.0:
@@ -41,7 +49,9 @@ def coverage_grid(boxes: dict, width: int, height: int, m: int, crop: float = 1.
     starts_c = np.flatnonzero(np.r_[True, np.diff(cols) > 0])
     sums = np.add.reduceat(np.add.reduceat(mask.astype(np.int32), starts_r, axis=0), starts_c, axis=1)
     counts = np.bincount(rows, minlength=m)[:, None] * np.bincount(cols, minlength=m)[None, :]
-    return sums / counts
+    out = sums / counts
+    out.flags.writeable = False
+    return out
 
 
 def _shares(attention: np.ndarray, boxes: list[dict | None], image_size: tuple[int, int], k: int, crop: float) -> dict:

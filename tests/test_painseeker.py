@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ratspain_bench.errors import InputError
 from ratspain_bench.methods.base import Context, TestSet, TrainSet
-from ratspain_bench.methods.painseeker import PainSeeker, PainSeekerHead, prsc_loss
+from ratspain_bench.methods.painseeker import PainSeeker, PainSeekerHead, StackedHeads, prsc_loss
 from ratspain_bench.methods.registry import get_method
 from tinydata import TINY_DEEP as TINY
 
@@ -184,3 +184,53 @@ def test_coverage_grid_matches_a_pixel_by_pixel_count():
                 size[r, c] += 1
                 expected[r, c] += max(0, int(y0)) <= y < int(np.ceil(y1)) and max(0, int(x0)) <= x < int(np.ceil(x1))
         assert np.allclose(coverage_grid(boxes, w, h, m), expected / size)
+
+
+# ---------------------------------------------------------------- several configs of a fold fitted together (a study's grid)
+
+
+def test_stacked_heads_compute_each_head():
+    torch.manual_seed(0)
+    heads = [PainSeekerHead(16) for _ in range(3)]
+    stacked = StackedHeads(heads)
+    x = torch.randn(5, 9, 16)
+    logits, beta = stacked(x)
+    for i, h in enumerate(heads):
+        want_logits, want_beta = h(x)
+        assert torch.allclose(logits[:, i], want_logits, atol=1e-6) and torch.allclose(beta[:, i], want_beta, atol=1e-7)
+    with torch.no_grad():
+        stacked.h_bias[1] += 1
+    stacked.unstack(heads)
+    assert torch.allclose(heads[1](x)[0], stacked(x)[0][:, 1], atol=1e-6) and torch.allclose(heads[0](x)[0], logits[:, 0])
+
+
+GROUP = [dict(k_high=2), dict(k_high=1, delta=0.5), dict(k_high=2, **{"lambda": 0.0}), dict(k_high=3, **{"lambda": 1.5})]
+
+
+def test_configs_that_differ_in_the_loss_alone_fit_together_as_each_alone(tmp_path):
+    """The heads of one fit_together match their own fits (same init and batches; rounding only), for each PRSC
+    setting, lambda 0 included; configs that differ elsewhere, full fine-tuning or the au task fit one by one."""
+    images, labels, keys = toy(36)
+    train = TrainSet(images[:24], labels[:24], np.array(["a"] * 24), keys[:24])
+    test = TestSet(images[24:], np.array(["b"] * 12), keys[24:])
+    spec = get_method("painseeker:resnet10t")
+    base = {**TINY, "finetune": "frozen", "image_size": 48, "crop_size": 40, "epochs": 3}
+
+    def build(**kw):
+        return spec.build("quick", Context(seed=1, cache_dir=tmp_path / "cache"), **{**base, **kw})
+
+    together = [build(**p) for p in GROUP]
+    assert PainSeeker.fits_together([m.config for m in together], "binary")
+    PainSeeker.fit_together(together, train)
+    for params, m in zip(GROUP, together):
+        alone = build(**params)
+        alone.fit(train)
+        for a, b in zip(m.head.state_dict().values(), alone.head.state_dict().values()):
+            assert torch.allclose(a, b, atol=1e-5)
+        assert np.allclose(m.losses, alone.losses, atol=1e-5)
+        assert np.allclose(m.predict(test).scores, alone.predict(test).scores, atol=1e-5)
+    configs = [m.config for m in together]
+    assert not PainSeeker.fits_together(configs, "au")
+    assert not PainSeeker.fits_together(configs[:1], "binary")
+    assert not PainSeeker.fits_together([configs[0], build(lr=0.5).config], "binary")
+    assert not PainSeeker.fits_together([build(finetune="full", **p).config for p in GROUP], "binary")

@@ -8,6 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from tinydata import make_dataset
@@ -168,7 +169,9 @@ def test_figure5_default_grid_plan(env):
     assert len(points) == 15 and sum(len(v) for v in PainSeeker.SENSITIVITY_GRID.values()) == 15
     p = {pt.label: pt.params for pt in points}
     assert (p["delta=0.5"]["lambda"], p["delta=0.5"]["k_high"], p["lambda=1.5"]["delta"]) == (0.1, 5, 0.2)
-    assert all(pt.params["finetune"] == "frozen" for pt in points)
+    assert all(pt.params["finetune"] == "frozen" and pt.params["heatmaps"] == 0 for pt in points)  # scored, not looked at
+    opts = SensitivityOptions(method="painseeker:resnet10t", finetune="frozen", fixed={"image_size": 48, "crop_size": 32, "heatmaps": "2"})
+    assert all(pt.params["heatmaps"] == 2 for pt in plan(opts)[1])  # --set wins
 
 
 def test_crop_widened_until_k_high_fits(env):
@@ -179,8 +182,8 @@ def test_crop_widened_until_k_high_fits(env):
     spec = get_method("painseeker:resnet10t")
     grid = PainSeeker.SENSITIVITY_GRID
     extra, note = PainSeeker.study_settings(spec.config(None, image_size=72, crop_size=64, weights="none"), grid)
-    assert extra == {"crop_size": 136, "image_size": 144} and "25 regions" in note
-    assert PainSeeker.study_settings(spec.config(None, image_size=240, crop_size=224, weights="none"), grid) == ({}, "")
+    assert extra == {"crop_size": 136, "image_size": 144, "heatmaps": 0} and "25 regions" in note
+    assert PainSeeker.study_settings(spec.config(None, image_size=240, crop_size=224, weights="none"), grid) == ({"heatmaps": 0}, "")
 
 
 def test_painseeker_frozen_grid_on_tiny_replica(env):
@@ -198,6 +201,66 @@ def test_painseeker_frozen_grid_on_tiny_replica(env):
     rows = pd.read_csv(out / "sensitivity.csv")
     assert len(rows) == 4 and rows["pooled_f1"].notna().all()
     assert (out / "sensitivity.png").is_file()
+    assert "fits the grid's configs together" in (out / "sensitivity.md").read_text()
+
+
+def test_a_grid_fitted_together_matches_separate_fits_and_splits_over_processes(env):
+    """PainSeeker's frozen grid is fitted as one stacked head per fold: its folds carry the group in their name (never a
+    lone config's), score as separate fits do (rounding aside), and a study over two processes, each fitting the folds it
+    claims, writes the same results as one process."""
+    from ratspain_bench.data import load_dataset
+    from ratspain_bench.data.synth import generate_replica
+    from ratspain_bench.study.evaluate import Evaluator
+    from ratspain_bench.methods.registry import get_method
+
+    root, _ = env
+    counts = {s: {"no_pain": 4, "moderate": 4} for s in ("1", "2", "3")}
+    generate_replica(root / "rep", seed=0, size=48, counts=counts, jobs=1)
+    args = ["study", "sensitivity", "--data", str(root / "rep"), "--method", "painseeker:resnet10t", "--finetune", "frozen",
+            "--param", "lambda=0,0.5,2", "--param", "k_high=1,3", "--set", "image_size=48", "--set", "crop_size=48",
+            "--set", "k_high=2", "--set", "epochs=3", "--set", "views=1", "--set", "batch_size=8", "--quiet"]
+    one, two = root / "one", root / "two"
+    assert main(args + ["--out", str(one), "--runs-dir", str(one / "runs"), "--jobs", "1"]) == 0
+    assert main(args + ["--out", str(two), "--runs-dir", str(two / "runs"), "--jobs", "2"]) == 0
+    assert pd.read_csv(one / "sensitivity.csv").equals(pd.read_csv(two / "sensitivity.csv"))
+    assert not list((two / "runs").rglob("*.claim"))
+
+    spec = get_method("painseeker:resnet10t")
+    ds = load_dataset(str(root / "rep"))
+    grouped, alone = Evaluator(ds, one / "runs", profile="quick"), Evaluator(ds, root / "alone", profile="quick")
+    from ratspain_bench.study.sensitivity import SensitivityOptions, plan
+
+    points = plan(SensitivityOptions(method=spec.name, finetune="frozen", grid={"lambda": ["0", "0.5", "2"], "k_high": ["1", "3"]},
+                                     fixed={"image_size": 48, "crop_size": 48, "k_high": 2, "epochs": 3, "views": 1, "batch_size": 8}))[1]
+    assert grouped.fit_together(spec, [p.params for p in points])
+    for p in points:
+        key, lone = grouped.key(spec, p.params), alone.key(spec, p.params)
+        assert key.config_hash != lone.config_hash and all((key.fold_dir(grouped.runs_dir, f) / "DONE").is_file() for f in grouped.folds)
+        a, b = grouped.run(spec, p.params), alone.run(spec, p.params)
+        assert a["y_true"].equals(b["y_true"]) and np.allclose(a["score"], b["score"], atol=1e-4)
+
+
+def test_a_fold_claim_waits_for_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+    import socket
+
+    from ratspain_bench.study import evaluate
+
+    claim = tmp_path / "fold.claim"
+    assert evaluate._claim(claim) and claim.read_text() == f"{socket.gethostname()} {os.getpid()}"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim.write_text(f"{socket.gethostname()} {holder.pid}")
+        assert not evaluate._claim(claim)  # a live process of this host holds it
+    finally:
+        holder.kill()
+        holder.wait()
+    assert evaluate._claim(claim) and claim.read_text().endswith(f" {os.getpid()}")  # its process is gone: taken over
+    claim.write_text("elsewhere 1")
+    assert not evaluate._claim(claim)  # another host's, fresh
+    old = time.time() - evaluate.STALE_CLAIM_SECONDS - 5
+    os.utime(claim, (old, old))
+    assert evaluate._claim(claim)  # another host's, stale
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_nested_loro_inner_loop_never_sees_outer_test_rat(env):

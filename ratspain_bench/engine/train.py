@@ -66,8 +66,9 @@ class FeatureBatches:
 
 
 def train(model: nn.Module, loss_fn: Callable, batches, *, epochs: int, optimizer: torch.optim.Optimizer,
-          generator: torch.Generator, device: torch.device, amp: bool = True, progress=None, log_metric=None) -> list[float]:
-    """Run `epochs` epochs; returns the mean training loss of each. `loss_fn(model_output, y) -> scalar`."""
+          generator: torch.Generator, device: torch.device, amp: bool = True, progress=None, log_metric=None) -> list:
+    """Run `epochs` epochs; returns the mean training loss of each. `loss_fn(model_output, y)` gives a scalar, or
+    one loss per head of a stacked model (H,): their sum is minimised and each epoch's entry is the list of H means."""
     losses = []
     model.train()
     for epoch in range(1, epochs + 1):
@@ -77,15 +78,15 @@ def train(model: nn.Module, loss_fn: Callable, batches, *, epochs: int, optimize
             with autocast(device, amp):
                 loss = loss_fn(model(x), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if loss.ndim == 0 else loss.sum()).backward()
             optimizer.step()
-            total += loss.detach().float() * len(y)
+            total = total + loss.detach().float() * len(y)  # a vector for a stacked model
             seen += len(y)
-        mean = float(total.item() / max(seen, 1))
-        losses.append(mean)
+        mean = total.double() / max(seen, 1)
+        losses.append(float(mean.item()) if mean.ndim == 0 else mean.tolist())
         if progress:
-            progress(epoch=epoch, epochs=epochs, loss=mean)
+            progress(epoch=epoch, epochs=epochs, loss=float(mean.mean()))
         if log_metric:
-            log_metric("train_loss", mean, epoch)
+            log_metric("train_loss", float(mean.mean()), epoch)
     model.eval()
     return losses

@@ -11,6 +11,7 @@ the job folder: `predictions.csv` and `fold.json` under temporary names renamed 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -91,18 +92,30 @@ def build(spec: MethodSpec, params: dict, ctx: Context) -> Method:
     return cls(make_config(cls.Config, None, **params), ctx)
 
 
-def _in_process(task: FoldTask, train, test, work: Path, progress, log_metric) -> tuple[Predictions, float, Method]:
+def _context(task: FoldTask, progress, log_metric) -> Context:
     hooks = {k: v for k, v in (("progress", progress), ("log_metric", log_metric)) if v is not None}
-    ctx = Context(seed=task.seed, device=task.device, profile=task.profile, cache_dir=cache_dir(), work_dir=work, task=task.task,
-                  **hooks)
-    method = build(task.spec, task.params, ctx)
-    start = time.perf_counter()
-    method.fit(train)
-    fit_seconds = time.perf_counter() - start
-    pred = method.predict(test)
-    if not isinstance(pred, Predictions):
-        raise InvalidOutput(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions", "predict_type")
-    return pred, fit_seconds, method
+    return Context(seed=task.seed, device=task.device, profile=task.profile, cache_dir=cache_dir(), work_dir=task.job_dir / "artifacts",
+                   task=task.task, **hooks)
+
+
+def _checked(task: FoldTask, pred: Predictions, n_test: int):
+    return check_output(pred.labels, pred.scores, n_test, pred.au if task.task == "au" else None, task.task)
+
+
+@contextlib.contextmanager
+def _fold_errors(task: FoldTask):
+    """A method's failure as a FoldError naming the method, the fold and the predictions rule broken."""
+    try:
+        yield
+    except InvalidOutput as e:
+        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: invalid predictions: {e}", e.rule) from None
+    except SandboxError as e:
+        rule = "predict_type" if "predict() returned" in str(e) else ""
+        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: {e}", rule) from None
+    except InputError:
+        raise
+    except Exception as e:
+        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: {type(e).__name__}: {e}") from e
 
 
 def _localisation(dataset, method: Method, pred: Predictions, fold: Fold) -> dict:
@@ -127,29 +140,44 @@ def _localisation(dataset, method: Method, pred: Predictions, fold: Fold) -> dic
 
 def run_fold(task: FoldTask, dataset, images, progress=None, log_metric=None) -> dict:
     """Fit on the training rats, predict the held-out rat, check, write the job folder; returns its summary."""
-    train, test = split(dataset, images, task.fold, task.task)
-    work = task.job_dir / "artifacts"
-    work.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    extra: dict = {}
-    try:
-        if task.spec.trusted:
-            pred, fit_seconds, method = _in_process(task, train, test, work, progress, log_metric)
-            checked = check_output(pred.labels, pred.scores, len(test), pred.au if task.task == "au" else None, task.task)
-            if pred.attention is not None:
-                extra = _localisation(dataset, method, pred, task.fold)
-        else:
-            pred, fit_seconds, extra = fit_predict(task, train, test)
-            checked = check_output(pred.labels, pred.scores, len(test), pred.au if task.task == "au" else None, task.task)
-    except InvalidOutput as e:
-        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: invalid predictions: {e}", e.rule) from None
-    except SandboxError as e:
-        rule = "predict_type" if "predict() returned" in str(e) else ""
-        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: {e}", rule) from None
-    except InputError:
-        raise
-    except Exception as e:
-        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: {type(e).__name__}: {e}") from e
+    return run_folds([task], dataset, images, progress, log_metric)[0]
+
+
+def run_folds(tasks: list[FoldTask], dataset, images, progress=None, log_metric=None) -> list[dict]:
+    """`run_fold` for configs of one method on one fold: a trusted method fits them with `Method.fit_together` (one
+    by one unless it `fits_together` them; each fold's `train_seconds` is then the joint fit's time over their number)."""
+    lead = tasks[0]
+    train, test = split(dataset, images, lead.fold, lead.task)
+    for t in tasks:
+        (t.job_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+    out = []
+    if not lead.spec.trusted:  # each in its own sandboxed worker
+        for t in tasks:
+            start = time.perf_counter()
+            with _fold_errors(t):
+                pred, fit_seconds, extra = fit_predict(t, train, test)
+                result = _checked(t, pred, len(test))
+            out.append(_write(t, dataset, result, extra, fit_seconds, time.perf_counter() - start))
+        return out
+    with _fold_errors(lead):
+        start = time.perf_counter()
+        methods = [build(t.spec, t.params, _context(t, progress, log_metric)) for t in tasks]
+        type(methods[0]).fit_together(methods, train)
+        fit_seconds = (time.perf_counter() - start) / len(tasks)
+    for t, method in zip(tasks, methods):
+        start = time.perf_counter()
+        with _fold_errors(t):
+            pred = method.predict(test)
+            if not isinstance(pred, Predictions):
+                raise InvalidOutput(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions", "predict_type")
+            result = _checked(t, pred, len(test))
+            extra = _localisation(dataset, method, pred, t.fold) if pred.attention is not None else {}
+        out.append(_write(t, dataset, result, extra, fit_seconds, fit_seconds + time.perf_counter() - start))
+    return out
+
+
+def _write(task: FoldTask, dataset, checked, extra: dict, fit_seconds: float, seconds: float) -> dict:
+    """The job folder: predictions.csv and fold.json renamed into place, then DONE."""
     t = dataset.table.iloc[list(task.fold.test)]
     frame = pd.DataFrame({"image": t["image"].to_numpy(), "subject": t["subject"].to_numpy(), "y_true": t["label"].to_numpy(),
                           "y_pred": checked.labels, "score": np.round(checked.scores, 6), "fold": task.fold.subject})
@@ -158,9 +186,8 @@ def run_fold(task: FoldTask, dataset, images, progress=None, log_metric=None) ->
         for j, a in enumerate(AUS):
             frame[f"y_true_{au_column(a)}"] = pd.array(np.where(truth[:, j] == BLANK, None, truth[:, j]), dtype="Int64")
             frame[f"y_pred_{au_column(a)}"] = checked.au[a]
-    seconds = time.perf_counter() - start
     summary = {"subject": task.fold.subject, "train_seconds": fit_seconds, "predict_seconds": max(0.0, seconds - fit_seconds),
-               "n_test": len(test), **extra}
+               "n_test": len(t), **extra}
     tmp = task.job_dir / f".predictions.{os.getpid()}.tmp"
     frame.to_csv(tmp, index=False)
     os.replace(tmp, task.job_dir / "predictions.csv")

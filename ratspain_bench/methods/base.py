@@ -104,7 +104,8 @@ class Method:
     - `SENSITIVITY_GRID`, `PLOT_SYMBOLS`: the default grid of `study sensitivity` and axis symbols;
     - hooks: `preflight` (fail before any work), `prepare` and `parallel_folds` (work shared by all folds,
       done once; folds then light enough to run in parallel), `study_settings` (settings every study point
-      must hold) and `attention_view` (how `Predictions.attention` maps onto the image, for localisation);
+      must hold), `fits_together` / `fit_together` (several configs fitted on one fold at once, for a
+      study's grid) and `attention_view` (how `Predictions.attention` maps onto the image, for localisation);
     - `tasks`: the tasks it supports (`binary`, `au`); in the `au` task `fit` gets `TrainSet.au` and `predict`
       returns `Predictions.au` (`Predictions.from_au_proba` builds it);
     - a saved model (`ratspain-bench train`): `save(folder)` writes the fitted state in the framework's own
@@ -147,8 +148,21 @@ class Method:
         """Raise an InputError now if this config cannot run here (e.g. weights that cannot be had), before any work."""
 
     @classmethod
+    def fits_together(cls, configs: list, task: str) -> bool:
+        """Whether `fit_together` fits these configs as one (sharing work a separate fit of each would repeat); the
+        harness then names their job folders by the whole group, since the float rounding of a joint fit is its own."""
+        return False
+
+    @classmethod
+    def fit_together(cls, methods: list["Method"], train: TrainSet) -> None:
+        """Fit every method (instances of this class, one config each) on the same training set: by default one by one."""
+        for m in methods:
+            m.fit(train)
+
+    @classmethod
     def study_settings(cls, config, grid: dict) -> tuple[dict, str]:
-        """Settings (public names) that every point of a sensitivity study over `grid` must hold, and a note."""
+        """Settings (public names) that every point of a sensitivity study over `grid` must hold, and a note; `grid` is
+        {} when the user gave the grid or the crop. A setting the user fixed with --set wins."""
         return {}, ""
 
     def attention_view(self) -> tuple[int, float]:

@@ -268,22 +268,45 @@ class DeepMethod(Method):
 
     # ------------------------------------------------------------ fit / predict
 
-    def fit(self, train_set: TrainSet) -> None:
-        c, ctx = self.config, self.context
-        self.device = resolve_device(ctx.device)
-        generator = seed_everything(ctx.seed)
+    def _start_fit(self, train_set: TrainSet) -> tuple[torch.Generator, torch.Tensor]:
+        """The fit's device, seeds (the returned generator orders the batches) and targets."""
+        self.device = resolve_device(self.context.device)
+        generator = seed_everything(self.context.seed)
         labels = self.targets(train_set)
         if len(labels) < 2:
             raise InputError("training needs at least two images")
+        return generator, labels
+
+    def _frozen_batches(self, train_set: TrainSet, labels: torch.Tensor):
+        """Frozen mode: ((K, C) of the cached region features, the standardisation or None, the head's batches)."""
+        c = self.config
+        feats = self.cached_features(train_set.keys, train_set.images, c.training_views)
+        stats = [t.to(self.device) for t in self.train_stats(train_set.keys, feats)] if c.standardize else None
+        return (feats.shape[2], feats.shape[3]), stats, FeatureBatches(self.head_inputs(feats, stats), labels, c.batch_size, self.device)
+
+    def _frozen_head(self, shape: tuple[int, int], stats) -> nn.Module:
+        """A new head for (K, C) features, returned to train on inputs standardised once; `self.head` applies `stats`."""
+        self.shape = shape
+        model = self._new_head(shape[1], shape[0])
+        self.head = Standardized(model, *stats) if stats else model
+        return model
+
+    def _train(self, model: nn.Module, loss, batches, generator: torch.Generator) -> list:
+        c = self.config
+        runner = torch.compile(model) if c.compile and c.finetune == "full" else model
+        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.weight_decay)
+        small = c.finetune == "frozen" and self.device.type == "cpu"
+        with cpu_threads(1) if small else contextlib.nullcontext():
+            return train(runner, loss, batches, epochs=c.epochs, optimizer=opt, generator=generator,
+                         device=self.device, amp=c.amp, progress=self.context.progress, log_metric=self.context.log_metric)
+
+    def fit(self, train_set: TrainSet) -> None:
+        c = self.config
+        generator, labels = self._start_fit(train_set)
         with deterministic(self.device):
             if c.finetune == "frozen":
-                feats = self.cached_features(train_set.keys, train_set.images, c.training_views)
-                k, ch = feats.shape[2], feats.shape[3]
-                self.shape = (k, ch)
-                model = self._new_head(ch, k)
-                stats = [t.to(self.device) for t in self.train_stats(train_set.keys, feats)] if c.standardize else None
-                batches = FeatureBatches(self.head_inputs(feats, stats), labels, c.batch_size, self.device)
-                self.head = Standardized(model, *stats) if stats else model  # trains on inputs standardised once
+                shape, stats, batches = self._frozen_batches(train_set, labels)
+                model = self._frozen_head(shape, stats)
             else:
                 images = to_uint8_tensor(train_set.images)
                 check_crop(images, c.crop_size)
@@ -295,12 +318,53 @@ class DeepMethod(Method):
                                        Normalizer(self.backbone.mean, self.backbone.std, self.device, c.channels_last),
                                        c.batch_size, c.flip)
             self.net = DeepNet(self.backbone, self.head) if self.backbone is not None else None
-            runner = torch.compile(model) if c.compile and c.finetune == "full" else model
-            opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.weight_decay)
-            small = c.finetune == "frozen" and self.device.type == "cpu"
-            with cpu_threads(1) if small else contextlib.nullcontext():
-                self.losses = train(runner, self.loss, batches, epochs=c.epochs, optimizer=opt, generator=generator,
-                                    device=self.device, amp=c.amp, progress=ctx.progress, log_metric=ctx.log_metric)
+            self.losses = self._train(model, self.loss, batches, generator)
+
+    # ------------------------------------------------------------ several configs on one fold (a study's grid)
+
+    LOSS_FIELDS: tuple[str, ...] = ()  # config fields only `loss` reads (a subclass that sets them gives `stack_heads`)
+
+    @classmethod
+    def fits_together(cls, configs: list, task: str) -> bool:
+        """Frozen binary heads whose configs differ only in `LOSS_FIELDS` see the same features, initial weights
+        and batches (same seed): they train as one stacked head (`fit_together`)."""
+        if not cls.LOSS_FIELDS or task != "binary" or len(configs) < 2 or configs[0].finetune != "frozen":
+            return False
+        first = configs[0]
+        return all(dataclasses.replace(c, **{f: getattr(first, f) for f in cls.LOSS_FIELDS}) == first for c in configs)
+
+    @classmethod
+    def fit_together(cls, methods: list["DeepMethod"], train: TrainSet) -> None:
+        """Heads that `fits_together` trains as one module (`stack_heads`): each step reads a batch's region features
+        once for all of them. Each head starts from the weights its own fit would have and sees the same batches;
+        the sum of their losses is minimised, so each gets its own loss's gradient, and Adam acts per weight.
+        Same maths as fitting each alone; the float rounding of the shared matrix products differs."""
+        if not cls.fits_together([m.config for m in methods], methods[0].context.task):
+            return super().fit_together(methods, train)
+        lead = methods[0]
+        generator, labels = lead._start_fit(train)
+        with deterministic(lead.device):
+            shape, stats, batches = lead._frozen_batches(train, labels)
+            heads = []
+            for m in methods:
+                m.device = lead.device
+                heads.append(m._frozen_head(shape, stats))
+            stacked = cls.stack_heads(heads)
+            losses = lead._train(stacked, cls.stacked_loss([m.config for m in methods]), batches, generator)
+            stacked.unstack(heads)
+        for i, m in enumerate(methods):
+            m.net = DeepNet(m.backbone, m.head) if m.backbone is not None else None
+            m.losses = [epoch[i] for epoch in losses]
+
+    @classmethod
+    def stack_heads(cls, heads: list[nn.Module]) -> nn.Module:  # pragma: no cover - interface
+        """One module computing every head's output from one batch; `.unstack(heads)` copies the weights back."""
+        raise TypeError(f"{cls.__name__} sets LOSS_FIELDS but gives no stack_heads")
+
+    @classmethod
+    def stacked_loss(cls, configs: list):  # pragma: no cover - interface
+        """`loss` of each config on the stacked module's output: (output, y) -> (H,) losses."""
+        raise TypeError(f"{cls.__name__} sets LOSS_FIELDS but gives no stacked_loss")
 
     def forward_test(self, test: TestSet) -> list:
         """Head outputs on the test view, in batches (cached features in frozen mode)."""

@@ -11,6 +11,10 @@ The paper's setting: ResNet-18 convolutional layers, lambda 0.1, delta 0.2, k_hi
 training settings of `ratspain_bench.engine.config` (`paper` profile). `painseeker-noprsc` is
 lambda = 0 (CE only). Command-line and output names: `lambda`, `delta`, `k_high`.
 
+A study's grid (the paper's Figure 5): frozen heads whose configs differ only in lambda, delta or k_high
+see the same features, initial weights and batches, so a fold fits them as one `StackedHeads` (see
+`DeepMethod.fit_together`): the same maths as separate fits, each step reading the batch once for all.
+
 PainSeeker-AU (the `au` task, our extension): the same pieces once per action unit a. g maps each
 region to 4 scores, beta_a = sigmoid(g_a(x_j)) / sum_k sigmoid(g_a(x_k)) (Eq. 2 per AU), the fused
 feature sum_j beta_a,j x_j (Eq. 3 per AU) feeds a 3-grade linear head h_a; loss = the mean over AUs
@@ -48,10 +52,14 @@ def prsc_loss(beta: torch.Tensor, k_high: int, margin: float) -> torch.Tensor:
     k = beta.shape[1]
     if not 1 <= int(k_high) < k:
         raise ValueError(f"k_high must satisfy 1 <= k_high < K = {k}, got {k_high}")
-    ranked = beta.sort(dim=1, descending=True).values
-    high, rest = ranked[:, :k_high], ranked[:, k_high:]
-    gap = high - rest.mean(dim=1, keepdim=True)
-    return F.relu(margin - gap).mean(dim=1).mean()
+    return prsc_of_ranked(beta.sort(dim=1, descending=True).values, k_high, margin).mean()
+
+
+def prsc_of_ranked(ranked: torch.Tensor, k_high: int, margin) -> torch.Tensor:
+    """Eq. (5) per image from its scores sorted in descending order (..., K) -> (...); `margin` broadcasts."""
+    high, rest = ranked[..., :k_high], ranked[..., k_high:]
+    gap = high - rest.mean(dim=-1, keepdim=True)
+    return F.relu(margin - gap).mean(dim=-1)
 
 
 class PainSeekerHead(nn.Module):
@@ -67,6 +75,37 @@ class PainSeekerHead(nn.Module):
         beta = s / s.sum(dim=1, keepdim=True)
         fused = torch.bmm(beta.unsqueeze(1).to(regions.dtype), regions).squeeze(1)  # sum_j beta_j x_j
         return self.h(fused), beta
+
+
+class StackedHeads(nn.Module):
+    """H `PainSeekerHead`s of one shape as one module, for heads that train on the same batches (a study's points,
+    `DeepMethod.fit_together`): one matrix product gives the H region scores g (Eq. 2) and one batched product the
+    H fused features (Eq. 3), so each step reads the (B, K, C) regions once for all H. Returns ((B, H, 2) logits,
+    (B, H, K) beta); `unstack(heads)` copies each head's trained weights back."""
+
+    def __init__(self, heads: list[PainSeekerHead]):
+        super().__init__()
+        self.g_weight = nn.Parameter(torch.stack([h.g.weight.detach()[0] for h in heads]))  # (H, C)
+        self.g_bias = nn.Parameter(torch.stack([h.g.bias.detach()[0] for h in heads]))  # (H,)
+        self.h_weight = nn.Parameter(torch.stack([h.h.weight.detach() for h in heads]))  # (H, 2, C)
+        self.h_bias = nn.Parameter(torch.stack([h.h.bias.detach() for h in heads]))  # (H, 2)
+
+    def forward(self, regions: torch.Tensor):  # (B, K, C)
+        b, k, c = regions.shape
+        # g as (H, C) x (C, B K): the scores come out as (H, B, K), and this product shape is the faster one on the CPU
+        s = torch.sigmoid(torch.addmm(self.g_bias[:, None], self.g_weight, regions.reshape(b * k, c).t())).view(-1, b, k).transpose(0, 1)
+        beta = s / s.sum(dim=2, keepdim=True)  # (B, H, K)
+        fused = torch.bmm(beta.to(regions.dtype), regions)  # (B, H, C): sum_j beta_j x_j per head
+        logits = torch.bmm(fused.transpose(0, 1), self.h_weight.transpose(1, 2)).transpose(0, 1) + self.h_bias
+        return logits, beta
+
+    @torch.no_grad()
+    def unstack(self, heads: list[PainSeekerHead]) -> None:
+        for i, h in enumerate(heads):
+            h.g.weight.copy_(self.g_weight[i:i + 1])
+            h.g.bias.copy_(self.g_bias[i:i + 1])
+            h.h.weight.copy_(self.h_weight[i])
+            h.h.bias.copy_(self.h_bias[i])
 
 
 class PainSeekerAUHead(nn.Module):
@@ -112,29 +151,56 @@ class PainSeeker(DeepMethod):
 
     @classmethod
     def study_settings(cls, config, grid: dict) -> tuple[dict, str]:
-        """K regions must exceed the grid's largest k_high: widen the crop (and image) in steps of 8 px until the
-        backbone gives them (features cost ~ crop^2, so the smallest such crop), for every point of the study."""
+        """Every point saves no beta heatmaps (`heatmaps` 0: a study's folds are scored, not looked at, and a Figure 5
+        study has 78 of them). K regions must exceed the grid's largest k_high: widen the crop (and image) in steps of
+        8 px until the backbone gives them (features cost ~ crop^2, so the smallest such crop)."""
+        quiet = {"heatmaps": 0}
         if "k_high" not in grid:
-            return {}, ""
+            return quiet, ""
         from dataclasses import replace
 
         k_max = max(int(v) for v in grid["k_high"])
         try:
             k, _ = cls(config, Context(device="cpu")).probe()
             if k > k_max:
-                return {}, ""
+                return quiet, ""
             crop, margin = config.crop_size, config.image_size - config.crop_size
             for _ in range(24):
                 crop += 8
                 wider = replace(config, crop_size=crop, image_size=crop + margin)
                 k, _ = cls(wider, Context(device="cpu")).probe()
                 if k > k_max:
-                    return {"crop_size": crop, "image_size": crop + margin}, (
+                    return {**quiet, "crop_size": crop, "image_size": crop + margin}, (
                         f"k_high up to {k_max} needs more than {k_max} regions: crop_size raised to {crop} and "
                         f"image_size to {crop + margin} ({k} regions) for every point of this study")
         except Exception as e:  # a backbone that cannot be probed here: run as configured
-            return {}, f"could not check the number of regions ({type(e).__name__}: {e})"
-        return {}, ""
+            return quiet, f"could not check the number of regions ({type(e).__name__}: {e})"
+        return quiet, ""
+
+    LOSS_FIELDS = ("prsc_lambda", "prsc_delta", "k_high")  # a study's Figure 5 points of a fold train as one `StackedHeads`
+
+    @classmethod
+    def stack_heads(cls, heads: list[nn.Module]) -> StackedHeads:
+        return StackedHeads(heads)
+
+    @classmethod
+    def stacked_loss(cls, configs: list[PainSeekerConfig]):
+        """Eq. (6) of each config on `StackedHeads`' output: (H,) losses, CE + lambda_h * PRSC(beta_h; k_high_h, delta_h)."""
+        lam = torch.tensor([c.prsc_lambda for c in configs])
+        margin = torch.tensor([c.prsc_delta for c in configs])
+        by_k = {k: torch.tensor([i for i, c in enumerate(configs) if c.k_high == k]) for k in {c.k_high for c in configs}}
+
+        def loss(output, y: torch.Tensor) -> torch.Tensor:
+            logits, beta = output
+            ce = F.cross_entropy(logits.float().transpose(1, 2), y.unsqueeze(1).expand(-1, len(configs)), reduction="none").mean(0)
+            ranked = beta.float().sort(dim=2, descending=True).values  # (B, H, K)
+            prsc = torch.empty_like(ce)
+            for k, idx in by_k.items():
+                idx = idx.to(ce.device)
+                prsc[idx] = prsc_of_ranked(ranked[:, idx], k, margin.to(ce.device)[idx, None]).mean(0)
+            return ce + lam.to(ce.device) * prsc
+
+        return loss
 
     def attention_view(self) -> tuple[int, float]:
         """k_high regions; the test view is the centre crop (crop/size of the image) or the whole image resized."""

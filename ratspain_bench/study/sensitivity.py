@@ -7,6 +7,9 @@ parameters and values; the grid sampler hands each worker an unvisited point. Ea
 leave-one-rat-out run of the method with NAME=VALUE and every other parameter at its default (plus
 `--set` fixed settings), scored by pooled F1 (one confusion matrix summed over the folds).
 
+A method that `fits_together` the grid's configs (PainSeeker's frozen heads) fits them as one on each
+fold, whichever trial first needs that fold (`Evaluator.fit_together`); the other trials read the folds.
+
 Resuming: a point with a COMPLETE trial in the storage is never rerun. A point whose trial failed,
 or was left RUNNING by a dead worker (see `workers`), is enqueued again. Two points that are the
 same config (the defaults appear once per panel) share their fold predictions on disk, so the
@@ -100,8 +103,10 @@ def plan(opts: SensitivityOptions) -> tuple[dict, list[Point], list[str]]:
     if not grid:
         raise InputError(f"{opts.method} declares no SENSITIVITY_GRID: give the grid with --param NAME=v1,v2,...")
     check_against_config(grid, base, opts.method, "--param")
-    if opts.grid is None and "crop_size" not in fixed and spec.trusted:
-        extra, note = spec.load().study_settings(spec.checked_config(opts.profile, **fixed), grid)
+    if spec.trusted:  # the method's settings for every point; what --set fixed wins, and a given grid or crop is the user's
+        mine = opts.grid is None and "crop_size" not in fixed
+        extra, note = spec.load().study_settings(spec.checked_config(opts.profile, **fixed), grid if mine else {})
+        extra = {k: v for k, v in extra.items() if k not in fixed}
         notes += [note] if note else []
         if extra:
             fixed.update(extra)
@@ -204,9 +209,13 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
     start = time.perf_counter()
     spec = get_method(opts.method)
     base, points, notes = plan(opts)
+    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
+    if ev.fit_together(spec, [p.params for p in points]):
+        notes.append(f"{spec.name} fits the grid's configs together on each fold (frozen heads that differ only in the loss: "
+                     "one stacked head, the same maths as separate fits with its own float rounding); their job folders are "
+                     "therefore not those of a `run` of one config")
     for n in notes:
         opts.log(f"note: {n}")
-    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
     study_name = opts.study_name or default_study_name(opts, points, ev.fingerprint)
     storage_url = opts.storage or default_storage_url(opts.runs_dir)
     storage = open_storage(storage_url, opts.runs_dir)
