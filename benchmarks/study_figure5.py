@@ -77,6 +77,8 @@ def main() -> int:
                   "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__,
                   "rows": json.loads(res.rows.to_json(orient="records"))}
         (out / "timing.json").write_text(json.dumps(record, indent=1))
+        for name in ("sensitivity.md", "sensitivity.json"):  # the storage lay in a temporary folder: not this machine's path
+            (out / name).write_text((out / name).read_text().replace(str(tmp), "<temporary folder>"))
         print(res.rows.to_string(index=False))
         print(f"\nFigure 5 study ({len(res.rows)} points x {record['rats']} folds, frozen, {args.profile} profile, "
               f"{cfg['crop_size']} px crops, --jobs {args.jobs}) on {os.cpu_count()} cores: cold {timings['cold']:.1f} s "
