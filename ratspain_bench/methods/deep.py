@@ -335,11 +335,12 @@ class DeepMethod(Method):
 
     @classmethod
     def fit_together(cls, methods: list["DeepMethod"], train: TrainSet) -> None:
-        """Heads that `fits_together` trains as one module (`stack_heads`): each step reads a batch's region features
-        once for all of them. Each head starts from the weights its own fit would have and sees the same batches;
-        the sum of their losses is minimised, so each gets its own loss's gradient, and Adam acts per weight.
-        Same maths as fitting each alone; the float rounding of the shared matrix products differs."""
-        if not cls.fits_together([m.config for m in methods], methods[0].context.task):
+        """Heads that `fits_together` trains as one module (`stack_heads`), so each product over a batch's region
+        features serves all of them. Each head starts from the weights its own fit would have and sees the same
+        batches (one seed); the sum of their losses is minimised, so each gets its own loss's gradient, and Adam acts
+        per weight. Same maths as fitting each alone; the float rounding of the shared matrix products differs."""
+        one_context = len({(m.context.seed, m.context.device, m.context.task) for m in methods}) == 1
+        if not one_context or not cls.fits_together([m.config for m in methods], methods[0].context.task):
             return super().fit_together(methods, train)
         lead = methods[0]
         generator, labels = lead._start_fit(train)

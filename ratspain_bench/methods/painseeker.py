@@ -13,7 +13,7 @@ lambda = 0 (CE only). Command-line and output names: `lambda`, `delta`, `k_high`
 
 A study's grid (the paper's Figure 5): frozen heads whose configs differ only in lambda, delta or k_high
 see the same features, initial weights and batches, so a fold fits them as one `StackedHeads` (see
-`DeepMethod.fit_together`): the same maths as separate fits, each step reading the batch once for all.
+`DeepMethod.fit_together`): the same maths as separate fits, each product over a batch serving all heads.
 
 PainSeeker-AU (the `au` task, our extension): the same pieces once per action unit a. g maps each
 region to 4 scores, beta_a = sigmoid(g_a(x_j)) / sum_k sigmoid(g_a(x_k)) (Eq. 2 per AU), the fused
@@ -80,7 +80,7 @@ class PainSeekerHead(nn.Module):
 class StackedHeads(nn.Module):
     """H `PainSeekerHead`s of one shape as one module, for heads that train on the same batches (a study's points,
     `DeepMethod.fit_together`): one matrix product gives the H region scores g (Eq. 2) and one batched product the
-    H fused features (Eq. 3), so each step reads the (B, K, C) regions once for all H. Returns ((B, H, 2) logits,
+    H fused features (Eq. 3), so each product over the (B, K, C) regions serves all H heads. Returns ((B, H, 2) logits,
     (B, H, K) beta); `unstack(heads)` copies each head's trained weights back."""
 
     def __init__(self, heads: list[PainSeekerHead]):
