@@ -30,6 +30,7 @@ from ..evaluation.sandbox import SandboxSettings
 from ..methods.base import make_config
 from ..methods.registry import MethodSpec
 from ..protocol import Fold, leave_one_subject_out
+from .workers import pid_alive
 
 STALE_CLAIM_SECONDS = 3600  # a claim of another host older than this is taken over (one of this host: when its process is gone)
 
@@ -146,16 +147,6 @@ class Evaluator:
         return pd.concat(frames, ignore_index=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def _claim(path: Path) -> bool:
     """Take the claim file `path` for this process (its host and pid, linked into place whole); False while another
     live process holds it. A claim of a dead process of this host, or one older than STALE_CLAIM_SECONDS, is taken over."""
@@ -175,7 +166,7 @@ def _claim(path: Path) -> bool:
                 age = time.time() - path.stat().st_mtime
             except (OSError, ValueError):
                 continue  # released meanwhile
-            if (owner == host and not _alive(int(pid))) or age > STALE_CLAIM_SECONDS:
+            if (owner == host and not pid_alive(int(pid))) or age > STALE_CLAIM_SECONDS:
                 path.unlink(missing_ok=True)
                 continue
             return False

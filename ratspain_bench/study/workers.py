@@ -21,7 +21,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has this pid."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -37,7 +38,7 @@ def is_stale(trial, now: float | None = None) -> bool:
     worker = str(trial.user_attrs.get("worker", ""))
     host, _, pid = worker.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
-        return int(pid) != os.getpid() and not _pid_alive(int(pid))
+        return int(pid) != os.getpid() and not pid_alive(int(pid))
     beat = trial.user_attrs.get("heartbeat")
     if beat is None:
         start = trial.datetime_start.timestamp() if trial.datetime_start else now
