@@ -246,16 +246,16 @@ def test_a_fold_claim_waits_for_a_live_holder_and_takes_over_a_dead_one(tmp_path
     from ratspain_bench.study import evaluate
 
     claim = tmp_path / "fold.claim"
-    assert evaluate._claim(claim) and claim.read_text() == f"{socket.gethostname()} {os.getpid()}"
+    assert evaluate._claim(claim) and claim.read_text() == f"{socket.gethostname()}:{os.getpid()}"
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        claim.write_text(f"{socket.gethostname()} {holder.pid}")
+        claim.write_text(f"{socket.gethostname()}:{holder.pid}")
         assert not evaluate._claim(claim)  # a live process of this host holds it
     finally:
         holder.kill()
         holder.wait()
-    assert evaluate._claim(claim) and claim.read_text().endswith(f" {os.getpid()}")  # its process is gone: taken over
-    claim.write_text("elsewhere 1")
+    assert evaluate._claim(claim) and claim.read_text().endswith(f":{os.getpid()}")  # its process is gone: taken over
+    claim.write_text("elsewhere:1")
     assert not evaluate._claim(claim)  # another host's, fresh
     old = time.time() - evaluate.STALE_CLAIM_SECONDS - 5
     os.utime(claim, (old, old))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from ..evaluation.sandbox import SandboxSettings
 from ..methods.base import make_config
 from ..methods.registry import MethodSpec
 from ..protocol import Fold, leave_one_subject_out
-from .workers import pid_alive
+from .workers import gone_here, worker_id
 
 STALE_CLAIM_SECONDS = 3600  # a claim of another host older than this is taken over (one of this host: when its process is gone)
 
@@ -148,12 +147,12 @@ class Evaluator:
 
 
 def _claim(path: Path) -> bool:
-    """Take the claim file `path` for this process (its host and pid, linked into place whole); False while another
-    live process holds it. A claim of a dead process of this host, or one older than STALE_CLAIM_SECONDS, is taken over."""
-    host = socket.gethostname()
+    """Take the claim file `path` for this process (its `worker_id`, linked into place whole); False while another live
+    process holds it. A claim of a dead process of this host, or one older than STALE_CLAIM_SECONDS, is taken over."""
+    me = worker_id()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{host}.{os.getpid()}.tmp")
-    tmp.write_text(f"{host} {os.getpid()}")
+    tmp = path.with_name(f"{path.name}.{me.replace(':', '.')}.tmp")
+    tmp.write_text(me)
     try:
         for _ in range(3):
             try:
@@ -162,11 +161,11 @@ def _claim(path: Path) -> bool:
             except FileExistsError:
                 pass
             try:
-                owner, pid = path.read_text().split()
+                owner = path.read_text()
                 age = time.time() - path.stat().st_mtime
-            except (OSError, ValueError):
+            except OSError:
                 continue  # released meanwhile
-            if (owner == host and not pid_alive(int(pid))) or age > STALE_CLAIM_SECONDS:
+            if gone_here(owner) or age > STALE_CLAIM_SECONDS:
                 path.unlink(missing_ok=True)
                 continue
             return False

@@ -32,13 +32,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def gone_here(worker: str) -> bool | None:
+    """For a `worker_id`: whether its process is gone, when it is a process of this host (another than this one);
+    None for another host's, or for text that is no worker id."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    return int(pid) != os.getpid() and not pid_alive(int(pid))
+
+
 def is_stale(trial, now: float | None = None) -> bool:
     """A RUNNING trial whose worker is gone."""
     now = time.time() if now is None else now
-    worker = str(trial.user_attrs.get("worker", ""))
-    host, _, pid = worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        return int(pid) != os.getpid() and not pid_alive(int(pid))
+    gone = gone_here(str(trial.user_attrs.get("worker", "")))
+    if gone is not None:
+        return gone
     beat = trial.user_attrs.get("heartbeat")
     if beat is None:
         start = trial.datetime_start.timestamp() if trial.datetime_start else now
