@@ -158,7 +158,7 @@ def launch_settings(launcher: str = "local", devices=None, **options) -> LaunchS
 def run(methods=None, data=None, *, suite: str | None = None, profile: str = "quick", seed: int = 0, device: str = "auto",
         jobs="auto", runs_dir="ratspain-runs", tracking_uri: str | None = None, set: dict | None = None,
         weights: str | None = None, finetune: str | None = None, sandbox: bool = True, time_limit: float = 1800.0,
-        memory_mb: int = 8192, quiet: bool = True, include_low_confidence: bool = False, launcher: str = "local",
+        memory_mb: int = 8192, out_mb: int = 256, quiet: bool = True, include_low_confidence: bool = False, launcher: str = "local",
         devices=None, task: str = "binary", **launch) -> Results:
     """Run the LORO protocol for `methods` (names; default: `suite`, else the quick suite) on `data`.
 
@@ -167,7 +167,8 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     complete for the same dataset, config, code and seed is read back, not recomputed. `set`: parameter
     overrides every method must declare; `weights`/`finetune`: applied to the methods that declare them.
     Outside methods (submissions, untrusted plugins) run sandboxed, one fold per process (`sandbox=False`
-    runs them unisolated, marked `unsandboxed`; `time_limit`/`memory_mb` per fold).
+    runs them unisolated, marked `unsandboxed`; `time_limit`/`memory_mb`/`out_mb` per fold: `out_mb` caps what a worker
+    may write, its log included).
     `launcher`: `local` (this machine) or `submitit` (SLURM, or local processes where there is none);
     `devices` ("cuda:0,cuda:1" or a list): one local worker per GPU; other `launch` keywords are the fields of
     `evaluation.launch.LaunchSettings` (cluster, folder, partition, time_min, gpus_per_job, cpus_per_job,
@@ -186,7 +187,7 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     declared = {k: v for k, v in (("weights", weights), ("finetune", finetune)) if v is not None}
     opts = RunOptions(profile=profile, seed=seed, device=device, runs_dir=Path(runs_dir), tracking_uri=tracking_uri, jobs=jobs_count(jobs),
                       quiet=quiet, overrides=dict(set or {}), where_declared=declared,
-                      sandbox=SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb),
+                      sandbox=SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb, out_mb=out_mb),
                       launch=launch_settings(launcher, devices, **launch), task=task)
     check_methods(names, opts)  # configuration errors before the dataset is read (or the replica rendered)
     dataset = load_dataset(data, include_low_confidence)
@@ -234,11 +235,16 @@ def imbalance(data=None, include_low_confidence: bool = False) -> dict:
 
 
 def synth(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None, jobs: int | None = None, progress=None,
-          low_confidence: int | None = None) -> Path:
-    """Render the synthetic replica into `out_dir` (manifest.csv, images/, au_regions.json); the manifest's path.
-    `low_confidence`: images the two-stage rating leaves low-confidence (default 157 with the paper's counts, else 0)."""
+          low_confidence: int | None = None, hidden: bool = False) -> Path:
+    """Render the synthetic replica into `out_dir` (manifest.csv, images/, au_regions.json, provenance.json); the
+    manifest's path. `low_confidence`: images the two-stage rating leaves low-confidence (default 157 with the paper's
+    counts, else 0). `hidden`: from a seed drawn from the operating system instead of `seed`, kept only in a file
+    outside `out_dir` readable by its owner (`data.replica.hidden_replica`), so outside methods are ranked on it."""
+    from .data.replica import hidden_replica
     from .data.synth import generate_replica
 
+    if hidden:
+        return hidden_replica(out_dir, size=size, counts=counts, jobs=jobs, progress=progress, low_confidence=low_confidence)[0]
     return generate_replica(out_dir, seed=seed, size=size, counts=counts, jobs=jobs, progress=progress, low_confidence=low_confidence)
 
 
@@ -295,19 +301,19 @@ def train(method: str, data=None, *, out, profile: str = "quick", seed: int = 0,
           weights: str | None = None, finetune: str | None = None, from_run: str | None = None, register: str | None = None,
           evaluate: bool = False, runs_dir="ratspain-runs", tracking_uri: str | None = None, include_low_confidence: bool = False,
           quiet: bool = True, task: str = "binary", sandbox: bool = True, time_limit: float = 1800.0, memory_mb: int = 8192,
-          state_mb: int = 1024):
+          state_mb: int = 1024, out_mb: int = 256):
     """Fit `method` on every animal of `data` with the config `run` would use (or that of the LORO parent run
     `from_run`), save it as an MLflow pyfunc model with MODEL_CARD.md in `out`, log it to MLflow (and `register` it);
     returns the saved model, loaded (`.predict(images)`). `evaluate`: run LORO first, so the card has its evidence.
     `task="au"`: the model also grades the four action units (its `predict` gives `au_<name>` columns).
     An outside method is fitted and saved in a sandboxed worker, and its model scores in such workers (`sandbox=False`
-    runs them unisolated; `time_limit`, `memory_mb` per worker; `state_mb`: the most its saved state may hold)."""
+    runs them unisolated; `time_limit`, `memory_mb`, `out_mb` per worker; `state_mb`: the most its saved state may hold)."""
     from .model.saved import load_model as _load_model
     from .model.train import recipe, recipe_from_run, train_model
 
     if state_mb < 1:
         raise InputError(f"state limit {state_mb} MiB: must be at least 1")
-    box = SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb, state_mb=state_mb)
+    box = SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb, state_mb=state_mb, out_mb=out_mb)
     if from_run:
         r = recipe_from_run(from_run, method, runs_dir, tracking_uri, box)
     else:
@@ -320,10 +326,11 @@ def train(method: str, data=None, *, out, profile: str = "quick", seed: int = 0,
 
 
 def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, device: str = "auto", sandbox: bool = True,
-               time_limit: float = 1800.0, memory_mb: int = 8192):
+               time_limit: float = 1800.0, memory_mb: int = 8192, out_mb: int = 256):
     """A trained model (a folder, `runs:/<run>/model` or `models:/<name>/<version>`); `.predict(images)` scores
     files, folders, manifests or a DataFrame with `path`. A model of an outside method scores each batch in a
-    sandboxed worker (`sandbox=False`: unisolated; `time_limit`, `memory_mb` per worker)."""
+    sandboxed worker (`sandbox=False`: unisolated; `time_limit`, `memory_mb`, `out_mb` per worker)."""
     from .model.saved import load_model as _load_model
 
-    return _load_model(uri, runs_dir, tracking_uri, device, SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb))
+    return _load_model(uri, runs_dir, tracking_uri, device, SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb,
+                                                                                   out_mb=out_mb))

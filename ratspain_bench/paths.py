@@ -8,6 +8,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RATSPAIN_CACHE_DIR", Path.home() / ".cache" / "ratspain_bench"))
 
 
+def secrets_dir() -> Path:
+    """`RATSPAIN_SECRETS_DIR`, default `~/.local/share/ratspain_bench/secrets`: the seeds of hidden replicas (mode 0700)."""
+    default = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "ratspain_bench" / "secrets"
+    return Path(os.environ.get("RATSPAIN_SECRETS_DIR", default))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write to a temporary sibling and rename, so a reader never sees half a file."""
     path = Path(path)

@@ -10,3 +10,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+from cheats import lab  # noqa: E402,F401 - the adversarial submissions' fixture (tests/cheats.py)

@@ -5,102 +5,17 @@ A cheat that finds no labels falls back to predicting "no pain" everywhere: pool
 """
 import os
 import socket
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from tinydata import make_dataset
+from cheats import blocked, f1
 
 import ratspain_bench as rb
-from ratspain_bench.evaluation import sandbox
-from ratspain_bench.methods import registry as reg
+from ratspain_bench.evaluation import cgroup, sandbox
 
 pytestmark = pytest.mark.skipif(sandbox.unavailable() is not None, reason=f"no sandbox here: {sandbox.unavailable()}")
-
-CHEAT = '''
-import gc, glob, hashlib, json, mmap, os, socket, subprocess, sys, time
-from dataclasses import dataclass
-import numpy as np
-from ratspain_bench.methods import Method, Predictions
-{IMPORT}
-
-@dataclass(frozen=True)
-class Config:
-    image_size: int = 32
-
-
-def labels_from_disk(manifest):
-    """The labels of every image, keyed as the harness keys them (a digest of the file's bytes)."""
-    import csv
-    root = os.path.dirname(manifest)
-    out = {{}}
-    for row in csv.DictReader(open(manifest)):
-        key = hashlib.sha1(open(os.path.join(root, row["path"]), "rb").read()).hexdigest()[:20]
-        out[key] = int(int(row["level"]) >= 1)
-    return out
-
-
-class Cheat(Method):
-    Config = Config
-    family = "cheat"
-
-    def fit(self, train):
-        self.train = train
-{FIT}
-
-    def predict(self, test):
-        known = {{}}
-{PREDICT}
-        labels = np.array([known.get(k, 0) for k in test.keys], dtype=int)
-        return Predictions(labels, labels.astype(float))
-'''
-
-
-def _indent(code: str) -> str:
-    return textwrap.indent(textwrap.dedent(code).strip("\n"), " " * 8) if code.strip() else "        pass"
-
-
-@pytest.fixture
-def lab(tmp_path, monkeypatch):
-    """A dataset, an empty submissions folder, isolated caches and runs; `cheat(code)` writes a submission."""
-    monkeypatch.setenv("RATSPAIN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("RATSPAIN_SUBMISSIONS_DIR", str(tmp_path / "submissions"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("RATSPAIN_TRUST", raising=False)
-    monkeypatch.setattr(reg, "_default", [])
-    data = make_dataset(tmp_path / "data", per_subject=12)
-
-    def cheat(fit="", predict="", imports="", name="cheat"):
-        folder = tmp_path / "submissions" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "submission.toml").write_text(f'name = "{name}"\nentry_point = "method:Cheat"\nauthors = ["M. Allory"]\n'
-                                                'contact = "m@lab.org"\npaper = "unpublished"\nlicence = "MIT"\n')
-        (folder / "method.py").write_text(CHEAT.format(IMPORT=imports, FIT=_indent(fit), PREDICT=_indent(predict)))
-        reg._default.clear()
-        return name
-
-    def run(names, mode="sandbox", runs="runs", **kw):
-        if mode == "trusted":
-            monkeypatch.setenv("RATSPAIN_TRUST", ",".join(names))
-        try:
-            return rb.run(names, str(data), runs_dir=tmp_path / f"{runs}-{mode}", sandbox=mode != "no-sandbox", **kw)
-        finally:
-            monkeypatch.delenv("RATSPAIN_TRUST", raising=False)
-
-    return tmp_path, data, cheat, run
-
-
-def f1(result, method="cheat") -> float:
-    row = result.table.set_index("method").loc[method]
-    return row["pooled_f1"] if row["status"] == "complete" else None
-
-
-def blocked(result, reason: str = "") -> bool:
-    """The cheat scored at chance (F1 0: it found no label) or its fold failed with a named reason."""
-    (r,) = [x for x in result.results if x.method == "cheat"]
-    return f1(result) == 0.0 if r.status == "complete" else reason in r.error and "fold" in r.error
 
 
 def test_reading_labels_from_the_filesystem(lab):
@@ -272,7 +187,7 @@ def test_holding_a_pipe_does_not_block_the_harness(lab):
     assert _alive(token) == []
 
 
-@pytest.mark.skipif(not sandbox.cgroups_available(), reason="no writable cgroup here: memory is not limited")
+@pytest.mark.skipif(not cgroup.cgroups_available(), reason="no writable cgroup here: memory is not limited")
 def test_memory_through_shared_mappings_is_counted(lab):
     tmp, data, cheat, run = lab
     cheat(fit="""

@@ -22,9 +22,12 @@ DEFINITIONS = {
     "undefined_f1": "a rat with no pain image and no pain prediction has no F1 (0/0): null in JSON, an empty cell in CSV",
     "ranking": (f"by {RANK_BY} (the paper's headline metric), ties by pooled accuracy; only each method's registered configuration "
                 "(the registry's configuration for the row's profile with no overrides) is ranked; incomplete rows, baselines and "
-                "exploratory rows are not ranked"),
+                "exploratory and unranked rows are not ranked"),
     "exploratory": ("kind exploratory: a configuration other than the method's registered one (--set, --weights), or a method no "
                     "longer registered; never ranked (choosing among configurations on the test rats would tune on them); note says why"),
+    "unranked": ("kind unranked: outside code (sandboxed or --no-sandbox) on a dataset whose labels anyone can recompute "
+                 "(the built-in replica, a replica whose seed is known; tag ratspain.labels_public not false): never ranked, "
+                 "since a submission could render the data again and read its labels; note says why"),
     "tier": ("ranked rows the data cannot separate: the top row opens tier 1; each other ranked row is compared with it by a "
              "paired bootstrap over rats of the difference d in pooled F1 (the resamples of `bootstrap`, the same rats for both "
              "rows), two-sided p = min(1, 2 min(P(d <= 0), P(d >= 0))) weighted by the resamples' probabilities, Holm-adjusted "

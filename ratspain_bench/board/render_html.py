@@ -5,7 +5,7 @@ import base64
 from html import escape
 
 from . import cells, figures, paper
-from .render_md import definitions, exploratory_intro
+from .render_md import UNRANKED_TITLE, definitions, exploratory_intro, unranked_intro
 from .table import Leaderboard, Row
 
 CSS = """
@@ -260,6 +260,9 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
     parts.append("</div>")
     defs = render_au.definitions(lb) if au_board else definitions(lb)
     parts.append('<ul class="defs">' + "".join(f"<li>{_md_inline(d)}</li>" for d in defs) + "</ul></section>")
+    if lb.unranked:
+        parts += [f'<section id="unranked"><h2>{escape(UNRANKED_TITLE)}</h2>', f"<p>{_md_inline(unranked_intro(lb))}</p>",
+                  f'<div class="scroll">{table(lb, lb.unranked, "unranked-table")}</div></section>']
     if lb.exploratory:
         parts += ['<section id="exploratory"><h2>Exploratory configurations (not ranked)</h2>',
                   f"<p>{_md_inline(exploratory_intro(lb))}</p>",

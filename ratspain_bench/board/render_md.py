@@ -91,6 +91,17 @@ def exploratory_intro(lb: Leaderboard) -> str:
             f"test set. Rows per method: {per_method}.")
 
 
+UNRANKED_TITLE = "Outside code on public labels (not ranked)"
+
+
+def unranked_intro(lb: Leaderboard) -> str:
+    """Why the unranked section's rows are not ranked (rule 10a)."""
+    return ("Submissions and plugins run sandboxed are ranked only on a dataset whose labels nobody can recompute: the "
+            "labels of this one can be (the built-in replica, or a replica whose seed is known), so a submission could "
+            "render it again inside its sandbox and read the labels off the images. Their rows are listed here, never "
+            "ranked; rank them on your own held-out data or on a `ratspain-bench synth OUT --hidden` replica.")
+
+
 def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     from . import render_au
 
@@ -111,6 +122,8 @@ def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     else:
         out += ["No complete run yet.", ""]
     out += [f"- {d}" for d in (render_au.definitions(lb) if au_board else definitions(lb))] + [""]
+    if lb.unranked:
+        out += [f"## {UNRANKED_TITLE}", "", unranked_intro(lb), "", _tab(table(lb, lb.unranked), headers(lb)), ""]
     if lb.exploratory:
         out += ["## Exploratory configurations (not ranked)", "", exploratory_intro(lb), ""]
         out += [_tab(table(lb, lb.exploratory), headers(lb)), ""]

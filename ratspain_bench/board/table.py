@@ -31,6 +31,11 @@ Rules, in the order they apply:
 10. Prediction-only entries (`source` predictions-only) are listed in their own section, "predictions
    only, not reproduced", never ranked with the rows the harness ran. Rows of outside code run with
    `--no-sandbox` carry the mark `unsandboxed` in their source.
+10a. Outside code (a row run sandboxed or `--no-sandbox`, `ratspain.sandbox` bwrap or none) is ranked only on a
+   dataset whose labels nobody can recompute (`ratspain.labels_public` false: a maintainer's own data, a
+   `synth --hidden` replica). On a public one (the built-in replica, any seeded replica) or one recorded before
+   the tag existed, its row is listed unranked (kind `unranked`) with the reason: a submission could render
+   the replica again inside its sandbox and read its labels off the images.
 11. The au task's board (`task` au) uses the same rows on the binary label derived from the predicted grades
    (rules 2-5, 8, 10) plus each row's pooled AU figures (`Row.au`, `au.row_block`: per-AU QWK, RGS ICC(A,1)
    with a bootstrap interval over rats, MAE). It is ranked by pooled RGS ICC(A,1) (undefined last), ties by
@@ -61,6 +66,9 @@ RANK_BY = "pooled_f1"
 POOLED_KEYS = ("f1", "accuracy", "balanced_accuracy", "mcc")
 PREDICTIONS_ONLY = "predictions-only"
 EXPLORATORY = "exploratory"
+UNRANKED = "unranked"
+PUBLIC_LABELS = ("outside code on a dataset whose labels anyone can recompute (the built-in replica, or a replica whose seed "
+                 "is known): not ranked; rank it on your own held-out data or a `ratspain-bench synth --hidden` replica")
 
 
 @dataclass(frozen=True)
@@ -148,12 +156,17 @@ class Leaderboard:
 
     @property
     def main_rows(self) -> tuple[Row, ...]:
-        """Ranked rows and baselines: everything but the exploratory and prediction-only sections."""
-        return tuple(r for r in self.rows if r.kind not in (PREDICTIONS_ONLY, EXPLORATORY))
+        """Ranked rows and baselines: everything but the exploratory, unranked and prediction-only sections."""
+        return tuple(r for r in self.rows if r.kind not in (PREDICTIONS_ONLY, EXPLORATORY, UNRANKED))
 
     @property
     def exploratory(self) -> tuple[Row, ...]:
         return tuple(r for r in self.rows if r.kind == EXPLORATORY)
+
+    @property
+    def unranked(self) -> tuple[Row, ...]:
+        """Outside code on a dataset with public labels (rule 10a): listed with the reason, never ranked."""
+        return tuple(r for r in self.rows if r.kind == UNRANKED)
 
     @property
     def baselines(self) -> tuple[Row, ...]:
@@ -296,6 +309,11 @@ def _source(r: RunRecord) -> str:
     return r.source + (", unsandboxed" if r.sandbox == "none" else "")
 
 
+def _public_labels(runs) -> bool:
+    """Rule 10a: outside code whose runs are not all on a dataset with secret labels."""
+    return any(r.sandbox in ("bwrap", "none") for r in runs) and not all(r.labels_public == "false" for r in runs)
+
+
 #: (method, profile) -> config hash of the registered configuration; raises InputError when there is none
 Lookup = Callable[[str, str], str]
 
@@ -390,7 +408,7 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
         methods_count[key[0]] += key[4] != NESTED
     duplicates = {m for m, n in methods_count.items() if n > 1}
 
-    complete_rows, incomplete, preds_by_label, cms_by_label, sums_by_label = [], [], {}, {}, {}
+    complete_rows, incomplete, preds_by_label, cms_by_label, sums_by_label, public = [], [], {}, {}, {}, set()
     ui = ui_base(tracking_uri, mlflow_ui)
     for key in sorted(groups):
         method = key[0]
@@ -430,11 +448,15 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
             run_urls=urls, experiment_id=first.experiment_id, au=au_figures))
         preds_by_label[label] = {s: r.predictions for s, r in chosen.items()}
         cms_by_label[label] = cms
+        if _public_labels(chosen.values()):
+            public.add(label)
 
     order = au.order_key if au_task else _order
     outside = sorted((r for r in complete_rows if r.kind == PREDICTIONS_ONLY), key=order)
     candidates, exploratory = _split_registered([r for r in complete_rows if r.kind != PREDICTIONS_ONLY], lookup)
     exploratory.sort(key=lambda r: (r.method, order(r)))
+    unranked = sorted((replace(r, kind=UNRANKED, note=PUBLIC_LABELS) for r in candidates if r.label in public), key=order)
+    candidates = [r for r in candidates if r.label not in public]
     if au_task:
         ranked = _with_tiers(_ranks(candidates, order), sums_by_label, resamples, stats.resampled_icc)
     else:
@@ -460,7 +482,7 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
 
     reference = tuple(_reference_rows(subjects)) if paper.is_ratspain_like(dataset.split("@")[0]) and not au_task else ()
     fingerprint = next((r.fingerprint for r in records if r.fingerprint), "")
-    rows = tuple(ranked) + tuple(baselines) + tuple(exploratory) + tuple(outside)
+    rows = tuple(ranked) + tuple(baselines) + tuple(unranked) + tuple(exploratory) + tuple(outside)
     return Leaderboard(dataset, fingerprint, subjects, len(images), rows, tuple(incomplete),
                        tuple(imbalance), reference, tracking_uri, ui_command(tracking_uri) if tracking_uri else None,
                        tuple(warnings), n_resamples, bootstrap_seed, ui, resamples.exact, task,

@@ -41,6 +41,9 @@ def add_sandbox_options(p) -> None:
     p.add_argument("--time-limit", type=float, default=1800, metavar="S", help="wall-clock limit per fold of an outside method (default 1800 s)")
     p.add_argument("--memory-limit", type=int, default=8192, metavar="MIB",
                    help="memory limit per fold of an outside method, shared mappings included, where a cgroup can be made (default 8192)")
+    p.add_argument("--out-limit", type=int, default=256, metavar="MIB",
+                   help="the most an outside method's worker may write to its output folder and into any one file, its log "
+                        "included (default 256; a saved model's state has --state-limit on top)")
 
 
 def parse_overrides(items: list[str], option: str = "--set") -> dict:

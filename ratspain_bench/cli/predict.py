@@ -62,7 +62,7 @@ def run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = api.load_model(args.model, args.runs_dir, args.tracking_uri, args.device, sandbox=not args.no_sandbox,
-                               time_limit=args.time_limit, memory_mb=args.memory_limit)
+                               time_limit=args.time_limit, memory_mb=args.memory_limit, out_mb=args.out_limit)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if model.synthetic:

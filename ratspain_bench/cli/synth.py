@@ -11,9 +11,14 @@ from .common import command
 def add_parser(sub) -> None:
     p = command(sub, "synth", "render the synthetic RatsPain replica (manifest.csv + images/)", [
         "ratspain-bench synth out/", "ratspain-bench synth out/ --seed 1 --size 128",
-        "ratspain-bench synth out/ --per-subject-counts '{\"a\": {\"no_pain\": 5, \"moderate\": 5}}'"])
+        "ratspain-bench synth out/ --per-subject-counts '{\"a\": {\"no_pain\": 5, \"moderate\": 5}}'",
+        "ratspain-bench synth held-out/ --hidden"])
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="the seed everything is drawn from (default 0, the built-in replica's)")
+    p.add_argument("--hidden", action="store_true",
+                   help="draw the seed from the operating system and keep it only in a file outside OUT_DIR readable by you "
+                        "(~/.local/share/ratspain_bench/secrets, or $RATSPAIN_SECRETS_DIR): nobody can render these labels "
+                        "again, so outside methods are ranked on it")
     p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     p.add_argument("--per-subject-counts", default="ratspain",
                    help="'ratspain' (the paper's Tables 1-2: 1,138 high-confidence images and 157 low-confidence ones) or "
@@ -45,6 +50,8 @@ def run(args) -> int:
         raise InputError(f"--low-confidence {args.low_confidence}: want a non-negative number of images")
     if args.out_dir.exists() and any(args.out_dir.iterdir()):
         raise InputError(f"{args.out_dir}: exists and is not empty (choose a new folder)")
+    if args.hidden and args.seed is not None:
+        raise InputError("--hidden draws its own seed: drop --seed")
     from tqdm import tqdm
 
     with tqdm(desc="rendering", unit="img", disable=None) as bar:
@@ -53,7 +60,14 @@ def run(args) -> int:
             bar.n = done
             bar.refresh()
 
-        manifest = api.synth(args.out_dir, seed=args.seed, size=args.size, counts=counts, jobs=args.jobs, progress=progress,
-                             low_confidence=args.low_confidence)
+        options = dict(size=args.size, counts=counts, jobs=args.jobs, progress=progress, low_confidence=args.low_confidence)
+        if args.hidden:
+            from ..data.replica import hidden_replica
+
+            manifest, kept = hidden_replica(args.out_dir, **options)
+        else:
+            manifest, kept = api.synth(args.out_dir, seed=args.seed or 0, **options), None
     print(f"wrote {manifest}")
+    if kept is not None:
+        print(f"its seed is kept only in {kept} (readable by you alone); nothing in {args.out_dir} names it")
     return 0

@@ -23,6 +23,7 @@ AU_COLUMNS = ("au_orbital", "au_nose", "au_ears", "au_whiskers")
 POSE_COLUMNS = ("pose_yaw", "pose_pitch", "pose_roll")
 POSE_BINS = ("frontal", "moderate", "extreme")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+PROVENANCE = "provenance.json"  # beside the manifest: {"labels_public": bool, ...}, written by `synth`
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Dataset:
     `where` (file:line of the row), plus any of the AU, pose and rater columns of the contract (rater
     columns `rater_<id>_au_<name>` as nullable ints). `n_low_confidence_excluded` counts the
     `confidence=low` rows left out: all of them by default, only the unlabelled ones when included.
+    `labels_public`: whether anyone can recompute the labels (the built-in replica, a replica whose seed is
+    known; see `read_provenance`): outside methods are not ranked on such a dataset.
     """
 
     name: str
@@ -54,6 +57,7 @@ class Dataset:
     has_images: bool = True
     n_low_confidence_excluded: int = 0
     extra: dict = field(default_factory=dict)
+    labels_public: bool = False
 
     def __len__(self) -> int:
         return len(self.table)
@@ -268,6 +272,23 @@ def _resolve(data) -> tuple[str, Path]:
     return "csv", p
 
 
+def read_provenance(folder: Path) -> tuple[bool, list[Problem]]:
+    """Whether a dataset folder declares its labels public (`provenance.json`, `labels_public`), and any problem with
+    the declaration. No declaration: not public (a maintainer's own data). `synth` writes one: public for a seeded
+    replica (anyone can render it again), not for `synth --hidden`."""
+    path = Path(folder) / PROVENANCE
+    if not path.is_file():
+        return False, []
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return False, [Problem("error", str(path), f"not a JSON object ({type(e).__name__})")]
+    value = info.get("labels_public") if isinstance(info, dict) else None
+    if not isinstance(value, bool):
+        return False, [Problem("error", str(path), "labels_public must be true or false")]
+    return value, []
+
+
 def read_dataset(data=None, include_low_confidence: bool = False) -> tuple[Dataset, list[Problem]]:
     """Read any supported form; returns the usable rows and every structural problem found."""
     kind, path = _resolve(data)
@@ -303,7 +324,10 @@ def read_dataset(data=None, include_low_confidence: bool = False) -> tuple[Datas
             only = "pain" if group["label"].iloc[0] == 1 else "no pain"
             problems.append(Problem("warning", str(path), f"subject {subject} has one class only ({only}, {len(group)} images)"))
     name = "ratspain-replica" if data is None else (path.parent.name if kind == "csv" else path.stem if kind == "json" else path.name)
-    ds = Dataset(name=name, source=str(path), table=table, has_images=has_images, n_low_confidence_excluded=n_low)
+    public, declared = read_provenance(path if kind == "tree" else path.parent)
+    problems += declared
+    ds = Dataset(name=name, source=str(path), table=table, has_images=has_images, n_low_confidence_excluded=n_low,
+                 labels_public=public or data is None)  # the built-in replica is rendered from a published seed
     return ds, problems
 
 

@@ -202,13 +202,22 @@ def _check(out_dir: Path, size: int, counts: dict, low_confidence: int) -> None:
         raise ValueError(f"low_confidence {low_confidence}: want a non-negative count (and at least one subject)")
 
 
+def provenance(seed: int | None, size: int) -> dict:
+    """The replica's `provenance.json`: synthetic, by which renderer, and whether anyone can recompute its labels
+    (yes when its seed is known; `seed` None: a hidden replica, whose seed is in no file of the folder)."""
+    out = {"synthetic": True, "generator": "ratspain_bench synthetic replica", "replica_version": REPLICA_VERSION, "size": size,
+           "labels_public": seed is not None}
+    return {**out, "seed": seed} if seed is not None else out
+
+
 def generate_replica(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None,
-                     jobs: int | None = None, progress=None, low_confidence: int | None = None) -> Path:
+                     jobs: int | None = None, progress=None, low_confidence: int | None = None, hidden: bool = False) -> Path:
     """Render the replica into out_dir; returns the path of out_dir/manifest.csv.
 
     counts: {subject: {"no_pain": n0, "moderate": n1, "severe": n2}} high-confidence images (default
     `PAPER_COUNTS`); low_confidence: low-confidence images added (default 157 with the paper's counts, else 0).
     jobs: worker processes (default min(2, cpu count)); progress: optional callable(n_done, n_total).
+    hidden: the seed is a secret (`provenance.json` then says the labels are not public and names no seed).
     Renders into a temporary sibling folder and renames it into place, so out_dir is complete or absent.
     Raises ValueError if out_dir exists and is not empty.
     """
@@ -240,6 +249,8 @@ def generate_replica(out_dir, seed: int = 0, size: int = 256, counts: dict | Non
             w.writerows(row for row, _ in results)
         regions = {row["path"]: boxes for row, boxes in results}
         (tmp / "au_regions.json").write_text(json.dumps(regions, separators=(",", ":")) + "\n", encoding="utf-8")
+        (tmp / "provenance.json").write_text(json.dumps(provenance(None if hidden else int(seed), int(size)), indent=1) + "\n",
+                                             encoding="utf-8")
         os.chmod(tmp, 0o755)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above); fails loudly if something appeared meanwhile

@@ -8,10 +8,12 @@ import numpy as np
 POSE_BINS = ("frontal", "moderate", "extreme")
 
 
-def choose(meta, scores: np.ndarray, n: int) -> list[tuple[int, str]]:
+def choose(meta, scores: np.ndarray, n: int, keys=None) -> list[tuple[int, str]]:
     """Up to `n` test images: across pose bins when `meta` has `pose_bin` (the highest pain scores of
-    each bin, round-robin), else the highest pain scores. Returns (index, tag) pairs."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
+    each bin, round-robin), else the highest pain scores; equal scores in the order of `keys` when given
+    (the same images whatever order the test set came in). Returns (index, tag) pairs."""
+    scores = np.asarray(scores)
+    order = np.lexsort((np.asarray(keys), -scores)) if keys is not None and len(keys) else np.argsort(-scores, kind="stable")
     if meta is not None and "pose_bin" in getattr(meta, "columns", ()):
         bins = np.asarray(meta["pose_bin"].astype(str))
         queues = {b: [i for i in order if bins[i] == b] for b in POSE_BINS}

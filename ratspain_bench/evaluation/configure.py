@@ -1,7 +1,7 @@
 """A method's full configuration (every parameter, public names) from its profile and overrides.
 
 Trusted methods are asked in this process (their Config class); outside methods in a sandboxed worker
-(`sandbox.describe`), so their code never runs here; their answers are kept in the cache, keyed by the
+(`outside.describe`), so their code never runs here; their answers are kept in the cache, keyed by the
 method's code hash. Either way an unknown or ill-typed parameter is an InputError naming the method,
 raised before any work starts.
 """
@@ -14,7 +14,8 @@ from ..errors import InputError
 from ..methods.base import config_params, public_name
 from ..methods.registry import MethodSpec
 from ..paths import atomic_write_text
-from .sandbox import SandboxSettings, describe
+from .outside import describe
+from .sandbox import SandboxSettings
 
 _DESCRIBED: dict[tuple, dict] = {}
 

@@ -2,8 +2,9 @@
 and the benchmarks.
 
 `run_fold(task, dataset, images)`: split the dataset (the training rats' images, labels, subject ids;
-the test rat's images and subject id, never its labels), fit and predict (in this process for a
-trusted method, in a sandboxed worker process for outside code: `sandbox`), check the predictions
+the test rat's images and subject id, never its labels), fit and predict the test images in a secret
+random order (`blind`; predictions are put back in table order), in this process for a trusted method
+or in a sandboxed worker process for outside code (`sandbox`), check the predictions
 by the rules of a predictions file (`predictions.check_output`), score where the method looked
 (attention localisation, when the method returns attention maps and AU boxes are known), and write
 the job folder: `predictions.csv` and `fold.json` under temporary names renamed into place, then
@@ -27,8 +28,10 @@ from ..methods.registry import MethodSpec
 from ..paths import atomic_write_text, cache_dir
 from ..protocol import Fold
 from ..tasks import AUS, BLANK, au_column, by_au
+from . import blind
 from .predictions import InvalidOutput, check_output
-from .sandbox import SandboxError, SandboxSettings, fit_predict
+from .outside import fit_predict
+from .sandbox import SandboxError, SandboxSettings
 
 META_COLUMNS = ("pose_yaw", "pose_pitch", "pose_roll", "pose_bin")  # what a method may see besides pixels
 
@@ -148,6 +151,7 @@ def run_folds(tasks: list[FoldTask], dataset, images, progress=None, log_metric=
     by one unless it `fits_together` them; each fold's `train_seconds` is then the joint fit's time over their number)."""
     lead = tasks[0]
     train, test = split(dataset, images, lead.fold, lead.task)
+    test, order = blind.shuffle(test)
     for t in tasks:
         (t.job_dir / "artifacts").mkdir(parents=True, exist_ok=True)
     out = []
@@ -156,7 +160,7 @@ def run_folds(tasks: list[FoldTask], dataset, images, progress=None, log_metric=
             start = time.perf_counter()
             with _fold_errors(t):
                 pred, fit_seconds, extra = fit_predict(t, train, test)
-                result = _checked(t, pred, len(test))
+                result = _checked(t, blind.restore(pred, order), len(test))
             out.append(_write(t, dataset, result, extra, fit_seconds, time.perf_counter() - start))
         return out
     with _fold_errors(lead):
@@ -170,6 +174,7 @@ def run_folds(tasks: list[FoldTask], dataset, images, progress=None, log_metric=
             pred = method.predict(test)
             if not isinstance(pred, Predictions):
                 raise InvalidOutput(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions", "predict_type")
+            pred = blind.restore(pred, order)
             result = _checked(t, pred, len(test))
             extra = _localisation(dataset, method, pred, t.fold) if pred.attention is not None else {}
         out.append(_write(t, dataset, result, extra, fit_seconds, fit_seconds + time.perf_counter() - start))

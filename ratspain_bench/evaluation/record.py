@@ -7,7 +7,8 @@ Schema (names are the `Tag` constants; the contract's are `ratspain.role` and `r
 - experiment `ratspain/<dataset>` (studies: `ratspain-study/<dataset>`);
 - a parent run per (method, dataset, config, code, seed, task): tags `role=parent`, `method`, `dataset`,
   `dataset_fingerprint`, `seed`, `config_hash`, `code_hash`, `task` (binary | au), `profile`, `source`, `sandbox`
-  (in-process | bwrap | none), `status` (running | complete | failed), `folds_expected`,
+  (in-process | bwrap | none), `labels_public` (true | false: whether anyone can recompute the dataset's labels),
+  `status` (running | complete | failed), `folds_expected`,
   `hardware`, `error`, `cite`; params `method`, `family`, `seed`, `profile`, `protocol`, `dataset`,
   `dataset_fingerprint`, `code_hash`, `task`, `git_commit`, `version.<package>`, `cfg.<parameter>`; metrics
   `pooled_f1`, `pooled_accuracy`, `pooled_balanced_accuracy`, `pooled_mcc`, `mean_f1`,
@@ -63,6 +64,7 @@ class Tag:
     WORKER = "ratspain.worker"
     WORKER_DEVICE = "ratspain.worker_device"
     TASK = "ratspain.task"
+    LABELS_PUBLIC = "ratspain.labels_public"
     PARENT = "mlflow.parentRunId"
     # studies (experiment `ratspain-study/<dataset>`; roles `study` and `trial`)
     STUDY_KIND = "ratspain.study_kind"
@@ -249,6 +251,7 @@ class ParentRun:
     folds_expected: int
     cite: str = ""
     sandbox: str = "in-process"
+    labels_public: bool | None = None  # the dataset's (`Dataset.labels_public`); None: not known (no tag)
 
     def identity_tags(self) -> dict:
         k = self.key
@@ -279,7 +282,8 @@ def open_parent(store: Store, run: ParentRun) -> tuple[str, str, bool]:
                                      "protocol": PROTOCOL_VERSION, "dataset": k.dataset, "dataset_fingerprint": k.fingerprint,
                                      "code_hash": k.code_hash, "git_commit": git_commit(), **versions(),
                                      **{f"cfg.{n}": v for n, v in run.params.items()}})
-    store.log(parent_id, tags={Tag.STATUS: RUNNING})
+    public = {} if run.labels_public is None else {Tag.LABELS_PUBLIC: str(bool(run.labels_public)).lower()}
+    store.log(parent_id, tags={Tag.STATUS: RUNNING, **public})
     return exp, parent_id, False
 
 
@@ -360,6 +364,7 @@ class RunRecord:
     code_hash: str = ""
     sandbox: str = ""
     task: str = "binary"
+    labels_public: str = ""  # "true" | "false" | "" (recorded before the tag existed)
 
     @property
     def complete_subjects(self) -> set[str]:
@@ -433,7 +438,8 @@ def _record(run, exp_name: str, folds: list, predictions, problem: str) -> RunRe
         folds=tuple(FoldRecord(f.info.run_id, f.data.tags.get(Tag.SUBJECT, ""), f.data.tags.get(Tag.STATUS, "unknown"),
                                dict(f.data.metrics)) for f in folds),
         predictions=predictions, error=tags.get(Tag.ERROR, ""), predictions_problem=problem,
-        code_hash=tags.get(Tag.CODE_HASH, ""), sandbox=tags.get(Tag.SANDBOX, ""), task=tags.get(Tag.TASK, "binary"))
+        code_hash=tags.get(Tag.CODE_HASH, ""), sandbox=tags.get(Tag.SANDBOX, ""), task=tags.get(Tag.TASK, "binary"),
+        labels_public=tags.get(Tag.LABELS_PUBLIC, ""))
 
 
 def fetch_runs(uri: str) -> list[RunRecord]:

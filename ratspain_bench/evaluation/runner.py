@@ -29,7 +29,7 @@ from ..methods.base import Context, make_config
 from ..methods.registry import MethodSpec, get_method
 from ..paths import atomic_write_text, cache_dir
 from ..protocol import Fold, leave_one_subject_out
-from . import launch, record, sandbox
+from . import launch, outside, record, sandbox
 from .configure import configure, registered_hash, require_task
 from .fold import FoldError, FoldTask, image_size, read_fold, run_fold
 from .identity import JobKey, code_hash, config_hash, task_fingerprint
@@ -168,9 +168,9 @@ class MethodRun:
         self.start = time.perf_counter()
         first = p.first_missing(opts)
         if first is not None and not p.spec.trusted:
-            sandbox.prestart(p.task(first, opts))  # its imports overlap the MLflow set-up and the image loading
+            outside.prestart(p.task(first, opts))  # its start-up overlaps the MLflow set-up and the image loading
         parent = record.ParentRun(p.key, p.spec.family, opts.profile, p.spec.source, p.params, len(p.folds), p.spec.cite,
-                                  "in-process" if p.spec.trusted else opts.sandbox.mode)
+                                  "in-process" if p.spec.trusted else opts.sandbox.mode, dataset.labels_public)
         self.exp, self.parent_id, done = record.open_parent(store, parent)
         if done and self.pred_path.is_file():
             if not opts.quiet:
@@ -383,11 +383,11 @@ def run_methods(names: list[str], dataset, opts: RunOptions, checked: bool = Fal
         check_methods(names, opts)
     dataset.require_images()
     plans = [plan(n, dataset, opts) for n in names]
-    outside = next((p for p in plans if not p.spec.trusted), None)
-    if outside is not None:  # its first worker imports the method while the MLflow store opens
-        first = outside.first_missing(opts)
+    first_outside = next((p for p in plans if not p.spec.trusted), None)
+    if first_outside is not None:  # its first worker starts while the MLflow store opens
+        first = first_outside.first_missing(opts)
         if first is not None:
-            sandbox.prestart(outside.task(first, opts))
+            outside.prestart(first_outside.task(first, opts))
     try:
         store = record.Store(opts.runs_dir, opts.tracking_uri)
         runs = [MethodRun(p, dataset, opts, store) for p in plans]

@@ -10,6 +10,10 @@ does, fit on the `train_*` arrays (every animal), `save` into `OUT/state` (`OUT/
 request names, predict the `test_*` arrays of one batch, write `OUT/predictions.npz` as `fold` does.
 On failure: `OUT/error.json` (a one-line reason) and exit code 1. Nothing written here is trusted by
 the harness beyond what it checks.
+
+Start-up: the request's `preload` libraries (installed ones, named by the harness) are imported first; the
+method's own code only once the harness writes `IN/GO` (no other untrusted worker is alive then), and the
+inputs are read once it writes `IN/READY`.
 """
 from __future__ import annotations
 
@@ -92,12 +96,12 @@ def _context(req: dict, work: Path | None):
                    cache_dir=None, work_dir=work, task=req.get("task", "binary"))
 
 
-def _write_predictions(pred, out: Path) -> None:
+def _write_predictions(pred, out: Path, task: str) -> None:
     from ratspain_bench.methods.base import Predictions
 
     if not isinstance(pred, Predictions):
         raise TypeError(f"predict() returned {type(pred).__name__}, expected ratspain_bench.methods.Predictions")
-    au = {f"au_{k}": np.asarray(v) for k, v in (pred.au or {}).items() if isinstance(k, str) and k.isidentifier()}
+    au = {f"au_{k}": np.asarray(v) for k, v in (pred.au or {}).items() if isinstance(k, str) and k.isidentifier()} if task == "au" else {}
     np.savez(out / "predictions.npz", labels=np.asarray(pred.labels), scores=np.asarray(pred.scores, dtype=float), **au)
 
 
@@ -111,7 +115,7 @@ def fold(cls, req: dict, inp: Path, out: Path) -> None:
     method = cls(config, _context(req, work))
     t0 = time.perf_counter()
     method.fit(train)
-    _write_predictions(method.predict(test), out)
+    _write_predictions(method.predict(test), out, req.get("task", "binary"))
     (out / "info.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
 
 
@@ -138,7 +142,7 @@ def predict(cls, req: dict, inp: Path, out: Path) -> None:
     method = cls.load(config, Path(req["state"]), _context(req, None))
     if not isinstance(method, cls):
         raise TypeError(f"load() returned {type(method).__name__}, expected a {cls.__name__}")
-    _write_predictions(method.predict(_test_set(inp)), out)
+    _write_predictions(method.predict(_test_set(inp)), out, req.get("task", "binary"))
 
 
 def describe(cls, req: dict, out: Path) -> None:
@@ -165,13 +169,26 @@ def describe(cls, req: dict, out: Path) -> None:
     (out / "describe.json").write_text(json.dumps(info, default=str))
 
 
-def _wait_for_inputs(inp: Path, patience_s: float = 3600.0) -> None:
-    """A worker is started ahead of its fold (its imports overlap the previous fold); the harness writes READY last."""
+def _wait_for(signal: Path, patience_s: float = 3600.0) -> None:
+    """A worker is started ahead of its fold; the harness writes GO (import the method) and READY (inputs written)."""
     deadline = time.monotonic() + patience_s
-    while not (inp / "READY").exists():
+    while not signal.exists():
         if time.monotonic() > deadline:
-            raise TimeoutError("no inputs arrived")
+            raise TimeoutError(f"the harness gave no {signal.name}")
         time.sleep(0.005)
+
+
+def _preload(names) -> None:
+    """Installed libraries the method will import, loaded before it may run (a hint: one that fails is skipped)."""
+    import importlib
+
+    import ratspain_bench.methods.base  # noqa: F401
+
+    for name in names:
+        try:
+            importlib.import_module(str(name))
+        except Exception:  # noqa: BLE001 - the method's own import will report it
+            pass
 
 
 def main(argv=None) -> int:
@@ -179,8 +196,10 @@ def main(argv=None) -> int:
     inp, out = Path(inp), Path(out)
     req = json.loads((inp / "request.json").read_text())
     try:
+        _preload(req.get("preload", []))
+        _wait_for(inp / "GO")
         cls = _load_class(req)
-        _wait_for_inputs(inp)
+        _wait_for(inp / "READY")
         if task == "fold":
             fold(cls, req, inp, out)
         elif task == "train":

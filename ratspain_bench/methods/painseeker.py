@@ -255,7 +255,7 @@ class PainSeeker(DeepMethod):
         """The paper's Figure 4: beta over a few test faces, across pose bins when they are known."""
         from ..engine.heatmaps import choose, save_heatmaps
 
-        picked = choose(test.meta, pred.scores, self.config.heatmaps)
+        picked = choose(test.meta, pred.scores, self.config.heatmaps, test.keys)
         idx = [i for i, _ in picked]
         faces = eval_view(to_uint8_tensor(np.asarray(test.images)[idx]), self.config.crop_size, self.config.test_crop).numpy()
         save_heatmaps(faces, pred.attention[idx], [t for _, t in picked], pred.scores[idx], self.context.work_dir)

@@ -4,7 +4,8 @@ Each batch is read and decoded by a thread pool while the previous one is scored
 memory), exactly as the benchmark decodes its dataset (`data.cache.decode`: RGB, the whole image resized
 to the method's image_size), so a saved model sees a new image as its method saw the training images.
 A file that cannot be read or decoded (missing, truncated, not an image) gets its error in the `error`
-column and the others are scored.
+column and the others are scored. Each batch reaches the method in a secret random order and its
+predictions are put back in input order (`evaluation.blind`), as a fold's test set does.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.cache import decode
+from ..evaluation import blind
 from ..methods.base import TestSet
 from .inputs import Item
 
@@ -85,7 +87,8 @@ def score_batches(method, items: list[Item], size: int, batch_size: int, explain
         pred = None
         if ok:
             test = TestSet(np.stack([batch[i][1][1] for i in ok]), np.full(len(ok), ""), tuple(batch[i][1][0] for i in ok))
-            pred = method.predict(test)
+            shuffled, order = blind.shuffle(test)
+            pred = blind.restore(method.predict(shuffled), order)
             frame.loc[ok, "pain_probability"] = np.round(np.asarray(pred.scores, dtype=float), 6)
             frame.loc[ok, "pain"] = np.asarray(pred.labels).astype(int)
             for name, grades in (pred.au or {}).items():

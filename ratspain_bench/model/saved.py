@@ -12,7 +12,7 @@ compares the code hash it was trained with to this installation's: when they dif
 A model of an untrusted outside method (`model.json` says `sandboxed`) is never imported here: its
 `method/` state and `code/` (the submission's files) are copied, checked (plain files and folders,
 bounded size), into a private folder, and each batch is scored in a sandboxed worker that loads the
-state read-only (`SandboxedMethod`, `sandbox.predict_state`); its outputs are checked as a fold's are.
+state read-only (`SandboxedMethod`, `outside.predict_state`); its outputs are checked as a fold's are.
 """
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ class SandboxedMethod:
 
     def predict(self, test):
         from ..evaluation.predictions import InvalidOutput, check_output
-        from ..evaluation.sandbox import SandboxError, predict_state
+        from ..evaluation.outside import predict_state
+        from ..evaluation.sandbox import SandboxError
 
         self.pending = max(self.pending - 1, 0)
         task = self.request["task"]
@@ -195,7 +196,8 @@ def open_sandboxed(folder: Path, state: Path, meta: dict, device: str = "auto", 
     """A model of an untrusted outside method, ready to score in sandboxed workers; its code is never imported here.
     Its state and code are copied (checked: plain files and folders, bounded size) into a private folder first."""
     from ..evaluation.identity import code_hash
-    from ..evaluation.sandbox import SandboxSettings, copy_tree, require
+    from ..evaluation.outputs import copy_tree
+    from ..evaluation.sandbox import SandboxSettings, require
     from ..methods.registry import MethodSpec
 
     settings = sandbox or SandboxSettings()

@@ -8,7 +8,7 @@ sibling and renamed into place when complete. The model is also logged as a run 
 `ratspain-models/<dataset>` (tag `ratspain.role=model`; artifacts `model/` and `MODEL_CARD.md`), so it
 has a `runs:/<run>/model` URI, and `register` adds it to the MLflow model registry.
 An outside method that is not trusted (a submission, an untrusted plugin) is fitted and saved in a sandboxed
-worker (`sandbox.train_state`): its state comes back only as plain files and folders within a size limit
+worker (`outside.train_state`): its state comes back only as plain files and folders within a size limit
 (`SandboxSettings.state_mb`), and the model carries a copy of the submission's code (`ratspain/code/`); its
 meta says `sandboxed`, so `predict` scores it in such workers too and never imports it here.
 """
@@ -33,7 +33,9 @@ from ..evaluation.configure import configure, require_task
 from ..evaluation.fold import META_COLUMNS, au_grades, build, image_size
 from ..evaluation.identity import code_hash, config_hash, folder_files, task_fingerprint
 from ..evaluation.record import PARENT, Store, Tag, git_commit, versions
-from ..evaluation.sandbox import SandboxSettings, copy_tree, require, train_state
+from ..evaluation.outputs import copy_tree
+from ..evaluation.outside import train_state
+from ..evaluation.sandbox import SandboxSettings, require
 from ..methods.base import Context, TrainSet, config_params
 from ..methods.registry import MethodSpec, get_method
 from ..paths import cache_dir

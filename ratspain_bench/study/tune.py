@@ -212,7 +212,7 @@ def _record_nested(store: Store, ev: Evaluator, spec, opts: TuneOptions, study_n
     key = JobKey(ev.dataset.name, ev.fingerprint, spec.name, config_hash("nested", {"study": study_name, "chosen": picks}),
                  ev.key(spec, chosen[0][1]).code_hash, opts.seed)
     parent = record.ParentRun(key, spec.family, opts.profile, record.NESTED, {"study": study_name}, len(ev.folds), spec.cite,
-                              "in-process" if spec.trusted else opts.sandbox.mode)
+                              "in-process" if spec.trusted else opts.sandbox.mode, ev.dataset.labels_public)
     exp, parent_id, done = record.open_parent(store, parent)
     if done:
         return

@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import InputError
 from ..evaluation.fold import FoldError, FoldTask, image_size, read_fold, run_fold
 from ..evaluation.predictions import score_frame
-from ..evaluation.sandbox import SandboxSettings, describe
+from ..evaluation.outside import describe
+from ..evaluation.sandbox import SandboxSettings
 from ..methods.registry import MethodSpec
 from ..protocol import leave_one_subject_out
 from .checks import FAIL, PASS, SKIP, Check, Report

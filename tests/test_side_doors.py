@@ -1,0 +1,448 @@
+"""The sandbox's side doors: kernel objects that outlive a worker, two untrusted workers at once, labels in the
+order of the test images, a public answer key, and outputs that hang or bloat the harness.
+
+Each cheat is shown to work where its door is open (unsandboxed, between two plain processes, or on the table's
+own order), then to score at chance or fail with a named reason through the harness.
+"""
+import ctypes
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from cheats import blocked, f1
+from tinydata import make_dataset
+
+import ratspain_bench as rb
+from ratspain_bench.errors import InputError
+from ratspain_bench.evaluation import cgroup, sandbox
+from ratspain_bench.evaluation.seccomp import TABLES
+
+pytestmark = pytest.mark.skipif(sandbox.unavailable() is not None, reason=f"no sandbox here: {sandbox.unavailable()}")
+
+# ---------------------------------------------------------------- 1. the kernel keyring outlives a worker
+
+KEYRING = '''
+import ctypes, platform
+ADD_KEY, KEYCTL = {numbers}[platform.machine()]
+LIBC = ctypes.CDLL(None, use_errno=True)
+RINGS = (-4,)  # the user keyring: one per uid
+
+
+def keyring_read(desc):
+    for ring in RINGS:
+        kid = LIBC.syscall(KEYCTL, 10, ring, b"user", desc, 0)  # KEYCTL_SEARCH
+        if kid > 0:
+            buf = ctypes.create_string_buffer(32768)
+            n = LIBC.syscall(KEYCTL, 11, kid, buf, 32768)  # KEYCTL_READ
+            if n > 0:
+                return json.loads(buf.raw[:n])
+    return {{}}
+
+
+def keyring_write(desc, memo):
+    data = json.dumps(memo).encode()
+    for ring in RINGS:
+        LIBC.syscall(ADD_KEY, b"user", desc, data, len(data), ring)
+'''
+NUMBERS = {m: (t[1]["add_key"], t[1]["keyctl"]) for m, t in TABLES.items()}
+
+
+def _unlink_keys(desc: bytes) -> None:
+    """Remove the test's keys from this process's keyrings (an unsandboxed worker of root shares root's)."""
+    if platform.machine() not in NUMBERS:
+        return
+    libc, keyctl = ctypes.CDLL(None, use_errno=True), NUMBERS[platform.machine()][1]
+    for ring in (-4,):
+        kid = libc.syscall(keyctl, 10, ring, b"user", desc, 0)
+        if kid > 0:
+            libc.syscall(keyctl, 9, kid, ring)  # KEYCTL_UNLINK
+
+
+@pytest.mark.skipif(platform.machine() not in NUMBERS, reason="no keyring syscall numbers for this machine")
+def test_the_kernel_keyring_carries_nothing_from_one_worker_to_the_next(lab):
+    tmp, data, cheat, run = lab
+    desc = f"ratspain-memo-{uuid.uuid4().hex}".encode()
+    module = KEYRING.format(numbers=NUMBERS)
+    remember = f"""
+        memo = keyring_read({desc!r})
+        memo.update({{pixels(im): int(y) for im, y in zip(train.images, train.labels)}})
+        keyring_write({desc!r}, memo)
+    """
+    cheat(fit=remember, predict=f"known = keyring_read({desc!r})", module=module, name="cheat")
+    cheat(predict=f"known = keyring_read({desc!r})", module=module, name="reader")  # stores nothing
+    try:
+        assert f1(run(["cheat"], "no-sandbox")) > 0.5  # one uid, one keyring: each fold reads the ones before
+        assert f1(run(["reader"], "no-sandbox"), "reader") == 1.0  # and a later submission reads every label
+        _unlink_keys(desc)
+        assert blocked(run(["cheat"]))  # sandboxed: add_key and keyctl are refused
+        assert blocked(run(["reader"]), method="reader")
+    finally:
+        _unlink_keys(desc)
+
+
+# ---------------------------------------------------------------- 2. two untrusted workers at once
+
+FLOCK = '''
+import fcntl, threading
+FILES = sorted(glob.glob(os.path.join(os.path.dirname(os.__file__), "**", "*.py"), recursive=True))  # shared, read-only
+HELD, SEEN, STOP = [], set(), threading.Event()
+
+
+def slot(digest):
+    return int(digest[:8], 16) % len(FILES)
+
+
+def send(pairs, hold):
+    """One bit per file: a shared lock on file i says 'pain' for the images hashing to i."""
+    STOP.set()
+    for digest, label in pairs:
+        if label:
+            fd = os.open(FILES[slot(digest)], os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            HELD.append(fd)
+    time.sleep(hold)
+
+
+def receive_forever():
+    while not STOP.is_set():
+        for i, f in enumerate(FILES):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                SEEN.add(i)
+            finally:
+                os.close(fd)
+        time.sleep(0.05)
+
+
+threading.Thread(target=receive_forever, daemon=True).start()  # at import: in every worker, as early as it can
+'''
+SEND = "send([(pixels(im), int(y)) for im, y in zip(train.images, train.labels)], hold=2.5)"
+RECEIVE = "known = {pixels(im): int(slot(pixels(im)) in SEEN) for im in test.images}"
+
+
+def test_the_flock_channel_works_between_two_processes_at_once():
+    """The channel itself: a process holding locks is read by another one running at the same time."""
+    code = "import glob, os, time, hashlib\n" + FLOCK
+    sender = subprocess.Popen([sys.executable, "-c", code + "\nsend([('00000001', 1), ('00000005', 1)], hold=3)"])
+    try:
+        time.sleep(1.0)
+        out = subprocess.run([sys.executable, "-c", code + "\ntime.sleep(1); STOP.set(); time.sleep(0.2); print(sorted(SEEN))"],
+                             capture_output=True, text=True, timeout=60).stdout
+    finally:
+        sender.wait(timeout=30)
+    assert json.loads(out)[:2] == [1, 5]
+
+
+def test_no_untrusted_worker_imports_its_method_while_another_holds_labels(lab):
+    """Fold k's worker locks its training labels (the next rat's among them) while the next fold's worker, started
+    ahead, would read them at import; a second submission's first worker, started with the run, likewise."""
+    tmp, data, cheat, run = lab
+    cheat(fit=SEND, predict=RECEIVE, module=FLOCK, name="cheat")
+    assert blocked(run(["cheat"]))
+    cheat(fit=SEND, module=FLOCK, name="sender")
+    cheat(predict=RECEIVE, module=FLOCK, name="receiver")
+    r = run(["sender", "receiver"], runs="pair")
+    assert blocked(r, method="receiver")
+
+
+GATE = """
+import sys, time
+from ratspain_bench.evaluation import sandbox
+from ratspain_bench.methods.registry import get_method
+w = sandbox.Worker(get_method("cheat"), "describe", {"profile": None, "param_sets": []}, sandbox.SandboxSettings())
+w.arm()
+print("armed", flush=True)
+time.sleep(3)
+w.close()
+"""
+
+
+def test_the_sandbox_lock_is_one_for_the_whole_machine(lab):
+    """Another harness process's armed worker holds the lock: this process's worker waits for it to be gone."""
+    from ratspain_bench.methods.registry import get_method
+
+    tmp, data, cheat, run = lab
+    cheat()
+    other = subprocess.Popen([sys.executable, "-c", GATE], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert other.stdout.readline().strip() == "armed"
+        w = sandbox.Worker(get_method("cheat"), "describe", {"profile": None, "param_sets": []}, sandbox.SandboxSettings())
+        t = time.perf_counter()
+        try:
+            w.arm()
+            waited = time.perf_counter() - t
+        finally:
+            w.close()
+    finally:
+        other.wait(timeout=60)
+    assert waited > 2.0
+
+
+# ---------------------------------------------------------------- 3. labels in the order of the test images
+
+
+def _ordered_data(tmp: Path, form: str) -> tuple[Path, dict]:
+    """The lab's kind of images, 40 per rat, as a SUBJECT/LEVEL tree (read in sorted order) or a manifest sorted by
+    label; and each rat's count of no-pain images (what the paper's Table 2 publishes)."""
+    src = make_dataset(tmp / f"src-{form}", per_subject=40, size=32)
+    table = pd.read_csv(src / "manifest.csv")
+    counts = {str(s): int((g["level"] == 0).sum()) for s, g in table.groupby("subject")}
+    if form == "tree":
+        root = tmp / "tree"
+        for r in table.itertuples():
+            dst = root / r.subject / str(r.level) / Path(r.path).name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / r.path, dst)
+        return root, counts
+    table.assign(label=(table["level"] >= 1).astype(int)).sort_values(["subject", "label"]).to_csv(src / "manifest.csv", index=False)
+    return src, counts
+
+
+def _by_position(counts: dict) -> str:
+    return f"""
+        n0 = {counts!r}[str(test.subjects[0])]
+        return Predictions(np.array([0] * n0 + [1] * (len(test) - n0)), np.array([0.0] * n0 + [1.0] * (len(test) - n0)))
+    """
+
+
+@pytest.mark.parametrize("form", ["tree", "sorted-manifest"])
+def test_the_order_of_the_test_images_carries_no_label(lab, form):
+    tmp, data, cheat, run = lab
+    root, counts = _ordered_data(tmp, form)
+    ds = rb.load_dataset(root)
+    by_position = ds.table.groupby("subject")["label"].transform(lambda y: (np.arange(len(y)) >= counts[y.name]).astype(int))
+    assert (by_position == ds.table["label"]).all()  # in table order, position alone gives every label
+    cheat(predict=_by_position(counts))
+    for mode in ("trusted", "sandbox"):  # in-process and sandboxed alike: a secret random order
+        r = run(["cheat"], mode, runs=f"order-{form}", on=root)
+        acc = r.table.set_index("method").loc["cheat", "pooled_accuracy"]
+        assert acc < 0.8, (mode, acc)  # by position it would be 1.0; at chance about 0.5
+
+
+def test_saved_models_score_batches_in_a_secret_order_and_map_them_back(lab, tmp_path):
+    """A sandboxed saved model whose scores are its input positions: they come back permuted within each batch, while
+    its labels, computed from each image, come back on the right rows."""
+    tmp, data, cheat, run = lab
+    cheat(predict="""
+        bright = np.array([int(im[12:20, 12:20].mean() > 128) for im in test.images])
+        return Predictions(bright, np.arange(len(test)) / max(len(test) - 1, 1))
+    """, module="""
+        def save(self, folder):
+            pass
+
+        @classmethod
+        def load(cls, config, folder, context=None):
+            return cls(config, context)
+
+        Cheat.save, Cheat.load = save, load
+    """)
+    model = rb.train("cheat", str(data), out=tmp_path / "model", runs_dir=tmp_path / "runs")
+    frame = model.predict(str(data / "manifest.csv"))
+    truth = pd.read_csv(data / "manifest.csv")["level"].ge(1).astype(int).to_numpy()
+    assert (frame["pain"].to_numpy() == truth).all()  # each image's own prediction, on its own row
+    positions = frame["pain_probability"].to_numpy()
+    assert not np.all(np.diff(positions) > 0)  # not the input order
+
+
+# ---------------------------------------------------------------- 4. a public answer key
+
+
+RERENDER = """
+    import csv, tempfile
+    from ratspain_bench.data.cache import decode
+    from ratspain_bench.data.synth import generate_replica
+    out = os.path.join(tempfile.mkdtemp(), "replica")
+    generate_replica(out, seed=0, size=32, counts={counts!r}, jobs=1)
+    for row in csv.DictReader(open(os.path.join(out, "manifest.csv"))):
+        if row["label"] != "":
+            file = os.path.join(out, row["path"])
+            known[pixels(decode(file, 32))] = int(row["label"])
+            known[hashlib.sha1(open(file, "rb").read()).hexdigest()[:20]] = int(row["label"])  # content keys too
+"""
+COUNTS = {"r1": {"no_pain": 5, "moderate": 5}, "r2": {"no_pain": 4, "moderate": 6}, "r3": {"no_pain": 6, "moderate": 4}}
+
+
+def _board_row(tmp: Path, runs: str, method: str) -> dict:
+    """The method's row of the leaderboard's results.csv built from the runs folder `runs`, as text."""
+    rb.leaderboard(tmp / f"board-{runs}", runs_dir=tmp / runs)
+    rows = pd.read_csv(tmp / f"board-{runs}" / "results.csv", dtype=str, keep_default_na=False)
+    return rows.set_index("method").loc[method].to_dict()
+
+
+def test_a_re_rendered_public_replica_is_no_rank_and_a_hidden_one_no_answer_key(lab, monkeypatch):
+    tmp, data, cheat, run = lab
+    monkeypatch.setenv("RATSPAIN_SECRETS_DIR", str(tmp / "secrets"))
+    public = rb.synth(tmp / "public", seed=0, size=32, counts=COUNTS).parent
+    hidden = rb.synth(tmp / "hidden", size=32, counts=COUNTS, hidden=True).parent
+    assert rb.load_dataset(public).labels_public and not rb.load_dataset(hidden).labels_public
+    cheat(predict=RERENDER.format(counts=COUNTS))
+    r = run(["cheat", "lbp-r1p8-4x4"], runs="public", on=public)
+    assert f1(r) == 1.0  # sandboxed, it renders the public replica again and reads every label off the images
+    row = _board_row(tmp, "public-sandbox", "cheat")
+    assert row["kind"] == "unranked" and row["rank"] == "" and "labels anyone can recompute" in row["note"]
+    assert _board_row(tmp, "public-sandbox", "lbp-r1p8-4x4")["rank"] == "1"  # built-in rows stay ranked
+    r = run(["cheat"], runs="hidden", on=hidden)
+    assert blocked(r)  # another seed: its rendering answers nothing
+    row = _board_row(tmp, "hidden-sandbox", "cheat")
+    assert row["kind"] == "method" and row["rank"] == "1"
+
+
+def test_synth_hidden_keeps_its_seed_out_of_the_folder(tmp_path, monkeypatch, capsys):
+    from ratspain_bench.cli import main
+
+    monkeypatch.setenv("RATSPAIN_SECRETS_DIR", str(tmp_path / "secrets"))
+    out = tmp_path / "held-out"
+    assert main(["synth", str(out), "--hidden", "--size", "32", "--per-subject-counts", json.dumps(COUNTS)]) == 0
+    (kept,) = (tmp_path / "secrets").iterdir()
+    assert str(kept) in capsys.readouterr().out
+    assert kept.stat().st_mode & 0o777 == 0o600 and (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+    seed = json.loads(kept.read_text())["seed"]
+    assert seed.bit_length() > 64
+    for text in (str(seed), hex(seed)[2:], seed.to_bytes(16, "big").hex()):
+        assert not any(text.encode() in f.read_bytes() for f in out.rglob("*") if f.is_file())
+    assert json.loads((out / "provenance.json").read_text())["labels_public"] is False
+    assert main(["synth", str(tmp_path / "again"), "--hidden", "--seed", "3"]) == 2  # a hidden seed is never chosen
+
+
+def test_the_built_in_replica_and_seeded_replicas_have_public_labels(tmp_path, monkeypatch):
+    from ratspain_bench.data import replica
+
+    folder = rb.synth(tmp_path / "seeded", seed=7, size=32, counts=COUNTS).parent
+    assert rb.load_dataset(folder).labels_public
+    (folder / "provenance.json").unlink()
+    assert not rb.load_dataset(folder).labels_public  # a folder a maintainer points at: secret unless declared
+    monkeypatch.setattr(replica, "default_replica", lambda *a, **k: folder)
+    assert rb.load_dataset(None).labels_public  # the built-in replica: public, declared or not
+    (folder / "provenance.json").write_text('{"labels_public": "maybe"}')
+    with pytest.raises(InputError, match="provenance.json: labels_public must be true or false"):
+        rb.load_dataset(folder)
+
+
+# ---------------------------------------------------------------- 5. outputs that hang or bloat the harness
+
+
+def _in_thread(fn, timeout: float):
+    """fn() in a daemon thread: (its result, seconds); fails the test, never hangs it, if fn does not return in time."""
+    box = {}
+
+    def go():
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            box["error"] = e
+
+    t0 = time.perf_counter()
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    th.join(timeout)
+    assert not th.is_alive(), f"still running after {timeout} s: the harness hangs"
+    if "error" in box:
+        raise box["error"]
+    return box["result"], time.perf_counter() - t0
+
+
+def test_a_fifo_left_at_error_json_hangs_nothing(lab):
+    tmp, data, cheat, run = lab
+    cheat(fit='os.mkfifo("/fold/out/error.json"); sys.stdout.flush(); os._exit(1)')
+    r, seconds = _in_thread(lambda: run(["cheat", "lbp-r1p8-4x4"], time_limit=20), 120)
+    assert seconds < 20 + 30
+    (bad,) = r.failed
+    assert bad.method == "cheat" and "exited with code 1" in bad.error
+    assert f1(r, "lbp-r1p8-4x4") is not None  # the built-in beside it is scored
+
+
+def test_a_fifo_left_at_info_json_hangs_no_training(lab):
+    tmp, data, cheat, run = lab
+    cheat(module='''
+        def save(self, folder):
+            os.mkfifo("/fold/out/info.json")
+            sys.stdout.flush()
+            os._exit(0)
+
+        Cheat.save = save
+    ''')
+    model, seconds = _in_thread(lambda: rb.train("cheat", str(data), out=tmp / "m", runs_dir=tmp / "runs", time_limit=20), 120)
+    assert seconds < 20 + 30 and model.meta["predict_batch"] == 64  # its info refused: the default batch
+
+
+WRITERS = {
+    "a FIFO": ('os.mkfifo("/fold/out/predictions.npz")', "not a regular file"),
+    "a symlink to a host file": ('os.symlink("/etc/hostname", "/fold/out/predictions.npz")', "cannot be opened as a plain file"),
+    "a 64 MiB au member in the binary task": (
+        'np.savez("/fold/out/predictions.npz", labels=np.zeros(len(test), int), scores=np.zeros(len(test)), '
+        'au_orbital=np.zeros(8 << 20))', "more than the limit"),
+    "a header claiming 10**12 values": (
+        'import io, zipfile\n'
+        'h = io.BytesIO(); np.lib.format.write_array_header_1_0(h, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})\n'
+        'np.savez("/fold/out/p.npz", labels=np.zeros(len(test), int))\n'
+        'z = zipfile.ZipFile("/fold/out/p.npz", "a"); z.writestr("scores.npy", h.getvalue() + b"x" * 64); z.close()\n'
+        'os.rename("/fold/out/p.npz", "/fold/out/predictions.npz")', "far more than one value per test image"),
+    "a zip bomb": (
+        'import zipfile\nz = zipfile.ZipFile("/fold/out/predictions.npz", "w", zipfile.ZIP_DEFLATED)\n'
+        'z.writestr("labels.npy", b"\\0" * (16 << 20)); z.writestr("scores.npy", b"\\0" * 64); z.close()',
+        "far more than"),
+}
+
+
+@pytest.mark.parametrize("what", list(WRITERS))
+def test_predictions_are_read_as_a_hostile_file(lab, what):
+    tmp, data, cheat, run = lab
+    write, reason = WRITERS[what]
+    cheat(predict=write + "\nsys.stdout.flush(); os._exit(0)")
+    r, _ = _in_thread(lambda: run(["cheat"], time_limit=60), 120)
+    assert r.failed and reason in r.failed[0].error, r.failed[0].error if r.failed else "its file was read"
+
+
+def test_what_a_worker_writes_is_bounded(lab):
+    """Its log, one file and /fold/out as a whole: each stops at --out-limit, the fold fails with the reason."""
+    tmp, data, cheat, run = lab
+    cheat(fit='sys.stdout.write("x" * (64 << 20)); sys.stdout.flush()', name="chatty")
+    cheat(fit='open("/fold/out/big", "wb").write(b"x" * (64 << 20))', name="big")
+    cheat(fit='[open(f"/fold/out/{i}", "w").close() for i in range(200_000)]', name="many")
+    r = run(["chatty", "big", "many"], out_mb=8, time_limit=120)
+    errors = {x.method: x.error for x in r.failed}
+    assert "File too large" in errors["chatty"] or "larger than the limit of 8 MiB" in errors["chatty"], errors["chatty"]
+    assert any(w in errors["big"] for w in ("8 MiB", "No space left", "File too large")), errors["big"]
+    if os.geteuid() == 0:  # a tmpfs of capped size and inodes
+        assert "No space left" in errors["many"] or "filled /fold/out" in errors["many"], errors.get("many")
+    assert not list(Path(tempfile.gettempdir()).glob(f"ratspain-fold-{cgroup.owner()}-*"))  # nothing left behind
+
+
+KILLED = """
+import ratspain_bench as rb, sys
+rb.run(["cheat"], sys.argv[1], runs_dir=sys.argv[2], time_limit=300)
+"""
+
+
+def test_a_killed_harness_leaves_nothing_the_next_run_does_not_clean(lab):
+    tmp, data, cheat, run = lab
+    cheat(fit="time.sleep(300)")
+    harness = subprocess.Popen([sys.executable, "-c", KILLED, str(data), str(tmp / "killed")], env=dict(os.environ),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mine = lambda: list(Path(tempfile.gettempdir()).glob(f"ratspain-fold-{harness.pid}-*"))  # noqa: E731
+    groups = lambda: [d for _, _, p in cgroup.parents() for d in p.glob(f"ratspain-{harness.pid}-*")]  # noqa: E731
+    deadline = time.monotonic() + 120
+    while not (mine() and (groups() or not cgroup.cgroups_available())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert mine(), "the harness never started its worker"
+    harness.send_signal(signal.SIGKILL)
+    harness.wait()
+    time.sleep(0.5)
+    assert mine()  # left behind: nobody removed them
+    sandbox.sweep.cache_clear()
+    sandbox.sweep()  # what the next run's first worker does
+    assert not mine() and not groups()
