@@ -1,9 +1,11 @@
-"""Table cells shared by the Markdown and HTML renderings ("F1/Acc%" the way the paper prints them)."""
+"""Table cells and wording shared by the Markdown and HTML renderings of both tasks ("F1/Acc%" the way the paper
+prints them)."""
 from __future__ import annotations
 
 import math
 
 from ..metrics import cell
+from . import stats
 from .table import MARKER, Leaderboard, Row
 
 DASH = "–"
@@ -108,3 +110,12 @@ def top_cells(lb: Leaderboard) -> tuple[str, str, float | str]:
         icc = top.au["rgs"]["icc_a1"]
         return top.label, f"RGS ICC(A,1) {DASH if icc is None else f'{icc:.4f}'}", "" if icc is None else icc
     return top.label, f"F1/Acc {pooled_cell(top)}", top.pooled["f1"]
+
+
+def resampling_text(lb: Leaderboard) -> str:
+    """How the rats were resampled: every distinct resample (exact) or random draws."""
+    if lb.bootstrap_exact:
+        return (f"all {lb.distinct_resamples:,} distinct resamples of the {len(lb.subjects)} rats, multisets drawn with "
+                "replacement, each weighted by its multinomial probability")
+    return (f"{lb.n_resamples:,} random resamples of the rats with replacement, seed {lb.bootstrap_seed} (more than "
+            f"{stats.MAX_EXACT:,} distinct resamples: too many to enumerate)")

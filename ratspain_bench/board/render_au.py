@@ -6,7 +6,7 @@ import math
 
 from ..tasks import AUS
 from . import au, cells
-from .render_md import resampling_text
+from .cells import resampling_text
 from .table import MARKER, SIGNIFICANCE, Leaderboard, Row
 
 TITLE = " — action units (au task)"

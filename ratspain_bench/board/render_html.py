@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from . import cells, figures, paper
+from . import cells, figures, paper, render_au
 from .render_md import UNRANKED_TITLE, definitions, exploratory_intro, unranked_intro
 from .table import Leaderboard, Row
 
@@ -145,8 +145,6 @@ def au_results_table(lb: Leaderboard, rows=None, table_id: str = "au-results-tab
     """The au board's results as a sortable table (`render_au`'s columns, MLflow links last); the human-ceiling
     row follows the main rows (class `reference`)."""
     from ..tasks import AUS
-    from . import render_au
-
     head = ([_th("Rank", first="ascending"), _th("Method", numeric=False), _th("Tier", first="ascending")]
             + [_th(f"QWK {a}") for a in AUS]
             + [_th("RGS ICC(A,1)"), _th("ICC 95% CI"), _th("RGS MAE", first="ascending"), _th("Derived F1/Acc (pooled)"),
@@ -224,8 +222,6 @@ def _md_inline(text: str) -> str:
 
 
 def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
-    from . import render_au
-
     au_board = lb.task == "au"
     table = au_results_table if au_board else results_table
     title = escape(lb.dataset) + (escape(render_au.TITLE) if au_board else "")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from . import cells, paper, stats
+from . import cells, paper, render_au
+from .cells import resampling_text
 from .table import MARKER, SIGNIFICANCE, Leaderboard
 
 
@@ -33,15 +34,6 @@ def imbalance_table(lb: Leaderboard) -> str:
     return _tab([[str(x) for x in r] for r in rows],
                 ["Held-out rat", "Train no pain", "Train pain", "Test no pain", "Test pain", "Test pain %",
                  "Majority class (train)", "Majority baseline F1/Acc"])
-
-
-def resampling_text(lb: Leaderboard) -> str:
-    """How the rats were resampled: every distinct resample (exact) or random draws."""
-    if lb.bootstrap_exact:
-        return (f"all {lb.distinct_resamples:,} distinct resamples of the {len(lb.subjects)} rats, multisets drawn with "
-                "replacement, each weighted by its multinomial probability")
-    return (f"{lb.n_resamples:,} random resamples of the rats with replacement, seed {lb.bootstrap_seed} (more than "
-            f"{stats.MAX_EXACT:,} distinct resamples: too many to enumerate)")
 
 
 def tier_text(lb: Leaderboard) -> str:
@@ -103,8 +95,6 @@ def unranked_intro(lb: Leaderboard) -> str:
 
 
 def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
-    from . import render_au
-
     au_board = lb.task == "au"
     headers, table = (render_au.headers, render_au.rows) if au_board else (results_headers, results_rows)
     out = [f"# Leaderboard: {lb.dataset}" + (render_au.TITLE if au_board else ""), ""]
