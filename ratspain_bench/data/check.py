@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -177,8 +178,8 @@ def rule_problems(table) -> list[Problem]:
 
 def check_dataset(data=None, include_low_confidence: bool = False, threshold: int = HASH_THRESHOLD,
                   jobs: int | None = None) -> list[Problem]:
-    """Every problem of a dataset, in order: structure (read_dataset), labelling rule, image decoding,
-    cross-subject leakage.
+    """Every problem of a dataset, in order: structure (read_dataset), labelling rule, its Croissant card when it has one,
+    image decoding, cross-subject leakage.
 
     Severities: `error` (not usable), `warning` (usable, worth knowing), `info` (a note, e.g. skipped checks).
     Raises `InputError` only when `data` names nothing readable at all.
@@ -189,8 +190,12 @@ def check_dataset(data=None, include_low_confidence: bool = False, threshold: in
 def inspect_dataset(data=None, include_low_confidence: bool = False, threshold: int = HASH_THRESHOLD,
                     jobs: int | None = None) -> tuple[Dataset, list[Problem]]:
     """`check_dataset`, also returning the dataset read (for the summary line of `data check`)."""
+    from .croissant import check_card
+
     ds, problems = read_dataset(data, include_low_confidence)
     problems += rule_problems(ds.table)
+    source = Path(ds.source)
+    problems += check_card(source.parent if source.suffix.lower() == ".csv" else source)  # a dataset card beside it
     if not ds.has_images:
         problems.append(Problem("info", ds.source, "labels only: no image files found beside it; "
                                 "image checks (unreadable or truncated images, cross-subject duplicates) skipped"))

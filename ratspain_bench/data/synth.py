@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..tasks import AUS, BLANK, round_half_up
+from .croissant import write_card
 from .rat_face import draw_face, look_for
 from .raters import RATER_COLUMNS, STAGE_ONE, accepted_grades, image_confidence, image_level, settled_in_stage_one
 
@@ -249,8 +250,9 @@ def generate_replica(out_dir, seed: int = 0, size: int = 256, counts: dict | Non
             w.writerows(row for row, _ in results)
         regions = {row["path"]: boxes for row, boxes in results}
         (tmp / "au_regions.json").write_text(json.dumps(regions, separators=(",", ":")) + "\n", encoding="utf-8")
-        (tmp / "provenance.json").write_text(json.dumps(provenance(None if hidden else int(seed), int(size)), indent=1) + "\n",
-                                             encoding="utf-8")
+        made = provenance(None if hidden else int(seed), int(size))
+        (tmp / "provenance.json").write_text(json.dumps(made, indent=1) + "\n", encoding="utf-8")
+        write_card(tmp, made, name=out_dir.name)
         os.chmod(tmp, 0o755)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above); fails loudly if something appeared meanwhile
