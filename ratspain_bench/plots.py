@@ -1,16 +1,14 @@
-"""Small figures logged with runs (matplotlib, Agg backend)."""
+"""Small figures logged with runs (a matplotlib Figure drawn to PNG: no pyplot, no global backend change)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 
 def confusion_png(path: Path, tp: int, fp: int, fn: int, tn: int, title: str) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 3))
+    fig = Figure(figsize=(3.2, 3))
+    ax = fig.subplots()
     m = [[tn, fp], [fn, tp]]
     ax.imshow(m, cmap="Blues")
     for i in range(2):
@@ -23,5 +21,4 @@ def confusion_png(path: Path, tp: int, fp: int, fn: int, tn: int, title: str) ->
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -16,10 +16,7 @@ def contact_sheet(dataset, out: Path, per_level: int = 2, size: int = 96, seed: 
     Faces are drawn at random (seeded) within each (subject, level) cell; an empty cell stays blank."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) is left alone
     from PIL import Image
 
     t = dataset.table
@@ -28,7 +25,8 @@ def contact_sheet(dataset, out: Path, per_level: int = 2, size: int = 96, seed: 
     subjects = dataset.subjects
     rng = np.random.default_rng(seed)
     cols = len(values) * per_level
-    fig, axes = plt.subplots(len(subjects), cols, figsize=(1.1 * cols, 1.15 * len(subjects)), squeeze=False)
+    fig = Figure(figsize=(1.1 * cols, 1.15 * len(subjects)))
+    axes = fig.subplots(len(subjects), cols, squeeze=False)
     for r, s in enumerate(subjects):
         for c_i, v in enumerate(values):
             files = t.loc[(t["subject"] == s) & (t[by] == v), "file"].tolist()
@@ -49,5 +47,4 @@ def contact_sheet(dataset, out: Path, per_level: int = 2, size: int = 96, seed: 
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     return atomic_write_bytes(Path(out), buf.getvalue())

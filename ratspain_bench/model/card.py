@@ -24,13 +24,11 @@ def _pct(x: float) -> str:
 
 
 def reliability_png(path: Path, ev: Evidence) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) is left alone
 
     t = ev.reliability[ev.reliability["n"] > 0]
-    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    fig = Figure(figsize=(3.6, 3.4))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect calibration")
     ax.plot(t["mean_probability"], t["pain_rate"], "o-", label=ev.method)
     ax.set_xlabel("predicted probability of pain (LORO)")
@@ -41,7 +39,6 @@ def reliability_png(path: Path, ev: Evidence) -> Path:
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

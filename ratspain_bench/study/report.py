@@ -40,14 +40,12 @@ def _fmt(x, digits: int = 4) -> str:
 def sensitivity_figure(rows: pd.DataFrame, path: Path, title: str, defaults: dict | None = None, symbols: dict | None = None) -> Path:
     """One panel per parameter (F1 against the parameter's grid values, evenly spaced), as Figure 5;
     `symbols`: axis labels the method declares (`PLOT_SYMBOLS`, e.g. lambda -> λ)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) is left alone
 
     params = list(dict.fromkeys(rows["param"]))
     n = max(1, len(params))
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False)
+    fig = Figure(figsize=(3.6 * n, 3.4))
+    axes = fig.subplots(1, n, squeeze=False)
     finite = pd.to_numeric(rows["pooled_f1"], errors="coerce").dropna()
     lo = min(0.5, float(finite.min()) - 0.05) if len(finite) else 0.0
     for i, (ax, p) in enumerate(zip(axes[0], params)):
@@ -76,7 +74,6 @@ def sensitivity_figure(rows: pd.DataFrame, path: Path, title: str, defaults: dic
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     os.replace(tmp, path)
     return path
 
