@@ -203,73 +203,108 @@ def rows_of(study, points: list[Point]) -> tuple[pd.DataFrame, dict]:
 def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outputs: bool = True, go=None) -> SensitivityResult | None:
     """Run (this worker's share of) the study; `go`: a helper process's start signal (see `_spawn_workers`)."""
     import optuna
-    from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    start = time.perf_counter()
-    spec = get_method(opts.method)
-    base, points, notes = plan(opts)
-    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
-    if ev.fit_together(spec, [p.params for p in points]):
-        notes.append(f"{spec.name} fits the grid's configs together on each fold (frozen heads that differ only in the loss: "
-                     "one stacked head, the same maths as separate fits with its own float rounding); their job folders are "
-                     "therefore not those of a `run` of one config")
-    for n in notes:
-        opts.log(f"note: {n}")
-    study_name = opts.study_name or default_study_name(opts, points, ev.fingerprint)
-    storage_url = opts.storage or default_storage_url(opts.runs_dir)
-    storage = open_storage(storage_url, opts.runs_dir)
-    labels = [p.label for p in points]
-    by_label = {p.label: p for p in points}
-    sampler = optuna.samplers.GridSampler({"point": labels}, seed=opts.seed)
-    study = optuna.create_study(storage=storage, sampler=sampler, study_name=study_name, direction="maximize", load_if_exists=True)
-    old = study.user_attrs.get("points")
-    if old is not None and old != labels:
-        raise InputError(f"study {study_name!r} in {redact(storage_url)} holds another grid ({len(old)} points); "
-                         "pick another --study-name or the same --param values")
-    if old is None:
-        for k, v in {"kind": "sensitivity", "method": opts.method, "dataset": dataset.name, "profile": opts.profile,
-                     "fixed": json.dumps(opts.fixed, default=str), "points": labels, "fingerprint": ev.fingerprint}.items():
-            study.set_user_attr(k, v)
+    run = _Sensitivity(dataset, opts, observer)
+    if opts.jobs > 1 and opts.n_trials is None:  # a worker given --n-trials is one worker
+        ran = run.run_with_helpers()
+    else:
+        if go is not None:  # a helper: wait for the shared work; give up if the process that started it is gone
+            while not go.wait(2.0):
+                if not mp.parent_process().is_alive():
+                    return None
+        ran = run.work(opts.n_trials)
+    return run.write_outputs(ran) if write_outputs else None
 
-    c = Store(opts.runs_dir, opts.tracking_uri)
-    exp = runs.experiment(c, dataset.name)
-    sid = runs.study_id(redact(storage_url), study_name)
-    defaults = {p: base[p] for p in dict.fromkeys(pt.param for pt in points)}
-    parent = runs.parent_run(c, exp, sid, f"sensitivity {opts.method} ({study_name})", {
-        Tag.STUDY_KIND: "sensitivity", Tag.STUDY: study_name, Tag.METHOD: opts.method,
-        Tag.DATASET: dataset.name, Tag.FINGERPRINT: ev.fingerprint, Tag.PROFILE: opts.profile,
-        Tag.SCORED_ON: "test rats (analysis, not tuning)", Tag.STORAGE: redact(storage_url)},
-        {"method": opts.method, "profile": opts.profile, "seed": opts.seed, "grid": ";".join(labels),
-         "fixed": json.dumps(opts.fixed, default=str), "defaults": json.dumps(defaults, default=str),
-         "study": study_name, "storage": redact(storage_url), "dataset": dataset.name})
 
-    def log_child(t) -> None:
-        p = by_label[t.params["point"]]
-        runs.trial_run(c, exp, parent, t.number, f"{p.label}", {Tag.PARAM: p.param, Tag.VALUE: str(p.value), Tag.STATUS: "complete"},
+class _Sensitivity:
+    """One process's run of the study: the plan, the evaluator, the Optuna study and the MLflow parent run."""
+
+    def __init__(self, dataset, opts: SensitivityOptions, observer) -> None:
+        self.dataset, self.opts = dataset, opts
+        self.start = time.perf_counter()
+        self.spec = get_method(opts.method)
+        self.base, self.points, self.notes = plan(opts)
+        self.labels = [p.label for p in self.points]
+        self.by_label = {p.label: p for p in self.points}
+        self.ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
+        if self.ev.fit_together(self.spec, [p.params for p in self.points]):
+            self.notes.append(f"{self.spec.name} fits the grid's configs together on each fold (frozen heads that differ only "
+                              "in the loss: one stacked head, the same maths as separate fits with its own float rounding); "
+                              "their job folders are therefore not those of a `run` of one config")
+        for n in self.notes:
+            opts.log(f"note: {n}")
+        self.open_study()
+        self.open_parent()
+        self.number = None  # the trial `objective` last started
+        self.retried: set = set()  # failed or abandoned points this process enqueued again
+
+    def open_study(self) -> None:
+        """Create or load the Optuna study over the grid; a new study records what it covers in its user attrs."""
+        import optuna
+
+        opts = self.opts
+        self.study_name = opts.study_name or default_study_name(opts, self.points, self.ev.fingerprint)
+        self.storage_url = opts.storage or default_storage_url(opts.runs_dir)
+        storage = open_storage(self.storage_url, opts.runs_dir)
+        sampler = optuna.samplers.GridSampler({"point": self.labels}, seed=opts.seed)
+        self.study = optuna.create_study(storage=storage, sampler=sampler, study_name=self.study_name, direction="maximize",
+                                         load_if_exists=True)
+        old = self.study.user_attrs.get("points")
+        if old is not None and old != self.labels:
+            raise InputError(f"study {self.study_name!r} in {redact(self.storage_url)} holds another grid ({len(old)} points); "
+                             "pick another --study-name or the same --param values")
+        if old is None:
+            for k, v in {"kind": "sensitivity", "method": opts.method, "dataset": self.dataset.name, "profile": opts.profile,
+                         "fixed": json.dumps(opts.fixed, default=str), "points": self.labels,
+                         "fingerprint": self.ev.fingerprint}.items():
+                self.study.set_user_attr(k, v)
+
+    def open_parent(self) -> None:
+        """The study's MLflow parent run (found again on resume)."""
+        opts, name, where = self.opts, self.study_name, redact(self.storage_url)
+        self.store = Store(opts.runs_dir, opts.tracking_uri)
+        self.exp = runs.experiment(self.store, self.dataset.name)
+        self.defaults = {p: self.base[p] for p in dict.fromkeys(pt.param for pt in self.points)}
+        self.parent = runs.parent_run(self.store, self.exp, runs.study_id(where, name), f"sensitivity {opts.method} ({name})", {
+            Tag.STUDY_KIND: "sensitivity", Tag.STUDY: name, Tag.METHOD: opts.method,
+            Tag.DATASET: self.dataset.name, Tag.FINGERPRINT: self.ev.fingerprint, Tag.PROFILE: opts.profile,
+            Tag.SCORED_ON: "test rats (analysis, not tuning)", Tag.STORAGE: where},
+            {"method": opts.method, "profile": opts.profile, "seed": opts.seed, "grid": ";".join(self.labels),
+             "fixed": json.dumps(opts.fixed, default=str), "defaults": json.dumps(self.defaults, default=str),
+             "study": name, "storage": where, "dataset": self.dataset.name})
+
+    def log_trial(self, t) -> None:
+        """A complete trial as a child run of the parent."""
+        p = self.by_label[t.params["point"]]
+        runs.trial_run(self.store, self.exp, self.parent, t.number, f"{p.label}",
+                       {Tag.PARAM: p.param, Tag.VALUE: str(p.value), Tag.STATUS: "complete"},
                        {"point": p.label, "param": p.param, "value": p.value, "config_hash": t.user_attrs.get("config_hash", ""),
                         **{f"cfg.{k}": v for k, v in p.params.items()}},
                        {"pooled_f1": t.user_attrs["pooled_f1"], "pooled_accuracy": t.user_attrs["pooled_accuracy"],
                         "seconds": t.user_attrs.get("seconds", 0.0)})
 
-    current: dict = {}
+    def objective(self, trial) -> float:
+        """A LORO run of the trial's point, pruned without fitting if another trial has it (done, or running and older)."""
+        import optuna
+        from optuna.trial import TrialState
 
-    def objective(trial):
-        current["number"] = trial.number
-        label = trial.suggest_categorical("point", labels)
-        p = by_label[label]
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        opts, ev = self.opts, self.ev
+        self.number = trial.number
+        label = trial.suggest_categorical("point", self.labels)
+        p = self.by_label[label]
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
             if t.params.get("point") == label and t.number != trial.number and (t.state == TrialState.COMPLETE or t.number < trial.number):
                 trial.set_user_attr("skipped", f"duplicate of trial {t.number}")
                 raise optuna.TrialPruned(f"{label} is done by trial {t.number}")
         trial.set_user_attr("param", p.param)
         trial.set_user_attr("value", p.value if isinstance(p.value, (int, float, str, bool)) else str(p.value))
-        trial.set_user_attr("config_hash", config_hash(spec.family, p.params))
+        trial.set_user_attr("config_hash", config_hash(self.spec.family, p.params))
         with Heartbeat(trial):
             t0 = time.perf_counter()
             opts.log(f"[sensitivity] {label}: LORO over {len(ev.folds)} rats (trial {trial.number})")
             try:
-                frame = ev.run(spec, p.params)
+                frame = ev.run(self.spec, p.params)
             except Exception as e:
                 trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
                 raise
@@ -280,49 +315,49 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
             opts.log(f"[sensitivity] {label}: pooled F1 {s['f1']:.4f}, accuracy {100 * s['accuracy']:.2f}%")
         return float(s["f1"])
 
-    retried: set = set()
-
-    def work(budget: int | None) -> int:
+    def work(self, budget: int | None) -> int:
         """Run points until the grid is done (or `budget` points); returns how many this process fitted."""
-        ran = 0
+        from optuna.trial import TrialState
+
+        study, ran = self.study, 0
         while budget is None or ran < budget:
             fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             complete = {t.params.get("point") for t in trials if t.state == TrialState.COMPLETE}
             running = {t.params.get("point") for t in trials if t.state == TrialState.RUNNING}
-            todo = [lab for lab in labels if lab not in complete and lab not in running]
+            todo = [lab for lab in self.labels if lab not in complete and lab not in running]
             if not todo:
                 break
             attempted = {t.params.get("point") for t in trials if t.state in (TrialState.FAIL, TrialState.PRUNED)}
             if not [lab for lab in todo if lab not in attempted]:  # only failed or abandoned points left: enqueue one again
-                again = [lab for lab in todo if lab not in retried]
+                again = [lab for lab in todo if lab not in self.retried]
                 if not again:
                     break
-                retried.add(again[0])
+                self.retried.add(again[0])
                 study.enqueue_trial({"point": again[0]}, user_attrs={"retry": True})
-            current.clear()
-            study.optimize(objective, n_trials=1, catch=(Exception,))
-            if "number" not in current:
+            self.number = None
+            study.optimize(self.objective, n_trials=1, catch=(Exception,))
+            if self.number is None:
                 break
-            last = next(t for t in study.get_trials(deepcopy=False) if t.number == current["number"])
+            last = next(t for t in study.get_trials(deepcopy=False) if t.number == self.number)
             if last.state == TrialState.COMPLETE:
                 ran += 1
                 try:
-                    log_child(last)
-                except Exception as e:  # MLflow trouble must not lose the Optuna result; logged again at the end
-                    opts.log(f"warning: MLflow logging of trial {last.number} failed: {e}")
+                    self.log_trial(last)
+                except Exception as e:  # noqa: BLE001 - MLflow trouble must not lose the Optuna result; logged again at the end
+                    self.opts.log(f"warning: MLflow logging of trial {last.number} failed: {e}")
             elif last.state == TrialState.FAIL:
-                opts.log(f"[sensitivity] {last.params.get('point')}: FAILED: {last.user_attrs.get('error', 'see the log above')}")
+                self.opts.log(f"[sensitivity] {last.params.get('point')}: FAILED: {last.user_attrs.get('error', 'see the log above')}")
         return ran
 
-    if opts.jobs > 1 and opts.n_trials is None:
-        # the shared work here first (the method's `prepare`: backbone features with every core; an outside method: its
-        # first point) while jobs - 1 more worker processes start; then they share the points with this one; a worker
-        # given --n-trials is one worker
+    def run_with_helpers(self) -> int:
+        """The shared work here first (the method's `prepare`: backbone features with every core; an outside method: its
+        first point) while jobs - 1 more worker processes start; then they share the points with this one."""
+        opts = self.opts
         go = mp.get_context("spawn").Event()
-        helpers = _spawn_workers(dataset, opts, study_name, storage_url, go)
+        helpers = _spawn_workers(self.dataset, opts, self.study_name, self.storage_url, go)
         try:
-            ran = 0 if prepare_shared(spec, points[0].params, ev, opts) else work(1)
+            ran = 0 if prepare_shared(self.spec, self.points[0].params, self.ev, opts) else self.work(1)
         except BaseException:
             for proc in helpers:
                 proc.terminate()
@@ -330,46 +365,49 @@ def run_sensitivity(dataset, opts: SensitivityOptions, observer=None, write_outp
         if (torch := sys.modules.get("torch")) is not None:
             torch.set_num_threads(_threads(opts.jobs))
         go.set()
-        ran += work(None)
+        ran += self.work(None)
         for proc in helpers:
             proc.join()
             if proc.exitcode:
                 opts.log(f"warning: a worker process exited with code {proc.exitcode}; rerun to finish what it left")
-    else:
-        if go is not None:  # a helper: wait for the shared work; give up if the process that started it is gone
-            while not go.wait(2.0):
-                if not mp.parent_process().is_alive():
-                    return None
-        ran = work(opts.n_trials)
-    if not write_outputs:
-        return None
+        return ran
 
-    rows, failed = rows_of(study, points)
-    done_trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    have = runs.logged_trials(c, exp, parent)
-    for t in done_trials:
-        if str(t.number) not in have and t.params.get("point") in by_label and "pooled_f1" in t.user_attrs:
-            log_child(t)
-    complete = bool(rows["pooled_f1"].notna().all())
-    out = Path(opts.out_dir) if opts.out_dir else Path(opts.runs_dir) / "studies" / folder_name(study_name)
-    seconds = time.perf_counter() - start
-    csv = report.atomic_csv(rows, out / "sensitivity.csv")
-    title = (f"{opts.method} sensitivity on {dataset.name} ({opts.profile} profile): pooled LORO F1, one parameter at a time\n"
-             "scored on the test rats: an analysis, not a tuning result")
-    symbols = dict(getattr(spec.load(), "PLOT_SYMBOLS", {})) if spec.trusted else {}
-    png = report.sensitivity_figure(rows, out / "sensitivity.png", title, defaults, symbols)
-    meta = {"method": opts.method, "dataset": dataset.name, "defaults": defaults, "profile": opts.profile, "fixed": opts.fixed,
-            "study": study_name, "storage": redact(storage_url), "seed": opts.seed, "seconds": seconds, "failed": failed}
-    md = report.write_text(out / "sensitivity.md", report.sensitivity_markdown(rows, meta) +
-                           "".join(f"\nNote: {n}\n" for n in notes))
-    report.write_text(out / "sensitivity.json", json.dumps({**meta, "notes": notes, "complete": complete,
-                                                            "rows": json.loads(rows.to_json(orient="records"))}, indent=1, default=str))
+    def write_outputs(self, ran: int) -> SensitivityResult:
+        """Child runs missing from MLflow, then the CSV, figure, report and JSON from the storage; closes the parent run."""
+        from optuna.trial import TrialState
+
+        opts, name, where, notes = self.opts, self.study_name, redact(self.storage_url), self.notes
+        rows, failed = rows_of(self.study, self.points)
+        done_trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        have = runs.logged_trials(self.store, self.exp, self.parent)
+        for t in done_trials:
+            if str(t.number) not in have and t.params.get("point") in self.by_label and "pooled_f1" in t.user_attrs:
+                self.log_trial(t)
+        complete = bool(rows["pooled_f1"].notna().all())
+        out = Path(opts.out_dir) if opts.out_dir else Path(opts.runs_dir) / "studies" / folder_name(name)
+        seconds = time.perf_counter() - self.start
+        csv = report.atomic_csv(rows, out / "sensitivity.csv")
+        title = (f"{opts.method} sensitivity on {self.dataset.name} ({opts.profile} profile): pooled LORO F1, one parameter at a time\n"
+                 "scored on the test rats: an analysis, not a tuning result")
+        symbols = dict(getattr(self.spec.load(), "PLOT_SYMBOLS", {})) if self.spec.trusted else {}
+        png = report.sensitivity_figure(rows, out / "sensitivity.png", title, self.defaults, symbols)
+        meta = {"method": opts.method, "dataset": self.dataset.name, "defaults": self.defaults, "profile": opts.profile,
+                "fixed": opts.fixed, "study": name, "storage": where, "seed": opts.seed, "seconds": seconds, "failed": failed}
+        md = report.write_text(out / "sensitivity.md", report.sensitivity_markdown(rows, meta) +
+                               "".join(f"\nNote: {n}\n" for n in notes))
+        report.write_text(out / "sensitivity.json", json.dumps({**meta, "notes": notes, "complete": complete,
+                                                                "rows": json.loads(rows.to_json(orient="records"))}, indent=1, default=str))
+        runs.finish(self.store, self.parent, "complete" if complete else "incomplete", _range_metrics(rows),
+                    [csv, png, md, out / "sensitivity.json"] if complete else [])
+        return SensitivityResult(rows, csv, png, md, name, where, complete, failed, ran, seconds, notes)
+
+
+def _range_metrics(rows: pd.DataFrame) -> dict:
+    """The parent run's metrics: each parameter's pooled F1 min, max and range, and how many points are complete."""
     metrics = {}
     for p_name, g in rows.groupby("param", sort=False):
         f = pd.to_numeric(g["pooled_f1"], errors="coerce").dropna()
         if len(f):
             metrics.update({f"f1_min_{p_name}": f.min(), f"f1_max_{p_name}": f.max(), f"f1_range_{p_name}": f.max() - f.min()})
     metrics["points_complete"] = int(rows["pooled_f1"].notna().sum())
-    runs.finish(c, parent, "complete" if complete else "incomplete", metrics,
-                [csv, png, md, out / "sensitivity.json"] if complete else [])
-    return SensitivityResult(rows, csv, png, md, study_name, redact(storage_url), complete, failed, ran, seconds, notes)
+    return metrics

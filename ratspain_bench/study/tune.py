@@ -16,6 +16,7 @@ Workers: `--n-trials` is per worker and per outer fold; workers with one `--stor
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -63,12 +64,16 @@ def _jsonable(v):
 
 def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
     import optuna
-    from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    start = time.perf_counter()
-    spec = get_method(opts.method)
-    (base,) = configure_many(spec, opts.profile, [opts.fixed], opts.sandbox)
+    run = _Tune(dataset, opts, observer)
+    for i, outer in enumerate(run.ev.folds):
+        run.run_outer(i, outer)
+    return run.write_outputs()
+
+
+def _search_space(spec, opts: TuneOptions, base: dict) -> tuple[dict, str]:
+    """(the space to search, where it came from): --space, else the method's declaration; checked against its config."""
     if opts.space:
         space = {d.name: d for d in map(parse_cli_dim, opts.space)}
         source = "--space"
@@ -78,73 +83,110 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
         raise InputError(f"{opts.method} declares no search space: add a [search_space] table to its submission.toml, "
                          "a SEARCH_SPACE dict to its class, or pass --space NAME=LOW..HIGH")
     check_against_config(space, base, opts.method, source)
-    if dataset.table["subject"].nunique() < 3:
-        raise InputError(f"{dataset.source}: nested LORO needs at least 3 subjects (an inner LORO over at least 2 training rats)")
+    return space, source
 
-    ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
-    described = [d.describe() for d in space.values()]
-    digest = hashlib.sha1(json.dumps({"m": opts.method, "p": opts.profile, "f": opts.fixed, "s": described, "seed": opts.seed,
-                                      "d": ev.fingerprint}, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    study_name = opts.study_name or f"tune-{safe_name(opts.method)}-{digest}"
-    storage_url = opts.storage or default_storage_url(opts.runs_dir)
-    storage = open_storage(storage_url, opts.runs_dir)
 
-    c = Store(opts.runs_dir, opts.tracking_uri)
-    exp = runs.experiment(c, dataset.name)
-    parent = runs.parent_run(c, exp, runs.study_id(redact(storage_url), study_name), f"tune {opts.method} ({study_name})", {
-        Tag.STUDY_KIND: "tune", Tag.STUDY: study_name, Tag.METHOD: opts.method, Tag.DATASET: dataset.name,
-        Tag.FINGERPRINT: ev.fingerprint, Tag.PROFILE: opts.profile, Tag.SCORED_ON: "nested LORO", Tag.STORAGE: redact(storage_url)},
-        {"method": opts.method, "profile": opts.profile, "seed": opts.seed, "space": "; ".join(described), "space_source": source,
-         "fixed": json.dumps(opts.fixed, default=str), "study": study_name, "storage": redact(storage_url), "dataset": dataset.name})
+class _Tune:
+    """One worker's run of a tuning study: the space, the evaluator, the MLflow parent run and each outer fold's result."""
 
-    outer_rows, outer_frames, imps, chosen = [], [], [], []
-    for i, outer in enumerate(ev.folds):
-        inner = inner_folds(dataset.table["subject"], outer, dataset.table["image"])
-        name = f"{study_name}/outer-{outer.subject}"
-        probe = optuna.load_study(study_name=name, storage=storage) if name in _names(storage) else None
+    def __init__(self, dataset, opts: TuneOptions, observer) -> None:
+        self.dataset, self.opts = dataset, opts
+        self.start = time.perf_counter()
+        self.spec = get_method(opts.method)
+        (base,) = configure_many(self.spec, opts.profile, [opts.fixed], opts.sandbox)
+        self.space, self.source = _search_space(self.spec, opts, base)
+        if dataset.table["subject"].nunique() < 3:
+            raise InputError(f"{dataset.source}: nested LORO needs at least 3 subjects (an inner LORO over at least 2 training rats)")
+        self.ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
+        self.described = [d.describe() for d in self.space.values()]
+        digest = hashlib.sha1(json.dumps({"m": opts.method, "p": opts.profile, "f": opts.fixed, "s": self.described, "seed": opts.seed,
+                                          "d": self.ev.fingerprint}, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        self.study_name = opts.study_name or f"tune-{safe_name(opts.method)}-{digest}"
+        self.storage_url = opts.storage or default_storage_url(opts.runs_dir)
+        self.storage = open_storage(self.storage_url, opts.runs_dir)
+        self.open_parent()
+        self.outer_rows, self.outer_frames, self.imps, self.chosen = [], [], [], []
+
+    def open_parent(self) -> None:
+        """The study's MLflow parent run (found again on resume)."""
+        opts, name, where = self.opts, self.study_name, redact(self.storage_url)
+        self.store = Store(opts.runs_dir, opts.tracking_uri)
+        self.exp = runs.experiment(self.store, self.dataset.name)
+        self.parent = runs.parent_run(self.store, self.exp, runs.study_id(where, name), f"tune {opts.method} ({name})", {
+            Tag.STUDY_KIND: "tune", Tag.STUDY: name, Tag.METHOD: opts.method, Tag.DATASET: self.dataset.name,
+            Tag.FINGERPRINT: self.ev.fingerprint, Tag.PROFILE: opts.profile, Tag.SCORED_ON: "nested LORO", Tag.STORAGE: where},
+            {"method": opts.method, "profile": opts.profile, "seed": opts.seed, "space": "; ".join(self.described),
+             "space_source": self.source, "fixed": json.dumps(opts.fixed, default=str), "study": name, "storage": where,
+             "dataset": self.dataset.name})
+
+    def open_outer(self, i: int, outer, inner: list):
+        """The outer fold's study `<study-name>/outer-<rat>`; a worker that finds trials running there seeds its own TPE."""
+        import optuna
+        from optuna.trial import TrialState
+
+        opts, name = self.opts, f"{self.study_name}/outer-{outer.subject}"
+        probe = optuna.load_study(study_name=name, storage=self.storage) if name in _names(self.storage) else None
         busy = probe is not None and any(t.state == TrialState.RUNNING for t in probe.get_trials(deepcopy=False))
         seed = opts.seed * 1000 + i if not busy else int(hashlib.sha1(f"{worker_id()}|{i}".encode()).hexdigest()[:8], 16)
         study = optuna.create_study(
-            storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+            storage=self.storage, study_name=name, direction="maximize", load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, opts.n_trials // 2))),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=opts.startup_trials, n_warmup_steps=0) if opts.prune
             else optuna.pruners.NopPruner())
         study.set_user_attr("outer_subject", outer.subject)
         study.set_user_attr("inner_subjects", [f.subject for f in inner])
+        return study
 
-        def objective(trial, outer=outer, inner=inner):
-            params = {n: d.suggest(trial) for n, d in space.items()}
+    def objective(self, trial, outer, inner: list) -> float:
+        """The pooled F1 of an inner LORO over the outer fold's training rats, reported (and maybe pruned) per inner fold."""
+        import optuna
+
+        opts, spec = self.opts, self.spec
+        params = {n: d.suggest(trial) for n, d in self.space.items()}
+        try:
+            (cfg,) = configure_many(spec, opts.profile, [{**opts.fixed, **params}], opts.sandbox)
+        except InputError as e:
+            trial.set_user_attr("error", str(e))
+            raise
+        trial.set_user_attr("config_hash", config_hash(spec.family, cfg))
+
+        def on_fold(k: int, frame: pd.DataFrame) -> None:
+            f1 = float(score_frame(frame)["pooled"]["f1"])
+            trial.report(f1, k)
+            if opts.prune and k < len(inner) - 1 and trial.should_prune():
+                trial.set_user_attr("pruned_after_inner_folds", k + 1)
+                raise optuna.TrialPruned(f"inner F1 {f1:.4f} after {k + 1} inner folds is below the median")
+
+        with Heartbeat(trial):
             try:
-                (cfg,) = configure_many(spec, opts.profile, [{**opts.fixed, **params}], opts.sandbox)
-            except InputError as e:
-                trial.set_user_attr("error", str(e))
+                frame = self.ev.run(spec, cfg, inner, stage="inner", outer=outer.subject, on_fold=on_fold)
+            except optuna.TrialPruned:
                 raise
-            trial.set_user_attr("config_hash", config_hash(spec.family, cfg))
+            except Exception as e:
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+                raise
+        s = score_frame(frame)["pooled"]
+        trial.set_user_attr("inner_pooled_f1", float(s["f1"]))
+        trial.set_user_attr("inner_pooled_accuracy", float(s["accuracy"]))
+        return float(s["f1"])
 
-            def on_fold(k: int, frame: pd.DataFrame) -> None:
-                f1 = float(score_frame(frame)["pooled"]["f1"])
-                trial.report(f1, k)
-                if opts.prune and k < len(inner) - 1 and trial.should_prune():
-                    trial.set_user_attr("pruned_after_inner_folds", k + 1)
-                    raise optuna.TrialPruned(f"inner F1 {f1:.4f} after {k + 1} inner folds is below the median")
-
-            with Heartbeat(trial):
-                try:
-                    frame = ev.run(spec, cfg, inner, stage="inner", outer=outer.subject, on_fold=on_fold)
-                except optuna.TrialPruned:
-                    raise
-                except Exception as e:
-                    trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
-                    raise
-            s = score_frame(frame)["pooled"]
-            trial.set_user_attr("inner_pooled_f1", float(s["f1"]))
-            trial.set_user_attr("inner_pooled_accuracy", float(s["accuracy"]))
-            return float(s["f1"])
-
+    def run_outer(self, i: int, outer) -> None:
+        """This worker's trials on one outer fold, then the best config scored on the held-out rat; logs the trials."""
+        opts = self.opts
+        inner = inner_folds(self.dataset.table["subject"], outer, self.dataset.table["image"])
+        study = self.open_outer(i, outer, inner)
         fail_stale_trials(study)
         if opts.n_trials > 0:
             opts.log(f"[tune] outer rat {outer.subject}: {opts.n_trials} trials, inner LORO over rats {', '.join(f.subject for f in inner)}")
-            study.optimize(objective, n_trials=opts.n_trials, catch=(Exception,))
+            study.optimize(functools.partial(self.objective, outer=outer, inner=inner), n_trials=opts.n_trials, catch=(Exception,))
+        self.outer_rows.append(self.score_outer(study, outer))
+        _log_trials(self.store, self.exp, self.parent, study, outer.subject)
+
+    def score_outer(self, study, outer) -> dict:
+        """The outer fold's row: trial counts and, once a trial is complete, the best config's held-out scores."""
+        from optuna.trial import TrialState
+
+        opts, spec = self.opts, self.spec
         trials = study.get_trials(deepcopy=False)
         counts = {s: sum(t.state == st for t in trials) for s, st in (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED),
                                                                        ("failed", TrialState.FAIL))}
@@ -152,51 +194,60 @@ def run_tune(dataset, opts: TuneOptions, observer=None) -> TuneResult:
         if counts["complete"]:
             best = study.best_trial
             (cfg,) = configure_many(spec, opts.profile, [{**opts.fixed, **best.params}], opts.sandbox)
-            frame = ev.fold_predictions(spec, cfg, outer, stage="outer", outer=outer.subject)
+            frame = self.ev.fold_predictions(spec, cfg, outer, stage="outer", outer=outer.subject)
             s = score_frame(frame)["pooled"]
             row.update(params={k: _jsonable(v) for k, v in best.params.items()}, inner_f1=float(best.value), f1=float(s["f1"]),
                        accuracy=float(s["accuracy"]), best_trial=best.number)
-            outer_frames.append(frame.assign(**{f"chosen_{k}": v for k, v in best.params.items()}))
-            chosen.append((outer, cfg))
+            self.outer_frames.append(frame.assign(**{f"chosen_{k}": v for k, v in best.params.items()}))
+            self.chosen.append((outer, cfg))
             opts.log(f"[tune] outer rat {outer.subject}: chose {best.params} (inner F1 {best.value:.4f}); "
-                       f"held-out F1 {s['f1']:.4f}, accuracy {100 * s['accuracy']:.2f}%")
+                     f"held-out F1 {s['f1']:.4f}, accuracy {100 * s['accuracy']:.2f}%")
             imp = report.importances(study)
             if imp:
-                imps.append(imp)
-        outer_rows.append(row)
-        _log_trials(c, exp, parent, study, outer.subject)
+                self.imps.append(imp)
+        return row
 
-    nested = {"folds_scored": len(outer_frames)}
-    preds = pd.concat(outer_frames, ignore_index=True) if outer_frames else None
-    if preds is not None:
-        p = score_frame(preds)["pooled"]
-        nested.update({k: float(p[k]) for k in ("f1", "accuracy", "balanced_accuracy", "mcc")})
-    importance = {}
-    if imps:
-        names = list(dict.fromkeys(k for d in imps for k in d))
-        importance = {k: float(np.mean([d.get(k, 0.0) for d in imps])) for k in names}
-        importance = dict(sorted(importance.items(), key=lambda kv: -kv[1]))
-    complete = len(outer_frames) == len(ev.folds)
-    summary = {"method": opts.method, "dataset": dataset.name, "study": study_name, "storage": redact(storage_url), "profile": opts.profile,
-               "seed": opts.seed, "space": described, "space_source": source, "fixed": opts.fixed, "nested": nested, "outer": outer_rows,
-               "importance": importance, "complete": complete, "seconds": time.perf_counter() - start,
-               "note": "nested LORO: hyper-parameters chosen on the training rats of each outer fold only"}
-    out = Path(opts.out_dir) if opts.out_dir else Path(opts.runs_dir) / "studies" / folder_name(study_name)
-    md = report.write_text(out / "tune.md", report.tune_markdown(summary))
-    report.write_text(out / "tune.json", json.dumps(summary, indent=1, default=str))
-    report.atomic_csv(pd.DataFrame([{**{k: v for k, v in r.items() if k != "params"}, **{f"chosen_{k}": v for k, v in (r["params"] or {}).items()}}
-                                    for r in outer_rows]), out / "tune_outer.csv")
-    report.atomic_csv(pd.DataFrame({"param": list(importance), "importance": list(importance.values())}), out / "importance.csv")
-    files = [md, out / "tune.json", out / "tune_outer.csv", out / "importance.csv"]
-    if preds is not None:
-        files.append(report.atomic_csv(preds, out / "tune_predictions.csv"))
-    metrics = {f"nested_pooled_{k}": v for k, v in nested.items() if k != "folds_scored"}
-    metrics.update({f"importance_{k}": v for k, v in importance.items()})
-    metrics["outer_folds_scored"] = nested["folds_scored"]
-    runs.finish(c, parent, "complete" if complete else "incomplete", metrics, files)
-    if complete:
-        _record_nested(c, ev, spec, opts, study_name, preds, chosen)
-    return TuneResult(summary, md, out, complete)
+    def write_outputs(self) -> TuneResult:
+        """The nested estimate and mean importances into tune.md/json and CSVs; closes the parent run and, once every
+        outer fold is scored, records the estimate as a leaderboard run."""
+        opts, outer_rows = self.opts, self.outer_rows
+        nested = {"folds_scored": len(self.outer_frames)}
+        preds = pd.concat(self.outer_frames, ignore_index=True) if self.outer_frames else None
+        if preds is not None:
+            p = score_frame(preds)["pooled"]
+            nested.update({k: float(p[k]) for k in ("f1", "accuracy", "balanced_accuracy", "mcc")})
+        importance = _mean_importance(self.imps)
+        complete = len(self.outer_frames) == len(self.ev.folds)
+        summary = {"method": opts.method, "dataset": self.dataset.name, "study": self.study_name, "storage": redact(self.storage_url),
+                   "profile": opts.profile, "seed": opts.seed, "space": self.described, "space_source": self.source, "fixed": opts.fixed,
+                   "nested": nested, "outer": outer_rows, "importance": importance, "complete": complete,
+                   "seconds": time.perf_counter() - self.start,
+                   "note": "nested LORO: hyper-parameters chosen on the training rats of each outer fold only"}
+        out = Path(opts.out_dir) if opts.out_dir else Path(opts.runs_dir) / "studies" / folder_name(self.study_name)
+        md = report.write_text(out / "tune.md", report.tune_markdown(summary))
+        report.write_text(out / "tune.json", json.dumps(summary, indent=1, default=str))
+        report.atomic_csv(pd.DataFrame([{**{k: v for k, v in r.items() if k != "params"}, **{f"chosen_{k}": v for k, v in (r["params"] or {}).items()}}
+                                        for r in outer_rows]), out / "tune_outer.csv")
+        report.atomic_csv(pd.DataFrame({"param": list(importance), "importance": list(importance.values())}), out / "importance.csv")
+        files = [md, out / "tune.json", out / "tune_outer.csv", out / "importance.csv"]
+        if preds is not None:
+            files.append(report.atomic_csv(preds, out / "tune_predictions.csv"))
+        metrics = {f"nested_pooled_{k}": v for k, v in nested.items() if k != "folds_scored"}
+        metrics.update({f"importance_{k}": v for k, v in importance.items()})
+        metrics["outer_folds_scored"] = nested["folds_scored"]
+        runs.finish(self.store, self.parent, "complete" if complete else "incomplete", metrics, files)
+        if complete:
+            _record_nested(self.store, self.ev, self.spec, opts, self.study_name, preds, self.chosen)
+        return TuneResult(summary, md, out, complete)
+
+
+def _mean_importance(imps: list) -> dict:
+    """Parameter importances averaged over the outer studies (0 where a study lacks one), largest first."""
+    if not imps:
+        return {}
+    names = list(dict.fromkeys(k for d in imps for k in d))
+    importance = {k: float(np.mean([d.get(k, 0.0) for d in imps])) for k in names}
+    return dict(sorted(importance.items(), key=lambda kv: -kv[1]))
 
 
 def _record_nested(store: Store, ev: Evaluator, spec, opts: TuneOptions, study_name: str, preds: pd.DataFrame, chosen: list) -> None:
