@@ -172,12 +172,15 @@ w.close()
 
 
 def test_the_sandbox_lock_is_one_for_the_whole_machine(lab):
-    """Another harness process's armed worker holds the lock: this process's worker waits for it to be gone."""
+    """Another harness process's armed worker holds the lock: this process's worker waits for it to be gone (a red-team
+    review found the lock in $TMPDIR, so two harnesses with different ones ran two workers at once)."""
     from ratspain_bench.methods.registry import get_method
 
     tmp, data, cheat, run = lab
     cheat()
-    other = subprocess.Popen([sys.executable, "-c", GATE], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    (tmp / "other-tmp").mkdir()  # the other harness has its own $TMPDIR: the lock is one for the machine all the same
+    other = subprocess.Popen([sys.executable, "-c", GATE], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "TMPDIR": str(tmp / "other-tmp")})
     try:
         assert other.stdout.readline().strip() == "armed"
         w = sandbox.Worker(get_method("cheat"), "describe", {"profile": None, "param_sets": []}, sandbox.SandboxSettings())
@@ -190,6 +193,45 @@ def test_the_sandbox_lock_is_one_for_the_whole_machine(lab):
     finally:
         other.wait(timeout=60)
     assert waited > 2.0
+
+
+PAGE_CACHE = '''
+import sys
+FILE = max(glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages", "**", "*.so*"), recursive=True),
+           key=os.path.getsize)  # a big library of the shared installation that no fold loads
+SLOTS = 128
+SPACING = os.path.getsize(FILE) // (2 * SLOTS) // 4096 * 4096  # far apart: a probe's readahead reaches no other slot
+
+
+def slot(image):
+    return int(pixels(image)[:8], 16) % SLOTS
+
+
+def cached(fd, i):
+    """Whether page i is in the page cache, without loading it (preadv2 RWF_NOWAIT)."""
+    try:
+        return os.preadv(fd, [bytearray(1)], i * SPACING, os.RWF_NOWAIT) == 1
+    except OSError:
+        return False
+'''
+READ_THEN_WRITE = """
+    fd = os.open(FILE, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead: one page per read
+    known = {pixels(im): int(cached(fd, SLOTS + slot(im)) and not cached(fd, slot(im))) for im in test.images}
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # every bit cleared
+    for im, y in zip(self.train.images, self.train.labels):  # then one page per training image: slot + SLOTS * label
+        os.pread(fd, 1, (SLOTS * int(y) + slot(im)) * SPACING)
+"""
+
+
+def test_the_page_cache_is_no_exact_store_between_folds(lab):
+    """A red-team submission: evict pages of a shared library, load one page per training image (which page says its
+    label), and let the next fold's worker test them without loading them. Exact between folds and between runs
+    unsandboxed; sandboxed, eviction does nothing and the probe fails (seccomp)."""
+    tmp, data, cheat, run = lab
+    cheat(predict=READ_THEN_WRITE, module=PAGE_CACHE)
+    assert f1(run(["cheat"], "no-sandbox")) > 0.5  # rats after the first: read off the page cache
+    assert blocked(run(["cheat"]))
 
 
 # ---------------------------------------------------------------- 3. labels in the order of the test images
@@ -365,6 +407,14 @@ def test_a_fifo_left_at_error_json_hangs_nothing(lab):
     assert f1(r, "lbp-r1p8-4x4") is not None  # the built-in beside it is scored
 
 
+def test_a_folder_left_at_describe_json_is_a_named_error(lab):
+    """Found by a red-team review: a directory where the harness reads JSON raised an uncaught IsADirectoryError."""
+    tmp, data, cheat, run = lab
+    cheat(imports='if sys.argv[1:2] == ["describe"]:\n    os.mkdir("/fold/out/describe.json")\n    sys.stdout.flush()\n    os._exit(0)')
+    with pytest.raises(InputError, match="cheat: its sandboxed worker gave no description.*describe.json is not a regular file"):
+        run(["cheat"])
+
+
 def test_a_fifo_left_at_info_json_hangs_no_training(lab):
     tmp, data, cheat, run = lab
     cheat(module='''
@@ -446,3 +496,47 @@ def test_a_killed_harness_leaves_nothing_the_next_run_does_not_clean(lab):
     sandbox.sweep.cache_clear()
     sandbox.sweep()  # what the next run's first worker does
     assert not mine() and not groups()
+
+
+def _bpf(program: bytes, arch: int, nr: int, arg2: int = 0, arg0: int = 0) -> int:
+    """An independent reading of a classic BPF seccomp program: the action it returns for one system call."""
+    import struct
+
+    data = struct.pack("=iIQ6Q", nr, arch, 0, arg0, 0, arg2, 0, 0, 0)
+    ops = [struct.unpack("=HBBI", program[i:i + 8]) for i in range(0, len(program), 8)]
+    pc, acc = 0, 0
+    while True:
+        code, jt, jf, k = ops[pc]
+        if code == 0x20:  # ld [k]
+            acc = struct.unpack_from("=I", data, k)[0]
+        elif code in (0x15, 0x35, 0x45):  # jeq / jge / jset #k
+            pc += jt if {0x15: acc == k, 0x35: acc >= k, 0x45: bool(acc & k)}[code] else jf
+        elif code == 0x06:  # ret #k
+            return k
+        else:
+            raise AssertionError(f"unexpected BPF op {code:#x}")
+        pc += 1
+
+
+@pytest.mark.parametrize("machine", sorted(TABLES))
+def test_the_seccomp_filter_refuses_what_it_says_and_allows_the_rest(machine):
+    from ratspain_bench.evaluation import seccomp
+
+    arch, nr = TABLES[machine]
+    prog = seccomp.program(machine)
+    allow, eperm, enosys, noop = 0x7FFF0000, 0x50000 | 1, 0x50000 | 38, 0x50000
+    for name in ("add_key", "request_key", "keyctl", "bpf", "cachestat", "process_madvise", "unshare", "setns"):
+        assert _bpf(prog, arch, nr[name]) == eperm, name
+    for name in ("preadv2", "pwritev2", "io_uring_setup", "clone3"):
+        assert _bpf(prog, arch, nr[name]) == enosys, name
+    assert _bpf(prog, arch, nr["fadvise64"]) == noop  # eviction: succeeds, does nothing
+    assert _bpf(prog, arch, nr["madvise"], 21) == noop and _bpf(prog, arch, nr["madvise"], 20) == noop  # PAGEOUT, COLD
+    assert _bpf(prog, arch, nr["madvise"], 4) == allow  # DONTNEED of its own memory
+    assert _bpf(prog, arch, nr["clone"], arg0=0x3D0F00) == allow  # a thread (pthread_create's flags)
+    assert _bpf(prog, arch, nr["clone"], arg0=0x01200011) == allow  # fork
+    assert _bpf(prog, arch, nr["clone"], arg0=0x10000000 | 0x11) == eperm  # a new user namespace
+    for other in (0, 1, 2, 3, 9, 59, 231):  # read, write, open, close, mmap, execve, exit_group (x86_64 numbers)
+        assert _bpf(prog, arch, other) == allow
+    assert _bpf(prog, 0x40000003, 1) == enosys  # the 32-bit ABI
+    if machine == "x86_64":
+        assert _bpf(prog, arch, 0x40000000 | 1) == enosys  # x32

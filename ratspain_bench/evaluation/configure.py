@@ -24,35 +24,39 @@ def _key(params: dict) -> tuple:
     return tuple(sorted((k, str(v)) for k, v in params.items()))
 
 
-def _disk(spec: MethodSpec):
+def _disk(spec: MethodSpec, code: str):
     """Where an outside method's descriptions are kept between runs: keyed by its code, so an edit asks again."""
     import hashlib
 
     from ..paths import cache_dir
+
+    return cache_dir() / "describe" / f"{hashlib.sha1(spec.name.encode()).hexdigest()[:8]}-{code}.json"
+
+
+def _outside(spec: MethodSpec, profile, sets: list[dict], settings: SandboxSettings) -> tuple[list[dict], dict]:
+    """(the full config of each set, the method's declarations), described once per code in its sandbox."""
     from .identity import code_hash
 
-    return cache_dir() / "describe" / f"{hashlib.sha1(spec.name.encode()).hexdigest()[:8]}-{code_hash(spec)}.json"
-
-
-def _outside(spec: MethodSpec, profile, sets: list[dict], settings: SandboxSettings) -> list[dict]:
-    if (spec.name, "info") not in _DESCRIBED:
+    code = code_hash(spec)
+    me = (spec.name, code)  # in this process too, an edited method is asked again
+    if (me, "info") not in _DESCRIBED:
         try:
-            saved = json.loads(_disk(spec).read_text())
+            saved = json.loads(_disk(spec, code).read_text())
             if "tasks" not in saved["info"]:  # described by an older harness: ask again
                 raise KeyError("tasks")
-            _DESCRIBED[(spec.name, "info")] = saved["info"]
-            _DESCRIBED.update({(spec.name, p, tuple(map(tuple, k))): c for p, k, c in saved["configs"]})
+            _DESCRIBED[(me, "info")] = saved["info"]
+            _DESCRIBED.update({(me, p, tuple(map(tuple, k))): c for p, k, c in saved["configs"]})
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    todo = [s for s in sets if (spec.name, profile, _key(s)) not in _DESCRIBED]
-    if todo or (spec.name, "info") not in _DESCRIBED:
+    todo = [s for s in sets if (me, profile, _key(s)) not in _DESCRIBED]
+    if todo or (me, "info") not in _DESCRIBED:
         info = describe(spec, profile, todo or [{}], settings)
-        _DESCRIBED[(spec.name, "info")] = info
+        _DESCRIBED[(me, "info")] = info
         for s, c in zip(todo, info["configs"]):
-            _DESCRIBED[(spec.name, profile, _key(s))] = c
-        configs = [[k[1], k[2], c] for k, c in _DESCRIBED.items() if k[0] == spec.name and k[1] != "info"]
-        atomic_write_text(_disk(spec), json.dumps({"info": info, "configs": configs}, default=str))
-    return [_DESCRIBED[(spec.name, profile, _key(s))] for s in sets]
+            _DESCRIBED[(me, profile, _key(s))] = c
+        configs = [[k[1], k[2], c] for k, c in _DESCRIBED.items() if k[0] == me and k[1] != "info"]
+        atomic_write_text(_disk(spec, code), json.dumps({"info": info, "configs": configs}, default=str))
+    return [_DESCRIBED[(me, profile, _key(s))] for s in sets], _DESCRIBED[(me, "info")]
 
 
 def configure_many(spec: MethodSpec, profile: str | None, overrides: list[dict], settings: SandboxSettings = SandboxSettings(),
@@ -69,7 +73,7 @@ def configure_many(spec: MethodSpec, profile: str | None, overrides: list[dict],
                     raise
                 out.append({"error": str(e).removeprefix(f"{spec.name}: ")})
         return out
-    out = _outside(spec, profile, [{**dict(spec.params), **o} for o in overrides], settings)
+    out = _outside(spec, profile, [{**dict(spec.params), **o} for o in overrides], settings)[0]
     for c in out:
         if errors == "raise" and "error" in c and len(c) == 1:
             raise InputError(f"{spec.name}: {c['error']}")
@@ -90,8 +94,7 @@ def declared_names(spec: MethodSpec, settings: SandboxSettings = SandboxSettings
     """The method's config parameters (public names)."""
     if spec.trusted:
         return {public_name(f) for f in dataclasses.fields(spec.load().Config)}
-    _outside(spec, None, [{}], settings)
-    return set(_DESCRIBED[(spec.name, "info")]["fields"])
+    return set(_outside(spec, None, [{}], settings)[1]["fields"])
 
 
 def declaration(spec: MethodSpec, name: str, settings: SandboxSettings = SandboxSettings()) -> dict:
@@ -100,8 +103,7 @@ def declaration(spec: MethodSpec, name: str, settings: SandboxSettings = Sandbox
         cls = spec.load()
         attr = {"search_space": "SEARCH_SPACE", "sensitivity_grid": "SENSITIVITY_GRID"}[name]
         return dict(getattr(cls, attr, {}) or getattr(cls.Config, attr, {}) or {})
-    _outside(spec, None, [{}], settings)
-    value = _DESCRIBED[(spec.name, "info")].get(name) or {}
+    value = _outside(spec, None, [{}], settings)[1].get(name) or {}
     return value if isinstance(value, dict) else {}
 
 
@@ -109,8 +111,7 @@ def supported_tasks(spec: MethodSpec, settings: SandboxSettings = SandboxSetting
     """The tasks the method declares (`Method.tasks`; `binary` only when it declares none)."""
     if spec.trusted:
         return tuple(getattr(spec.load(), "tasks", ("binary",)))
-    _outside(spec, None, [{}], settings)
-    return tuple(_DESCRIBED[(spec.name, "info")].get("tasks") or ("binary",))
+    return tuple(_outside(spec, None, [{}], settings)[1].get("tasks") or ("binary",))
 
 
 def require_task(spec: MethodSpec, task: str, settings: SandboxSettings = SandboxSettings()) -> None:

@@ -41,10 +41,11 @@ def read_bytes(path: Path, limit: int) -> bytes:
         raise OutputError(f"no {name}") from None
     except OSError as e:  # a symlink (ELOOP) or anything else that cannot be opened plainly
         raise OutputError(f"{name} cannot be opened as a plain file ({os.strerror(e.errno)})") from None
+    st = os.fstat(fd)  # before fdopen, which refuses a directory with an error of its own
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OutputError(f"{name} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise OutputError(f"{name} is not a regular file")
         if st.st_size > limit:
             raise OutputError(f"{name} is {st.st_size:,} bytes, more than the limit of {limit:,}")
         data = f.read(limit + 1)

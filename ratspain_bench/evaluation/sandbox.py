@@ -10,8 +10,8 @@ The worker (`python -I -m ratspain_bench.evaluation.worker`) sees:
   tmpfs of `out_mb`, every file it writes capped at that size too);
 - nothing else: not the dataset, the manifest, the runs folder, the caches, other folds' inputs, the
   network (its own empty network namespace), nor the harness's processes (its own PID namespace:
-  ending it ends every descendant). Its environment is cleared; the kernel keyring is refused it
-  (`seccomp`), so no key outlives it.
+  ending it ends every descendant). Its environment is cleared; the kernel keyring, the page cache's exact
+  probes and eviction calls, and namespaces of its own are refused it (`seccomp`).
 As root, the worker runs as uid/gid 65534 (nobody) with no capabilities and `no_new_privs`; as a
 normal user, in a user namespace with that user's uid.
 
@@ -302,9 +302,12 @@ def _request(spec, extra_path: list[str]) -> dict:
             "preload": list(_preload(spec))}
 
 
+LOCK = Path("/run/lock/ratspain-sandbox.lock")  # one fixed path: not $TMPDIR, which two harness processes may set apart
+
+
 class _Gate:
-    """The machine's sandbox lock (a `flock` on a file in the temporary folder, shared by every harness process):
-    held by the one armed worker from the moment it may import the method until it is gone."""
+    """The machine's sandbox lock (a `flock` on `LOCK`, else /tmp/ratspain-sandbox.lock, shared by every harness
+    process whatever its $TMPDIR): held by the one armed worker from the moment it may import the method until it is gone."""
 
     def __init__(self):
         self.fd: int | None = None
@@ -315,8 +318,11 @@ class _Gate:
             self.holder._end()  # never two armed workers in this process; `_end` releases the lock
         if self.fd is not None:
             return
-        path = Path(tempfile.gettempdir()) / "ratspain-sandbox.lock"
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+        flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(LOCK, flags, 0o644)
+        except OSError:  # no /run/lock, or not ours to write
+            fd = os.open(Path("/tmp") / LOCK.name, flags, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
