@@ -24,6 +24,8 @@ Only the rows that would be used are checked (low-confidence rows are excluded u
 """
 from __future__ import annotations
 
+import csv
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -176,6 +178,37 @@ def rule_problems(table) -> list[Problem]:
     return problems
 
 
+def card_problems(folder: Path) -> list[Problem]:
+    """Problems with a folder's `croissant.json` (none when it has none): it must load with mlcroissant without errors,
+    describe exactly the manifest's columns, and carry the manifest's current sha256."""
+    from .croissant import CARD
+
+    path = Path(folder) / CARD
+    if not path.is_file():
+        return []
+    try:
+        import mlcroissant as mlc
+    except ImportError:
+        return [Problem("warning", str(path), "not validated: mlcroissant is not installed (pip install mlcroissant)")]
+    try:
+        meta = mlc.Metadata.from_file(ctx=mlc.Context(), file=path)
+    except Exception as e:  # noqa: BLE001 - mlcroissant raises ValidationError and plain errors alike
+        first = str(e).strip().splitlines()
+        return [Problem("error", str(path), f"not a valid Croissant file: {first[-1] if first else type(e).__name__}")]
+    problems = [Problem("error", str(path), f"Croissant: {e}") for e in sorted(meta.ctx.issues.errors)]
+    manifest = Path(folder) / "manifest.csv"
+    if manifest.is_file():
+        with open(manifest, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        described = [f.name for rs in meta.record_sets for f in rs.fields]
+        if sorted(described) != sorted(header):
+            problems.append(Problem("error", str(path), f"its fields ({len(described)}) are not the manifest's columns ({len(header)})"))
+        sha = next((d.sha256 for d in meta.distribution if getattr(d, "content_url", None) == "manifest.csv"), None)
+        if sha and sha != hashlib.sha256(manifest.read_bytes()).hexdigest():
+            problems.append(Problem("warning", str(path), "manifest.csv changed since the card was written (sha256 differs)"))
+    return problems
+
+
 def check_dataset(data=None, include_low_confidence: bool = False, threshold: int = HASH_THRESHOLD,
                   jobs: int | None = None) -> list[Problem]:
     """Every problem of a dataset, in order: structure (read_dataset), labelling rule, its Croissant card when it has one,
@@ -190,12 +223,10 @@ def check_dataset(data=None, include_low_confidence: bool = False, threshold: in
 def inspect_dataset(data=None, include_low_confidence: bool = False, threshold: int = HASH_THRESHOLD,
                     jobs: int | None = None) -> tuple[Dataset, list[Problem]]:
     """`check_dataset`, also returning the dataset read (for the summary line of `data check`)."""
-    from .croissant import check_card
-
     ds, problems = read_dataset(data, include_low_confidence)
     problems += rule_problems(ds.table)
     source = Path(ds.source)
-    problems += check_card(source.parent if source.suffix.lower() == ".csv" else source)  # a dataset card beside it
+    problems += card_problems(source.parent if source.suffix.lower() == ".csv" else source)  # a dataset card beside it
     if not ds.has_images:
         problems.append(Problem("info", ds.source, "labels only: no image files found beside it; "
                                 "image checks (unreadable or truncated images, cross-subject duplicates) skipped"))

@@ -3,8 +3,8 @@
 `synth` writes one beside the manifest: the record set of the manifest's columns (each a field read from
 its column, typed), the manifest and the image files as the distribution, the licence, the paper to cite,
 and what the data is: synthetic, by which renderer, from which seed (or that the seed is hidden).
-`data check` validates a folder's card with `mlcroissant` (`check_card`): a card that does not load, or
-whose fields or manifest checksum no longer match the manifest, is reported naming the file.
+`data check` validates a folder's card with `mlcroissant` (`data.check.card_problems`): a card that does not
+load, or whose fields or manifest checksum no longer match the manifest, is reported naming the file.
 """
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import hashlib
 import json
 from datetime import date
 from pathlib import Path
-
-from .dataset import Problem
 
 CARD = "croissant.json"
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
@@ -90,32 +88,3 @@ def write_card(folder: Path, provenance: dict, name: str | None = None) -> Path:
     path = Path(folder) / CARD
     path.write_text(json.dumps(card(folder, provenance, name), indent=1) + "\n", encoding="utf-8")
     return path
-
-
-def check_card(folder: Path) -> list[Problem]:
-    """Problems with a folder's `croissant.json` (none when it has none): it must load with mlcroissant without errors,
-    describe exactly the manifest's columns, and carry the manifest's current sha256."""
-    path = Path(folder) / CARD
-    if not path.is_file():
-        return []
-    try:
-        import mlcroissant as mlc
-    except ImportError:
-        return [Problem("warning", str(path), "not validated: mlcroissant is not installed (pip install mlcroissant)")]
-    try:
-        meta = mlc.Metadata.from_file(ctx=mlc.Context(), file=path)
-    except Exception as e:  # noqa: BLE001 - mlcroissant raises ValidationError and plain errors alike
-        first = str(e).strip().splitlines()
-        return [Problem("error", str(path), f"not a valid Croissant file: {first[-1] if first else type(e).__name__}")]
-    problems = [Problem("error", str(path), f"Croissant: {e}") for e in sorted(meta.ctx.issues.errors)]
-    manifest = Path(folder) / "manifest.csv"
-    if manifest.is_file():
-        with open(manifest, newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), [])
-        described = [f.name for rs in meta.record_sets for f in rs.fields]
-        if sorted(described) != sorted(header):
-            problems.append(Problem("error", str(path), f"its fields ({len(described)}) are not the manifest's columns ({len(header)})"))
-        sha = next((d.sha256 for d in meta.distribution if getattr(d, "content_url", None) == "manifest.csv"), None)
-        if sha and sha != hashlib.sha256(manifest.read_bytes()).hexdigest():
-            problems.append(Problem("warning", str(path), "manifest.csv changed since the card was written (sha256 differs)"))
-    return problems
