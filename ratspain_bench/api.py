@@ -235,17 +235,56 @@ def imbalance(data=None, include_low_confidence: bool = False) -> dict:
 
 
 def synth(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None, jobs: int | None = None, progress=None,
-          low_confidence: int | None = None, hidden: bool = False) -> Path:
+          low_confidence: int | None = None, hidden: bool = False, video: bool = False) -> Path:
     """Render the synthetic replica into `out_dir` (manifest.csv, images/, au_regions.json, provenance.json); the
     manifest's path. `low_confidence`: images the two-stage rating leaves low-confidence (default 157 with the paper's
     counts, else 0). `hidden`: from a seed drawn from the operating system instead of `seed`, kept only in a file
-    outside `out_dir` readable by its owner (`data.replica.hidden_replica`), so outside methods are ranked on it."""
+    outside `out_dir` readable by its owner (`data.replica.hidden_replica`), so outside methods are ranked on it.
+    `video`: short clips instead (`video.synth.render_videos`: 2 groups x 3 rats x pre/post, 60 s at 10 fps, pain
+    action units rising in the treated group's post sessions only); returns their sidecar `videos.csv`."""
     from .data.replica import hidden_replica
     from .data.synth import generate_replica
+
+    if video:
+        from .video.synth import render_videos
+
+        return render_videos(out_dir, seed=seed)
 
     if hidden:
         return hidden_replica(out_dir, size=size, counts=counts, jobs=jobs, progress=progress, low_confidence=low_confidence)[0]
     return generate_replica(out_dir, seed=seed, size=size, counts=counts, jobs=jobs, progress=progress, low_confidence=low_confidence)
+
+
+def frames(videos, out, per_minute: int = 5, min_sharpness: float | None = None, crop=None, subject: str | None = None,
+           session: str | None = None, sidecar=None, progress: bool = False) -> Path:
+    """Face frames from `videos` (a file, a list, or None for every video of `sidecar`) into `out`: at most
+    `per_minute` a minute (the paper's five), sharp (variance of the Laplacian >= `min_sharpness`, default 60), no
+    near-duplicates; returns `out/manifest.csv` (path,subject,session,time_s,sharpness,video + the sidecar's columns),
+    which a trained model's `predict(..., by=["subject", "session"])` scores. See `video.frames.extract`."""
+    from .video.frames import MIN_SHARPNESS, extract
+
+    return extract(videos, out, per_minute, MIN_SHARPNESS if min_sharpness is None else min_sharpness, crop, subject, session,
+                   sidecar, progress)
+
+
+def groups(summary, group: str = "group", value: str | None = None, **options):
+    """Compare groups of animals on a `predict(..., by=...)` summary (a DataFrame or `summary.csv`); the animal is the
+    unit (`video.groups.compare`: exact permutation test, Hedges' g and bootstrap intervals over animals, pre/post
+    paired, a mixed model with the animal as random effect). `value`: default `mean_rgs` for an AU model, else
+    `mean_pain_prob`. Returns a `Comparison` (`.text()`, `.as_dict()`, `.plot(path)`)."""
+    from .video.groups import compare
+
+    table = summary if isinstance(summary, pd.DataFrame) else _read_summary(summary)
+    if value is None:
+        value = "mean_rgs" if "mean_rgs" in table.columns else "mean_pain_prob"
+    return compare(table, group=group, value=value, **options)
+
+
+def _read_summary(path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such summary (write one with `ratspain-bench predict MODEL MANIFEST --by subject,session --out DIR/scores.csv`)")
+    return pd.read_csv(path, dtype={"subject": str, "session": str, "group": str})
 
 
 def contact_sheet(data=None, out="replica-sheet.png", per_level: int = 2, seed: int = 0, include_low_confidence: bool = False) -> Path:

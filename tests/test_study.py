@@ -343,7 +343,8 @@ def test_two_workers_share_one_study(env, storage):
     go = root / "go"
     e = dict(os.environ, GO_FILE=str(go), FIT_DELAY="0.05")
     cmd = [sys.executable, "-m", "ratspain_bench", "study", "sensitivity", "--data", str(data), "--method", "bright",
-           "--param", WORKER_GRID, "--storage", url, "--study-name", "shared", "--runs-dir", str(root / "runs"), "--quiet"]
+           "--param", WORKER_GRID, "--storage", url, "--study-name", "shared", "--runs-dir", str(root / "runs"), "--quiet",
+           "--jobs", "1"]  # one process each (--jobs auto would add a helper per core: more than two workers)
     procs = [subprocess.Popen(cmd + ["--out", str(root / f"out{i}")], env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
     deadline = time.time() + 120

@@ -158,3 +158,16 @@ def test_nothing_half_written(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         generate_replica(tmp_path / "out", size=SIZE, counts=COUNTS, jobs=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_counts_as_long_json_or_a_file(tmp_path):
+    """--per-subject-counts takes JSON of any length (a long one once crashed as a file name) or a file holding it."""
+    from ratspain_bench.cli.synth import parse_counts
+    from ratspain_bench.errors import InputError
+
+    many = {f"rat{i:03d}": {"no_pain": 1, "moderate": 1} for i in range(40)}  # > 255 characters: too long for a file name
+    assert parse_counts(json.dumps(many)) == many
+    (tmp_path / "c.json").write_text(json.dumps(COUNTS))
+    assert parse_counts(str(tmp_path / "c.json")) == COUNTS
+    with pytest.raises(InputError, match="no such file"):
+        parse_counts(str(tmp_path / "missing.json"))

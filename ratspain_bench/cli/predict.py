@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
         "ratspain-bench predict m/ faces/ --out scores.csv             # a folder, recursively",
         "ratspain-bench predict m/ a.jpg b.png manifest.csv             # files and manifests (a `path` column)",
         "ratspain-bench predict models:/rat-pain/1 faces/ --out s.csv   # from the MLflow model registry",
-        "ratspain-bench predict ps/ faces/ --explain beta/              # PainSeeker: a beta heatmap per image"],
+        "ratspain-bench predict ps/ faces/ --explain beta/              # PainSeeker: a beta heatmap per image",
+        "ratspain-bench predict m/ frames/manifest.csv --by subject,session --out scores/scores.csv   # per animal and session"],
         description="Writes CSV columns image, pain_probability, pain (0/1 at the model's threshold), the action-unit grades "
                     "when the model has them, and error (why an image could not be scored; the others still are). Exit 0 "
                     "with a warning line when some images failed, 2 when all did. A model of an outside method (trained "
@@ -24,6 +25,10 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, help="images decoded and scored at once (default: the method's, 512 for LBP, 128 deep)")
     p.add_argument("--explain", type=Path, metavar="DIR", help="PainSeeker: write each image's beta heatmap here")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--by", metavar="COLUMNS",
+                   help="with one manifest (e.g. from `frames`) and --out DIR/scores.csv: also write DIR/summary.csv (per group "
+                        "of these columns, e.g. subject,session: frames, mean P(pain) with a bootstrap interval over frames, "
+                        "share called pain, mean RGS and AU grades for an au model), a time course per animal and report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runs_dir_option(p)
     add_sandbox_options(p)
@@ -53,12 +58,17 @@ class Bar:
 def run(args) -> int:
     import warnings
 
+    import pandas as pd
+
     from .. import api
     from ..errors import InputError
     from ..model.saved import SYNTHETIC_NOTE, SyntheticDataWarning
 
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
+    by = [c.strip() for c in args.by.split(",") if c.strip()] if args.by else None
+    if by is not None and (args.out is None or len(args.inputs) != 1 or Path(args.inputs[0]).suffix.lower() != ".csv"):
+        raise InputError("--by needs one manifest CSV as input and --out DIR/scores.csv (the summary goes beside it)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = api.load_model(args.model, args.runs_dir, args.tracking_uri, args.device, sandbox=not args.no_sandbox,
@@ -76,10 +86,12 @@ def run(args) -> int:
             warnings.simplefilter("ignore", SyntheticDataWarning)  # said once above
             sink = sys.stdout if tmp is None else open(tmp, "w", newline="", encoding="utf-8")
             try:
-                columns = None
+                columns, kept = None, []  # kept: the batches, for --by
                 for frame in model.batches(args.inputs, args.batch_size, args.explain, bar):
                     if columns is None:
                         columns = list(frame.columns)
+                    if by is not None:
+                        kept.append(frame)
                     frame.reindex(columns=columns).to_csv(sink, index=False, header=n == 0)
                     n += len(frame)
                     bad = frame[frame["error"] != ""]
@@ -105,4 +117,27 @@ def run(args) -> int:
               file=sys.stderr)
     if args.out is not None:
         print(f"scored {n - failed} images -> {args.out}", file=sys.stderr)
+    if by is not None:
+        paths, groups = summarise(pd.concat(kept, ignore_index=True).reindex(columns=columns), Path(args.inputs[0]), by, args.out.parent)
+        print(f"summary of {groups} groups -> {paths['summary']}; report -> {paths['report']}", file=sys.stderr)
     return 0
+
+
+def summarise(scores, manifest: Path, by: list[str], out_dir: Path) -> tuple[dict, int]:
+    """summary.csv, frames.csv, the time courses and report.html in `out_dir` (with the group test when the
+    manifest names two groups of animals in `group`): (the files written, the number of groups)."""
+    from ..errors import InputError
+    from ..video.groups import compare
+    from ..video.report import write_outputs
+    from ..video.summary import join
+    from ..video.summary import summarise as per_group
+
+    frames = join(scores, manifest)
+    summary = per_group(frames, None, by)
+    comparison = None
+    if "group" in summary.columns and "subject" in by and summary["group"].nunique() == 2:
+        try:
+            comparison = compare(summary, value="mean_rgs" if "mean_rgs" in summary.columns else "mean_pain_prob")
+        except InputError as e:
+            print(f"warning: no group comparison in the report: {e}", file=sys.stderr)
+    return write_outputs(summary, frames, out_dir, comparison), len(summary)

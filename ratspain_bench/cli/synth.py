@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     p = command(sub, "synth", "render the synthetic RatsPain replica (manifest.csv + images/)", [
         "ratspain-bench synth out/", "ratspain-bench synth out/ --seed 1 --size 128",
         "ratspain-bench synth out/ --per-subject-counts '{\"a\": {\"no_pain\": 5, \"moderate\": 5}}'",
-        "ratspain-bench synth held-out/ --hidden"])
+        "ratspain-bench synth held-out/ --hidden", "ratspain-bench synth clips/ --video"])
     p.add_argument("out_dir", type=Path)
     p.add_argument("--seed", type=int, default=None, help="the seed everything is drawn from (default 0, the built-in replica's)")
     p.add_argument("--hidden", action="store_true",
@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--low-confidence", type=int, default=None,
                    help="low-confidence images (fewer than three accepted AUs; default 157 with 'ratspain', else 0)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: up to 2)")
+    p.add_argument("--video", action="store_true",
+                   help="short synthetic videos instead: 2 groups x 3 rats x pre/post, 60 s at 10 fps, pain action units "
+                        "rising in the treated group's post session only; OUT_DIR/videos/*.mp4 and the sidecar videos.csv")
     p.set_defaults(func=run)
 
 
@@ -33,7 +36,9 @@ def parse_counts(text: str) -> dict | None:
     if text == "ratspain":
         return None
     try:
-        counts = json.loads(Path(text).read_text() if Path(text).is_file() else text)
+        counts = json.loads(text if text.lstrip().startswith("{") else Path(text).read_text())  # JSON, or a file of it
+    except FileNotFoundError:
+        raise InputError(f"--per-subject-counts {text}: no such file (and not JSON)") from None
     except json.JSONDecodeError as e:
         raise InputError(f"--per-subject-counts: not 'ratspain' nor valid JSON ({e.msg})") from None
     for subject, c in counts.items():
@@ -52,6 +57,12 @@ def run(args) -> int:
         raise InputError(f"{args.out_dir}: exists and is not empty (choose a new folder)")
     if args.hidden and args.seed is not None:
         raise InputError("--hidden draws its own seed: drop --seed")
+    if args.video:
+        if args.hidden or counts is not None or args.low_confidence is not None:
+            raise InputError("--video renders its own clips: drop --hidden, --per-subject-counts and --low-confidence")
+        sidecar = api.synth(args.out_dir, seed=args.seed or 0, video=True)
+        print(f"wrote {sidecar}")
+        return 0
     from tqdm import tqdm
 
     with tqdm(desc="rendering", unit="img", disable=None) as bar:

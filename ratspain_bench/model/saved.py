@@ -22,7 +22,7 @@ import tempfile
 import warnings
 import weakref
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import pandas as pd
 
@@ -108,6 +108,14 @@ class SandboxedMethod:
         drop_spare(self.spec, "predict", self.request, self.settings, self.device, self.state)
 
 
+class Grouped(NamedTuple):
+    """`TrainedModel.predict(..., by=...)`: the per-image scores, the per-group summary and the joined frames."""
+
+    scores: pd.DataFrame
+    summary: pd.DataFrame
+    frames: pd.DataFrame
+
+
 class TrainedModel:
     """A fitted method ready to score new images; `meta` is its `model.json`."""
 
@@ -152,13 +160,24 @@ class TrainedModel:
             if sandboxed:
                 self.method.finish()
 
-    def predict(self, images, batch_size: int | None = None, explain=None) -> pd.DataFrame:
+    def predict(self, images, batch_size: int | None = None, explain=None, by=None):
         """One row per image: `image`, `pain_probability`, `pain` (0/1, the method's decision: p > 0.5),
         `au_<name>` when the method grades action units, `error` (empty when scored), `explain` (with
         `explain=DIR`: the attention picture written there), `warning` (models trained on the replica).
-        `images`: a file, a folder (recursive), a manifest CSV, a list of those, or a DataFrame with `path`."""
-        frames = list(self.batches(images, batch_size, explain))
-        return pd.concat(frames, ignore_index=True)
+        `images`: a file, a folder (recursive), a manifest CSV, a list of those, or a DataFrame with `path`.
+        `by` (columns of a manifest, e.g. ["subject", "session"]): also summarise per group; returns
+        `Grouped(scores, summary, frames)` (`video.summary.summarise`: frames scored, mean P(pain) with a bootstrap
+        interval over frames, share called pain, mean RGS and AU grades; `frames`: the manifest joined to the scores)."""
+        scores = pd.concat(list(self.batches(images, batch_size, explain)), ignore_index=True)
+        if by is None:
+            return scores
+        from ..video.summary import join, summarise
+
+        manifest = images if isinstance(images, pd.DataFrame) else Path(images) if isinstance(images, (str, Path)) else None
+        if manifest is None or (not isinstance(manifest, pd.DataFrame) and manifest.suffix.lower() != ".csv"):
+            raise InputError("predict by groups: give one manifest (a CSV or a DataFrame with path and the group columns)")
+        frames = join(scores, manifest)
+        return Grouped(scores, summarise(frames, None, by), frames)
 
 
 def open_folder(folder: Path, device: str = "auto", sandbox=None) -> TrainedModel:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -174,12 +175,10 @@ def _click_header(dt: DevTools, session: str, name: str, table: str) -> dict:
     return _eval(dt, session, _COLUMN % (json.dumps(name), json.dumps(table)))
 
 
-def check_page(html: Path, screenshot: Path | None = None, chromium: str | None = None, width: int = 1400,
-               height: int = 1000, table: str = "results-table", column: str = "LORO (pooled)") -> dict:
-    """Load `html` in headless Chromium, click headers of `table` ("Method", then `column`, a numeric column sorted
-    descending first), return what happened (see the module doc). The au task's page: `au-results-table`, "RGS ICC(A,1)"."""
+@contextlib.contextmanager
+def _page(html: Path, chromium: str | None, width: int, height: int):
+    """A headless Chromium tab with `html` loaded: (devtools, session); its events are recorded from the navigation."""
     chromium = chromium or shutil.which("chromium") or "/usr/bin/chromium"
-    url = Path(html).resolve().as_uri()
     with tempfile.TemporaryDirectory(prefix="ratspain-chromium-") as profile:
         dt = DevTools(chromium, profile)
         try:
@@ -190,20 +189,37 @@ def check_page(html: Path, screenshot: Path | None = None, chromium: str | None 
             dt.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
                                                           "mobile": False}, session)
             dt.events.clear()
-            dt.send("Page.navigate", {"url": url}, session)
+            dt.send("Page.navigate", {"url": Path(html).resolve().as_uri()}, session)
             dt.wait_event("Page.loadEventFired")
             dt.pump(0.5)
-            initial = _eval(dt, session, _COLUMN % (json.dumps(column), json.dumps(table)))
-            shot = None
-            if screenshot is not None:
-                shot = base64.b64decode(dt.send("Page.captureScreenshot", {"format": "png"}, session)["data"])
-            by_method = _click_header(dt, session, "Method", table)
-            desc = _click_header(dt, session, column, table)
-            asc = _click_header(dt, session, column, table)
-            dt.pump(0.3)
-            errors = _errors(dt.events)
+            yield dt, session
         finally:
             dt.close()
+
+
+def page_facts(html: Path, expression: str, chromium: str | None = None, width: int = 1200, height: int = 900) -> dict:
+    """Load `html` and evaluate `expression` (JavaScript returning a JSON text): {"value": its result, "console_errors": [...]}."""
+    with _page(html, chromium, width, height) as (dt, session):
+        value = _eval(dt, session, expression)
+        dt.pump(0.3)
+        return {"value": value, "console_errors": _errors(dt.events)}
+
+
+def check_page(html: Path, screenshot: Path | None = None, chromium: str | None = None, width: int = 1400,
+               height: int = 1000, table: str = "results-table", column: str = "LORO (pooled)") -> dict:
+    """Load `html` in headless Chromium, click headers of `table` ("Method", then `column`, a numeric column sorted
+    descending first), return what happened (see the module doc). The au task's page: `au-results-table`, "RGS ICC(A,1)"."""
+    url = Path(html).resolve().as_uri()
+    with _page(html, chromium, width, height) as (dt, session):
+        initial = _eval(dt, session, _COLUMN % (json.dumps(column), json.dumps(table)))
+        shot = None
+        if screenshot is not None:
+            shot = base64.b64decode(dt.send("Page.captureScreenshot", {"format": "png"}, session)["data"])
+        by_method = _click_header(dt, session, "Method", table)
+        desc = _click_header(dt, session, column, table)
+        asc = _click_header(dt, session, column, table)
+        dt.pump(0.3)
+        errors = _errors(dt.events)
     if shot is not None:
         Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
         Path(screenshot).write_bytes(shot)

@@ -1,0 +1,55 @@
+"""`ratspain-bench frames`: face frames from videos, at most N a minute (the paper's five), sharp, no near-duplicates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from .common import command
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "frames", "extract face frames from videos into a manifest that `predict` scores", [
+        "ratspain-bench frames rat1_pre.mp4 --subject rat1 --session pre --out frames/",
+        "ratspain-bench frames --sidecar videos/videos.csv --out frames/       # video,subject,session,... per video",
+        "ratspain-bench frames cage.mp4 --crop 20,0,120,120 --per-minute 10 --out frames/"],
+        description="Decodes each video once (PyAV) and keeps at most --per-minute frames of every minute, one per slot of "
+                    "60/N s: the first frame of the slot that is sharp enough (variance of the Laplacian, --min-sharpness) "
+                    "and no near-duplicate of a kept frame (the dHash + pHash check of `data check`). Writes JPEGs and "
+                    "DIR/manifest.csv (path,subject,session,time_s,sharpness,video + the sidecar's columns). A video that "
+                    "cannot be decoded is one line and the others go on; a killed run resumes.")
+    p.add_argument("videos", metavar="VIDEO", nargs="*", type=Path, help="video files (default: every video of --sidecar)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--sidecar", type=Path, help="CSV video,subject,session,... naming each video (paths relative to it)")
+    p.add_argument("--subject", help="the animal of every video given (without --sidecar: default the file name)")
+    p.add_argument("--session", help="the session of every video given (e.g. pre, post)")
+    p.add_argument("--per-minute", type=int, default=5, help="the most frames kept per minute of video (default 5, the paper's rule)")
+    p.add_argument("--min-sharpness", type=float, default=None,
+                   help="variance of the Laplacian below which a frame is blurred (default 60: see the video docs)")
+    p.add_argument("--crop", help="x,y,w,h in frame pixels, applied before judging and saving")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def parse_crop(text: str | None):
+    if text is None:
+        return None
+    try:
+        crop = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        crop = ()
+    if len(crop) != 4:
+        raise InputError(f"--crop {text!r}: expected x,y,w,h (four integers)")
+    return crop
+
+
+def run(args) -> int:
+    from .. import api
+
+    if not args.videos and args.sidecar is None:
+        raise InputError("frames: give VIDEO files or --sidecar CSV")
+    manifest = api.frames(args.videos or None, args.out, per_minute=args.per_minute, min_sharpness=args.min_sharpness,
+                          crop=parse_crop(args.crop), subject=args.subject, session=args.session, sidecar=args.sidecar,
+                          progress=not args.quiet)
+    n = len(manifest.read_text(encoding="utf-8").splitlines()) - 1
+    print(f"wrote {n} frames -> {manifest}")
+    return 0

@@ -1,0 +1,8 @@
+"""From video to animals: cage videos -> face frames -> a trained model's scores -> per-animal summaries -> groups.
+
+- `synth.render_videos`: synthetic pre/post clips of the replica's rats, with a sidecar and the frames' truth.
+- `frames.extract`: at most N sharp, distinct frames per minute of video, and their manifest (resumable).
+- `summary.join` / `summary.summarise`: `predict`'s scores joined to the manifest, summarised per animal and session.
+- `groups.compare`: the groups compared with the animal as the unit (permutation tests, mixed model, effect size).
+- `report.write_outputs`: summary and frame tables, time courses per animal, one self-contained HTML report.
+"""

@@ -1,0 +1,303 @@
+"""Face frames from videos, the paper's way: at most five images per minute, sharp, no near-duplicates.
+
+Each video is decoded once, in order, with FFmpeg's threaded decoding (PyAV). The minute is cut into
+`per_minute` slots of 60/per_minute s; the kept frame of a slot is the **first acceptable frame from the
+slot's start** (not the sharpest of the slot: that would need every frame's pixels, and decoding alone
+then would no longer set the pace). Frames are examined every `PROBE_S` s of video until one is kept;
+the rest of the slot is decoded and skipped without touching its pixels. A frame is acceptable when
+
+- its sharpness (`sharpness`: the variance of the 4-neighbour Laplacian of its luma, `crop` applied, binned to a
+  short side of 120-239 px, on the 0-255 scale) is at least `min_sharpness`, and
+- it is not a near-duplicate of a frame already kept from the same video: summed dHash + pHash Hamming
+  distance above `data.check.HASH_THRESHOLD` (the threshold of `data check`), hashes of the saved crop.
+
+A video that fails part-way (a decoder error) is reported and its frames are dropped. Head pose is not judged
+(there is no face detector here): turned-away frames are kept when sharp.
+
+Output: `OUT/frames/<video>/<video>_<frame>.jpg` and `OUT/manifest.csv` (`path,subject,session,time_s,sharpness,
+video` + the sidecar's other columns; `path` relative to the manifest), which `predict` and `summary.join` read.
+Resumable: each video is extracted into `frames/.<video>.tmp/` and renamed to `frames/<video>/` with its
+`done.json` (the video's size and mtime and the settings); a rerun keeps those that match and redoes the others.
+The manifest is assembled at the end, written to a temporary name and renamed.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from ..data.check import HASH_THRESHOLD, perceptual_hashes
+from ..errors import InputError, where
+from ..paths import atomic_write_text
+
+# Default sharpness floor (`frame_sharpness`). Measured on the synthetic videos (`synth.render_videos` defaults: 12
+# clips of 60 s at 10 fps, 160x120, H.264 crf 20, 7,200 frames): sharp frames 282-1,650 (per-clip medians 480-1,172),
+# the 865 frames under the renderer's motion blur (Gaussian, radius 3 px) 6.4-15.5; on the 120x120 face crop
+# 363-1,994 and 6.3-18.2. 60 sits 3.9x above the blurred maximum and 4.7x below the sharp minimum.
+# `benchmarks/frames.py` sweeps the blur radius (160x120): frames blurred by 1.5 px or more all fall below 60
+# (at most 32.9), by 1 px about a third of them (43.6-80.5), by 0.5 px none (285-497).
+MIN_SHARPNESS = 60.0
+SHARPNESS_SIDE = 120  # px: frames are binned to about this short side before their sharpness is measured
+PROBE_S = 0.2  # while a slot has no frame yet, examine a frame every 0.2 s of video
+VERSION = 1  # of the per-video outputs; part of `done.json`, so a change redoes every video
+FIELDS = ("path", "subject", "session", "time_s", "sharpness", "video")
+PLANAR_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv411p", "yuv410p",
+               "nv12", "nv21", "gray"}
+
+
+@dataclass(frozen=True)
+class Job:
+    file: Path  # the video
+    name: str  # its folder under frames/
+    meta: dict  # subject, session, video (as given) and the sidecar's other columns
+
+
+def sharpness(gray: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian ([0 1 0; 1 -4 1; 0 1 0], valid region) of a 2-D uint8 image, after
+    binning it (block means) by the integer factor that brings its shorter side to 120-239 px (`SHARPNESS_SIDE`;
+    no binning below 240), so that one floor means the same blur at 160x120 as at 1920x1080."""
+    f = max(1, min(gray.shape) // SHARPNESS_SIDE)
+    if f > 1:
+        h, w = gray.shape[0] // f * f, gray.shape[1] // f * f
+        g = gray[:h, :w].reshape(h, w // f, f).sum(axis=2, dtype=np.int32).reshape(h // f, f, w // f).sum(axis=1)
+    else:
+        g = gray.astype(np.int32)
+    lap = (g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]).astype(np.float64)
+    return float(lap.var() / f ** 4)
+
+
+def frame_sharpness(frame: av.VideoFrame, crop=None) -> float:
+    """`sharpness` of a decoded frame's luma, `crop` (x, y, w, h) applied, on the 0-255 scale whatever its range."""
+    return sharpness(_luma(frame, crop)) * _range_gain(frame)
+
+
+def extract(videos, out_dir, per_minute: int = 5, min_sharpness: float = MIN_SHARPNESS, crop=None, subject: str | None = None,
+            session: str | None = None, sidecar=None, progress: bool = True, on_error=None, quality: int = 95) -> Path:
+    """Extract face frames from `videos` into `out_dir`; returns `out_dir/manifest.csv`.
+
+    videos: a video file, a list of them, or None for every video of `sidecar`. per_minute: the most frames kept
+    per minute of video (the paper: five), one per slot of 60/per_minute s. crop: (x, y, w, h) in frame pixels,
+    applied before judging and saving. subject, session: the same for every video (default: from `sidecar`, else
+    the video's file name and blank). sidecar: a CSV `video,subject,session,...` (video relative to the CSV); its
+    other columns are carried into the manifest. progress: a tqdm bar per video on a terminal.
+    min_sharpness: frames below it are blurred (`frame_sharpness`); the default 60 lies between the synthetic videos'
+    motion-blurred frames (at most 15.5) and their sharp ones (at least 282), and drops a Gaussian blur of 1.5 px or
+    more (measured numbers beside `MIN_SHARPNESS`). quality: JPEG quality of the saved frames.
+    A video that cannot be decoded is reported in one line to `on_error` (default: printed to stderr) and left
+    out; the others go on. InputError before any work for a missing file or a bad sidecar or crop, and at the end
+    when no video could be read.
+    """
+    if per_minute < 1:
+        raise InputError(f"per_minute {per_minute}: must be at least 1")
+    crop = _crop(crop)
+    jobs = plan(videos, sidecar, subject, session)
+    out_dir = Path(out_dir)
+    (out_dir / "frames").mkdir(parents=True, exist_ok=True)
+    settings = {"version": VERSION, "per_minute": int(per_minute), "min_sharpness": float(min_sharpness),
+                "crop": list(crop) if crop else None, "quality": int(quality), "probe_s": PROBE_S}
+    report = on_error or (lambda line: print(line, file=sys.stderr))
+    rows, failed = [], []
+    for job in jobs:
+        try:
+            frames = extract_one(job, out_dir, settings, progress)
+        except (av.error.FFmpegError, ValueError, OSError, EOFError) as e:
+            line = f"{job.meta['video']}: cannot decode this video ({_one_line(e)}); skipped"
+            failed.append(line)
+            report(line)
+            continue
+        rows += [{**f, **job.meta} for f in frames]  # columns put in order by the CSV writer
+    if failed and len(failed) == len(jobs):
+        raise InputError(f"no video could be decoded ({len(failed)} of {len(jobs)}); first: {failed[0]}")
+    extras = [k for k in jobs[0].meta if k not in FIELDS]
+    manifest = out_dir / "manifest.csv"
+    atomic_write_text(manifest, _csv_text([*FIELDS, *extras], rows))
+    return manifest
+
+
+def plan(videos, sidecar, subject: str | None, session: str | None) -> list[Job]:
+    """One Job per video, with its manifest columns; InputError for a missing video or one the sidecar lacks."""
+    table = read_sidecar(Path(sidecar)) if sidecar is not None else {}
+    if videos is None:
+        if sidecar is None:
+            raise InputError("no videos given (pass video files, or a sidecar listing them)")
+        files = list(table)
+    else:
+        files = [Path(v).expanduser() for v in ([videos] if isinstance(videos, (str, os.PathLike)) else videos)]
+    if not files:
+        raise InputError("no videos to extract")
+    given = {}
+    for f in files:
+        if not f.is_file():
+            raise InputError(f"{f}: no such video file")
+        key = f.resolve()
+        if sidecar is not None and key not in table:
+            raise InputError(f"{f}: not listed in the sidecar {sidecar}")
+        given[key] = f
+    stems = [f.stem for f in given]
+    jobs = []
+    for key, f in given.items():
+        meta = dict(table.get(key) or {"video": str(f), "subject": f.stem, "session": ""})
+        meta["subject"] = subject if subject is not None else meta["subject"]
+        meta["session"] = session if session is not None else meta["session"]
+        name = f.stem if stems.count(f.stem) == 1 else f"{f.stem}-{hashlib.sha1(str(key).encode()).hexdigest()[:8]}"
+        jobs.append(Job(f, name, meta))
+    return jobs
+
+
+def read_sidecar(path: Path) -> dict[Path, dict]:
+    """{resolved video path: {video, subject, session, other columns}} of a sidecar CSV."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such sidecar file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    reader = csv.DictReader(text.splitlines())
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in ("video", "subject") if c not in header]
+    if missing:
+        raise InputError(f"{where(path, 1)}: a sidecar needs columns video,subject[,session] (missing: {', '.join(missing)})")
+    reader.fieldnames = header
+    out = {}
+    for row in reader:
+        row = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        line = where(path, reader.line_num)
+        if not row["video"] or not row["subject"]:
+            raise InputError(f"{line}: empty {'video' if not row['video'] else 'subject'}")
+        key = (path.parent / row["video"]).expanduser().resolve()
+        if key in out:
+            raise InputError(f"{line}: video {row['video']} listed twice")
+        out[key] = {"video": row["video"], "subject": row["subject"], "session": row.get("session", ""),
+                    **{k: v for k, v in row.items() if k not in ("video", "subject", "session")}}
+    return out
+
+
+def _crop(crop):
+    if crop is None:
+        return None
+    try:
+        x, y, w, h = (int(v) for v in crop)
+    except (TypeError, ValueError):
+        raise InputError(f"crop {crop!r}: want four integers x, y, w, h") from None
+    if x < 0 or y < 0 or w < 3 or h < 3:
+        raise InputError(f"crop {crop!r}: want x, y >= 0 and w, h >= 3")
+    return x, y, w, h
+
+
+def extract_one(job: Job, out_dir: Path, settings: dict, progress: bool) -> list[dict]:
+    """The kept frames of one video ({path, time_s, sharpness}), reused when its folder is complete and current."""
+    folder = out_dir / "frames" / job.name
+    st = job.file.stat()
+    stamp = {"video": str(job.file.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, **settings}
+    done = folder / "done.json"
+    if done.is_file():
+        saved = json.loads(done.read_text(encoding="utf-8"))
+        if saved.get("stamp") == stamp:
+            return saved["frames"]
+    tmp = folder.with_name(f".{job.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        frames = scan(job, tmp, folder.name, settings, progress)
+        (tmp / "done.json").write_text(json.dumps({"stamp": stamp, "frames": frames}, indent=1) + "\n", encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return frames
+
+
+def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool) -> list[dict]:
+    """Decode the video once, keeping the first acceptable frame of each slot; JPEGs written into `tmp`."""
+    per_minute, floor, crop = settings["per_minute"], settings["min_sharpness"], settings["crop"]
+
+    kept, hashes = [], []
+    with av.open(str(job.file)) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if crop and (crop[0] + crop[2] > width or crop[1] + crop[3] > height):
+            raise ValueError(f"crop {tuple(crop)} outside the {width}x{height} frame")
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        total = stream.frames or (int(float(stream.duration * stream.time_base) * rate) if stream.duration else None)
+        with tqdm(total=total, desc=name, unit="frame", disable=None if progress else True, leave=False) as bar:
+            slot_done, searching, next_probe = -1, -1, 0.0
+            for i, frame in enumerate(container.decode(stream)):
+                bar.update()
+                t = frame.time if frame.time is not None else i / rate
+                slot = math.floor(t * per_minute / 60.0 + 1e-9)
+                if slot == slot_done:
+                    continue
+                if slot != searching:
+                    searching, next_probe = slot, t
+                if t < next_probe - 1e-6:
+                    continue
+                next_probe = t + PROBE_S
+                s = frame_sharpness(frame, crop)
+                if s < floor:
+                    continue
+                image = frame.to_image()
+                if crop:
+                    image = image.crop((crop[0], crop[1], crop[0] + crop[2], crop[1] + crop[3]))
+                h = perceptual_hashes(image)
+                if any(_distance(h, o) <= HASH_THRESHOLD for o in hashes):
+                    continue
+                file = f"{name}_{i:06d}.jpg"
+                image.save(tmp / file, "JPEG", quality=settings["quality"])
+                hashes.append(h)
+                kept.append({"path": f"frames/{name}/{file}", "time_s": round(float(t), 3), "sharpness": round(s, 2)})
+                slot_done = slot
+    return kept
+
+
+def _luma(frame: av.VideoFrame, crop) -> np.ndarray:
+    """The frame's 8-bit luma as a 2-D view (the Y plane, no copy, where the pixel format allows), cropped."""
+    if frame.format.name in PLANAR_8BIT:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+    else:
+        y = frame.to_ndarray(format="gray")
+    if crop:
+        x0, y0, w, h = crop
+        y = y[y0:y0 + h, x0:x0 + w]
+    return y
+
+
+def _range_gain(frame: av.VideoFrame) -> float:
+    """(255/219)^2 for limited-range luma (16-235: most H.264), so sharpness reads as on 0-255 gray (what
+    `to_ndarray(format="gray")` gives); 1 for full-range frames and for those `_luma` converts to gray."""
+    name = frame.format.name
+    if name not in PLANAR_8BIT or name == "gray" or name.startswith("yuvj") or frame.color_range == 2:
+        return 1.0
+    return (255 / 219) ** 2
+
+
+def _distance(a: tuple[int, int], b: tuple[int, int]) -> int:
+    return (a[0] ^ b[0]).bit_count() + (a[1] ^ b[1]).bit_count()
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _csv_text(fields, rows) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fields, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
