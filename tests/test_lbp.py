@@ -59,6 +59,22 @@ def test_precomputed_gram_svm_equals_linear_svm(images, tmp_path):
     np.testing.assert_allclose(np.log(pred.scores / (1 - pred.scores)), ref.decision_function(x[9:]), atol=1e-6)
 
 
+def test_a_shuffled_test_rat_reuses_its_gram_block(images, tmp_path):
+    """The harness hands each test set over in a secret order: the rat's Gram block (computed when it was a training
+    rat of another fold) is found whatever the order, and the predictions follow the images."""
+    from ratspain_bench.methods import lbp_svm
+
+    labels, subjects, keys = np.array([0, 1] * 6), np.array(list("aaabbbcccddd")), tuple(f"s{i}" for i in range(12))
+    m = LbpSvm(LbpSvmConfig(radius=1, grid=4, image_size=32, C=0.5), Context(cache_dir=tmp_path))
+    m.fit(TrainSet(images, labels, subjects, keys))  # every rat's blocks against every other's
+    known = len(lbp_svm._GRAM)
+    order = np.array([2, 0, 1])  # rat a's images, out of order
+    straight = m.predict(TestSet(images[:3], subjects[:3], keys[:3]))
+    shuffled = m.predict(TestSet(images[:3][order], subjects[:3], tuple(keys[i] for i in order)))
+    assert len(lbp_svm._GRAM) == known  # no block computed again
+    np.testing.assert_array_equal(shuffled.scores, straight.scores[order])
+
+
 def _codes_then_exit() -> None:
     from ratspain_bench.features.lbp import compute_codes
 
