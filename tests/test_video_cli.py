@@ -101,3 +101,8 @@ def test_python_api_gives_what_the_commands_wrote(pipeline, tmp_path):
     pd.testing.assert_frame_equal(out.summary[cli.columns].reset_index(drop=True), cli, check_dtype=False)
     result = rb.groups(out.summary)
     assert result.as_dict()["headline"] == json.loads((pipeline / "stats" / "groups.json").read_text())["headline"]
+    from ratspain_bench.video.report import write_report
+
+    paths, n = write_report(out.scores, pipeline / "frames" / "manifest.csv", ["subject", "session"], tmp_path / "report")
+    assert n == 12 and paths["summary"].read_text() == (pipeline / "scores" / "summary.csv").read_text()
+    assert paths["groups_json"].read_text() == (pipeline / "scores" / "groups.json").read_text()

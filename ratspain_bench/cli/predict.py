@@ -118,26 +118,11 @@ def run(args) -> int:
     if args.out is not None:
         print(f"scored {n - failed} images -> {args.out}", file=sys.stderr)
     if by is not None:
-        paths, groups = summarise(pd.concat(kept, ignore_index=True).reindex(columns=columns), Path(args.inputs[0]), by, args.out.parent)
+        from ..video.report import write_report
+
+        scores = pd.concat(kept, ignore_index=True).reindex(columns=columns)
+        paths, groups = write_report(scores, Path(args.inputs[0]), by, args.out.parent,
+                                     on_warning=lambda line: print(f"warning: {line}", file=sys.stderr))
         print(f"summary of {groups} groups -> {paths['summary']}; report -> {paths['report']}", file=sys.stderr)
     return 0
 
-
-def summarise(scores, manifest: Path, by: list[str], out_dir: Path) -> tuple[dict, int]:
-    """summary.csv, frames.csv, the time courses and report.html in `out_dir` (with the group test when the
-    manifest names two groups of animals in `group`): (the files written, the number of groups)."""
-    from ..errors import InputError
-    from ..video.groups import compare
-    from ..video.report import write_outputs
-    from ..video.summary import join
-    from ..video.summary import summarise as per_group
-
-    frames = join(scores, manifest)
-    summary = per_group(frames, None, by)
-    comparison = None
-    if "group" in summary.columns and "subject" in by and summary["group"].nunique() == 2:
-        try:
-            comparison = compare(summary, value="mean_rgs" if "mean_rgs" in summary.columns else "mean_pain_prob")
-        except InputError as e:
-            print(f"warning: no group comparison in the report: {e}", file=sys.stderr)
-    return write_outputs(summary, frames, out_dir, comparison), len(summary)

@@ -4,5 +4,6 @@
 - `frames.extract`: at most N sharp, distinct frames per minute of video, and their manifest (resumable).
 - `summary.join` / `summary.summarise`: `predict`'s scores joined to the manifest, summarised per animal and session.
 - `groups.compare`: the groups compared with the animal as the unit (permutation tests, mixed model, effect size).
-- `report.write_outputs`: summary and frame tables, time courses per animal, one self-contained HTML report.
+- `report.write_report`: what `predict --by` writes (`write_outputs`: summary and frame tables, time courses per
+  animal, the group comparison, one self-contained HTML report).
 """

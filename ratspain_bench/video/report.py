@@ -124,6 +124,28 @@ def write_outputs(summary: pd.DataFrame, frames: pd.DataFrame, out_dir, comparis
     return paths
 
 
+def write_report(scores, manifest, by, out_dir, on_warning=None) -> tuple[dict[str, Path], int]:
+    """What `predict --by` writes beside its scores: `scores` (a DataFrame or CSV of a model's predict) joined to
+    the frames `manifest`, summarised per group of `by` (`summary.summarise`), compared by `groups.compare` when
+    `by` holds `subject` and the manifest's `group` column names two groups, and written by `write_outputs` into
+    `out_dir`. Returns (the files written, the number of groups); a comparison that cannot be made is one line to
+    `on_warning` and the rest is written."""
+    from ..errors import InputError
+    from .groups import compare
+    from .summary import join, summarise
+
+    frames = join(scores, manifest)
+    summary = summarise(frames, None, by)
+    comparison = None
+    if "group" in summary.columns and "subject" in by and summary["group"].nunique() == 2:
+        try:
+            comparison = compare(summary, value="mean_rgs" if "mean_rgs" in summary.columns else "mean_pain_prob")
+        except InputError as e:
+            if on_warning is not None:
+                on_warning(f"no group comparison in the report: {e}")
+    return write_outputs(summary, frames, Path(out_dir), comparison), len(summary)
+
+
 def report_html(summary: pd.DataFrame, figures: list[tuple[str, bytes]], comparison=None, groups_png: bytes | None = None,
                 title: str = "Pain from video", frames: pd.DataFrame | None = None) -> str:
     """The HTML page: the summary table, the group comparison (text and figure) and the time courses, images as
