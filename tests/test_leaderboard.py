@@ -565,3 +565,14 @@ def test_fingerprints_never_mixed_and_partial_predictions_flagged():
     second = boards[1]
     assert [r.method for r in second.ranked] == ["m"]
     assert "predictions cover 3 of 4 images" in second.incomplete[0].reasons[0]
+
+
+def test_a_local_store_is_named_relative_to_the_working_folder(tmp_path):
+    """A committed board must not carry this machine's absolute path: a SQLite store under the working folder is
+    named relative to it; one elsewhere, or a server, as given."""
+    from ratspain_bench.board.collect import shown_uri
+
+    assert shown_uri(f"sqlite:///{tmp_path}/ratspain-runs/mlflow.db", base=tmp_path) == "sqlite:///ratspain-runs/mlflow.db"
+    assert shown_uri("sqlite:////elsewhere/mlflow.db", base=tmp_path) == "sqlite:////elsewhere/mlflow.db"
+    assert shown_uri("sqlite:///rel/mlflow.db", base=tmp_path) == "sqlite:///rel/mlflow.db"
+    assert shown_uri("http://127.0.0.1:5000", base=tmp_path) == "http://127.0.0.1:5000"

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from ..paths import atomic_write_text
-from .collect import fetch_runs, resolve_tracking_uri
+from .collect import fetch_runs, resolve_tracking_uri, shown_uri
 from .table import Leaderboard, build_leaderboard, build_leaderboards
 
 __all__ = ["Leaderboard", "build_leaderboard", "build_leaderboards", "fetch_runs", "resolve_tracking_uri",
@@ -76,5 +76,5 @@ def leaderboard_from_store(out=None, runs_dir="ratspain-runs", tracking_uri: str
     records = fetch_runs(uri)
     if not records:
         raise InputError(f"{uri}: no ratspain runs in this MLflow store (run `ratspain-bench run` first)")
-    boards = build_leaderboards(records, uri, n_resamples, bootstrap_seed, mlflow_ui)
+    boards = build_leaderboards(records, shown_uri(uri), n_resamples, bootstrap_seed, mlflow_ui)
     return boards, (write_leaderboards(boards, out) if out is not None else [])

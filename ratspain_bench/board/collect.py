@@ -3,13 +3,25 @@ from __future__ import annotations
 
 from ..evaluation.record import FoldRecord, RunRecord, fetch_runs, tracking_uri
 
-__all__ = ["FoldRecord", "RunRecord", "fetch_runs", "is_server", "resolve_tracking_uri", "run_url", "ui_base", "ui_command"]
+__all__ = ["FoldRecord", "RunRecord", "fetch_runs", "is_server", "resolve_tracking_uri", "run_url", "shown_uri", "ui_base", "ui_command"]
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 
 
 def resolve_tracking_uri(runs_dir="ratspain-runs", uri: str | None = None) -> str:
     return tracking_uri(runs_dir, uri)
+
+
+def shown_uri(uri: str, base=None) -> str:
+    """The store as a board names it: a SQLite file under `base` (default the working folder) relative to it
+    (`sqlite:///ratspain-runs/mlflow.db`), so a committed board holds no machine's absolute path; else `uri`."""
+    import os
+
+    if not uri.startswith("sqlite:////"):
+        return uri
+    path, base = uri[len("sqlite:///"):], os.path.abspath(base or os.getcwd())
+    inside = os.path.commonpath([path, base]) == base
+    return f"sqlite:///{os.path.relpath(path, base)}" if inside else uri
 
 
 def is_server(uri: str) -> bool:
