@@ -23,7 +23,7 @@ from .data import load_dataset as _load
 from .errors import InputError
 from .evaluation.launch import LaunchSettings, parse_devices
 from .evaluation.runner import MethodResult, RunOptions, check_methods, run_methods
-from .evaluation.sandbox import SandboxSettings
+from .evaluation.sandbox import settings as sandbox_settings
 from .methods.registry import MethodSpec, default_registry
 from .tasks import TASKS
 
@@ -157,7 +157,7 @@ def launch_settings(launcher: str = "local", devices=None, **options) -> LaunchS
 
 def run(methods=None, data=None, *, suite: str | None = None, profile: str = "quick", seed: int = 0, device: str = "auto",
         jobs="auto", runs_dir="ratspain-runs", tracking_uri: str | None = None, set: dict | None = None,
-        weights: str | None = None, finetune: str | None = None, sandbox: bool = True, time_limit: float = 1800.0,
+        weights: str | None = None, finetune: str | None = None, sandbox: bool | str = True, time_limit: float = 1800.0,
         memory_mb: int = 8192, out_mb: int = 256, quiet: bool = True, include_low_confidence: bool = False, launcher: str = "local",
         devices=None, task: str = "binary", **launch) -> Results:
     """Run the LORO protocol for `methods` (names; default: `suite`, else the quick suite) on `data`.
@@ -166,8 +166,8 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     (frozen deep heads): `auto` uses every core. Every run is tracked in MLflow (`runs_dir`/`tracking_uri`) and resumable; a configuration already
     complete for the same dataset, config, code and seed is read back, not recomputed. `set`: parameter
     overrides every method must declare; `weights`/`finetune`: applied to the methods that declare them.
-    Outside methods (submissions, untrusted plugins) run sandboxed, one fold per process (`sandbox=False`
-    runs them unisolated, marked `unsandboxed`; `time_limit`/`memory_mb`/`out_mb` per fold: `out_mb` caps what a worker
+    Outside methods (submissions, untrusted plugins) run sandboxed, one fold per process: `sandbox` True (the strongest
+    sandbox here: gVisor, else bubblewrap), "runsc", "bwrap", or False/"none" (unisolated, rows marked `unsandboxed`); `time_limit`/`memory_mb`/`out_mb` per fold: `out_mb` caps what a worker
     may write, its log included).
     `launcher`: `local` (this machine) or `submitit` (SLURM, or local processes where there is none);
     `devices` ("cuda:0,cuda:1" or a list): one local worker per GPU; other `launch` keywords are the fields of
@@ -187,11 +187,11 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     declared = {k: v for k, v in (("weights", weights), ("finetune", finetune)) if v is not None}
     opts = RunOptions(profile=profile, seed=seed, device=device, runs_dir=Path(runs_dir), tracking_uri=tracking_uri, jobs=jobs_count(jobs),
                       quiet=quiet, overrides=dict(set or {}), where_declared=declared,
-                      sandbox=SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb, out_mb=out_mb),
+                      sandbox=sandbox_settings(sandbox, time_limit=time_limit, memory_mb=memory_mb, out_mb=out_mb),
                       launch=launch_settings(launcher, devices, **launch), task=task)
-    check_methods(names, opts)  # configuration errors before the dataset is read (or the replica rendered)
+    broken = check_methods(names, opts)  # configuration errors before the dataset is read (or the replica rendered)
     dataset = load_dataset(data, include_low_confidence)
-    return Results(run_methods(names, dataset, opts, checked=True), dataset)
+    return Results(run_methods(names, dataset, opts, broken), dataset)
 
 
 def score(predictions, method: str | None = None, seed=None, format: str = "json"):
@@ -339,7 +339,7 @@ def validate(path, **options):
 def train(method: str, data=None, *, out, profile: str = "quick", seed: int = 0, device: str = "auto", set: dict | None = None,
           weights: str | None = None, finetune: str | None = None, from_run: str | None = None, register: str | None = None,
           evaluate: bool = False, runs_dir="ratspain-runs", tracking_uri: str | None = None, include_low_confidence: bool = False,
-          quiet: bool = True, task: str = "binary", sandbox: bool = True, time_limit: float = 1800.0, memory_mb: int = 8192,
+          quiet: bool = True, task: str = "binary", sandbox: bool | str = True, time_limit: float = 1800.0, memory_mb: int = 8192,
           state_mb: int = 1024, out_mb: int = 256):
     """Fit `method` on every animal of `data` with the config `run` would use (or that of the LORO parent run
     `from_run`), save it as an MLflow pyfunc model with MODEL_CARD.md in `out`, log it to MLflow (and `register` it);
@@ -352,7 +352,7 @@ def train(method: str, data=None, *, out, profile: str = "quick", seed: int = 0,
 
     if state_mb < 1:
         raise InputError(f"state limit {state_mb} MiB: must be at least 1")
-    box = SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb, state_mb=state_mb, out_mb=out_mb)
+    box = sandbox_settings(sandbox, time_limit=time_limit, memory_mb=memory_mb, state_mb=state_mb, out_mb=out_mb)
     if from_run:
         r = recipe_from_run(from_run, method, runs_dir, tracking_uri, box)
     else:
@@ -364,12 +364,12 @@ def train(method: str, data=None, *, out, profile: str = "quick", seed: int = 0,
     return _load_model(out, device=device, sandbox=box)
 
 
-def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, device: str = "auto", sandbox: bool = True,
+def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, device: str = "auto", sandbox: bool | str = True,
                time_limit: float = 1800.0, memory_mb: int = 8192, out_mb: int = 256):
     """A trained model (a folder, `runs:/<run>/model` or `models:/<name>/<version>`); `.predict(images)` scores
     files, folders, manifests or a DataFrame with `path`. A model of an outside method scores each batch in a
     sandboxed worker (`sandbox=False`: unisolated; `time_limit`, `memory_mb`, `out_mb` per worker)."""
     from .model.saved import load_model as _load_model
 
-    return _load_model(uri, runs_dir, tracking_uri, device, SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb,
+    return _load_model(uri, runs_dir, tracking_uri, device, sandbox_settings(sandbox, time_limit=time_limit, memory_mb=memory_mb,
                                                                                    out_mb=out_mb))

@@ -81,11 +81,13 @@ def lab(tmp_path, monkeypatch):
         return name
 
     def run(names, mode="sandbox", runs="runs", on=None, **kw):
-        """`rb.run` of `names` on the lab's dataset (or `on`): sandboxed, `no-sandbox`, or `trusted` (in-process)."""
+        """`rb.run` of `names` on the lab's dataset (or `on`): sandboxed (the default kind, or `runsc`, `bwrap`),
+        `no-sandbox`, or `trusted` (in-process)."""
         if mode == "trusted":
             monkeypatch.setenv("RATSPAIN_TRUST", ",".join(names))
+        kind = {"sandbox": True, "no-sandbox": False, "trusted": True}.get(mode, mode)
         try:
-            return rb.run(names, str(on or data), runs_dir=tmp_path / f"{runs}-{mode}", sandbox=mode != "no-sandbox", **kw)
+            return rb.run(names, str(on or data), runs_dir=tmp_path / f"{runs}-{mode}", sandbox=kind, **kw)
         finally:
             monkeypatch.delenv("RATSPAIN_TRUST", raising=False)
 

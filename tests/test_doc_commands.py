@@ -7,7 +7,8 @@ environment's .venv). The built-in replica there is a tiny one (3 rats) rendered
 `ratspain-bench run`, `make demo` and the studies take seconds. A command that needs a GPU or a cluster says
 so at the end of its line (`# needs a GPU`, `# needs a cluster`) and is only checked to parse; the two
 commands that are these tests (`make test`, `make test-all`) are not run again; servers (`mlflow ui`,
-`make docs-serve`) are started, asked for a page, and stopped.
+`make docs-serve`) are started, asked for a page, and stopped. The benchmarks' commands take minutes each: they are
+`slow` (`make test-all` runs them).
 """
 from __future__ import annotations
 
@@ -134,7 +135,11 @@ def test_every_command_is_run_or_marked():
             assert cmd.startswith(("ratspain-bench", "createdb", "mlflow server")), (page, cmd)
 
 
-@pytest.mark.parametrize("page,cmd", COMMANDS, ids=[c for _, c in COMMANDS])
+BENCHMARKS = ("make bench", "python benchmarks/", ".venv/bin/python benchmarks/")  # minutes each: run by `make test-all`
+
+
+@pytest.mark.parametrize("page,cmd", [pytest.param(p, c, marks=[pytest.mark.slow] if c.startswith(BENCHMARKS) else [])
+                                      for p, c in COMMANDS], ids=[c for _, c in COMMANDS])
 def test_documented_command(lab, page, cmd):
     lab, env = lab
     if cmd.endswith(MARKS):

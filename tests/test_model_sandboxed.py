@@ -108,7 +108,7 @@ def test_train_and_predict_sandboxed_equal_the_in_process_method(lab, tmp_path, 
     state = out / "artifacts" / "ratspain"
     assert (state / "method" / "t.json").is_file() and (state / "code" / "method.py").is_file()
     model = rb.load_model(out, device="cpu")
-    assert model.meta["sandboxed"] and model.meta["sandbox"] == "bwrap" and model.meta["class"] == "method:Bright"
+    assert model.meta["sandboxed"] and model.meta["sandbox"] == sandbox.SandboxSettings().resolved("cpu") and model.meta["class"] == "method:Bright"
     paths = [str(p) for p in sorted((data / "images").glob("*.png"))]
     got = model.predict(paths)
     assert main(["predict", str(out), str(data / "images"), "--out", str(tmp_path / "s.csv"), "--quiet", "--device", "cpu"]) == 0

@@ -86,4 +86,4 @@ def test_an_untrusted_plugin_runs_sandboxed(plugin):
     from ratspain_bench.evaluation.record import Store, Tag
 
     parent = Store(tmp / "runs").client.get_run(r.results[0].run_id)
-    assert parent.data.tags[Tag.SANDBOX] == "bwrap" and parent.data.params["cfg.image_size"] == "24"
+    assert parent.data.tags[Tag.SANDBOX] == sandbox.SandboxSettings().resolved("cpu") and parent.data.params["cfg.image_size"] == "24"

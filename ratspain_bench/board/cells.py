@@ -3,12 +3,22 @@ prints them)."""
 from __future__ import annotations
 
 import math
+import re
 
 from ..metrics import cell
 from . import stats
 from .table import MARKER, Leaderboard, Row
 
 DASH = "–"
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|#!~])")
+
+
+def md(text) -> str:
+    """An outside string (a name, a folder, a failure reason) as plain text in a Markdown table cell: one line, no HTML,
+    no link, image, code span, emphasis or cell break."""
+    text = " ".join(str(text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _pm(value: float, std: float | None, scale: float = 1.0, digits: int = 4) -> str:

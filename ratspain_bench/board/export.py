@@ -25,9 +25,9 @@ DEFINITIONS = {
                 "exploratory and unranked rows are not ranked"),
     "exploratory": ("kind exploratory: a configuration other than the method's registered one (--set, --weights), or a method no "
                     "longer registered; never ranked (choosing among configurations on the test rats would tune on them); note says why"),
-    "unranked": ("kind unranked: outside code (sandboxed or --no-sandbox) on a dataset whose labels anyone can recompute "
-                 "(the built-in replica, a replica whose seed is known; tag ratspain.labels_public not false): never ranked, "
-                 "since a submission could render the data again and read its labels; note says why"),
+    "unranked": ("kind unranked: outside code run under bubblewrap or unsandboxed (tag ratspain.sandbox bwrap or none: its "
+                 "workers shared the host's kernel), or on a dataset whose labels anyone can recompute (the built-in replica, a "
+                 "replica whose seed is known; tag ratspain.labels_public not false): never ranked; note says why"),
     "tier": ("ranked rows the data cannot separate: the top row opens tier 1; each other ranked row is compared with it by a "
              "paired bootstrap over rats of the difference d in pooled F1 (the resamples of `bootstrap`, the same rats for both "
              "rows), two-sided p = min(1, 2 min(P(d <= 0), P(d >= 0))) weighted by the resamples' probabilities, Holm-adjusted "

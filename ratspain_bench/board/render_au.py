@@ -32,11 +32,11 @@ def headers(lb: Leaderboard) -> list[str]:
 
 def row_cells(row: Row) -> list[str]:
     a = row.au
-    return ([cells.rank_cell(row), cells.tier_cell(row), row.label]
+    return ([cells.rank_cell(row), cells.tier_cell(row), cells.md(row.label)]
             + [value_cell(a["qwk"][k], a["qwk_std"][k]) for k in AUS]
             + [value_cell(a["rgs"]["icc_a1"], a["rgs_std"]["icc_a1"]), icc_ci_cell(row),
                value_cell(a["rgs"]["mae"], a["rgs_std"]["mae"]), cells.pooled_cell(row), cells.vs_top_cell(row),
-               cells.seeds_cell(row), cells.train_cell(row), row.source or cells.DASH, cells.code_cell(row)])
+               cells.seeds_cell(row), cells.train_cell(row), cells.md(row.source) if row.source else cells.DASH, cells.code_cell(row)])
 
 
 def ceiling_qwk_cell(c: dict, k: str) -> str:

@@ -20,10 +20,10 @@ def results_headers(lb: Leaderboard) -> list[str]:
 
 
 def results_rows(lb: Leaderboard, rows=None) -> list[list[str]]:
-    return [[cells.rank_cell(r), cells.tier_cell(r), r.label] + [cells.rat_cell(r, s) for s in lb.subjects]
+    return [[cells.rank_cell(r), cells.tier_cell(r), cells.md(r.label)] + [cells.rat_cell(r, s) for s in lb.subjects]
             + [cells.pooled_cell(r), cells.mean_cell(r), cells.ci_cell(r), cells.metric_cell(r, "balanced_accuracy"),
                cells.metric_cell(r, "mcc"), cells.vs_top_cell(r), cells.seeds_cell(r), cells.train_cell(r),
-               r.source or cells.DASH, cells.code_cell(r)]
+               cells.md(r.source) if r.source else cells.DASH, cells.code_cell(r)]
             for r in (lb.main_rows if rows is None else rows)]
 
 
@@ -83,21 +83,23 @@ def exploratory_intro(lb: Leaderboard) -> str:
             f"test set. Rows per method: {per_method}.")
 
 
-UNRANKED_TITLE = "Outside code on public labels (not ranked)"
+UNRANKED_TITLE = "Outside code, not ranked"
 
 
 def unranked_intro(lb: Leaderboard) -> str:
     """Why the unranked section's rows are not ranked (rule 10a)."""
-    return ("Submissions and plugins run sandboxed are ranked only on a dataset whose labels nobody can recompute: the "
-            "labels of this one can be (the built-in replica, or a replica whose seed is known), so a submission could "
-            "render it again inside its sandbox and read the labels off the images. Their rows are listed here, never "
-            "ranked; rank them on your own held-out data or on a `ratspain-bench synth OUT --hidden` replica.")
+    return ("Submissions and plugins are ranked only when they ran under gVisor (`--sandbox runsc`, a kernel of its own per "
+            "worker) on a dataset whose labels nobody can recompute. Under bubblewrap or unsandboxed, a worker shares the "
+            "host's kernel with the folds before it and can read their labels through its caches; on a public dataset (the "
+            "built-in replica, or a replica whose seed is known) a submission could render the images again and read their "
+            "labels. Each row's note says which; rank them on your own held-out data or on a `ratspain-bench synth OUT "
+            "--hidden` replica, under gVisor.")
 
 
 def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     au_board = lb.task == "au"
     headers, table = (render_au.headers, render_au.rows) if au_board else (results_headers, results_rows)
-    out = [f"# Leaderboard: {lb.dataset}" + (render_au.TITLE if au_board else ""), ""]
+    out = [f"# Leaderboard: {cells.md(lb.dataset)}" + (render_au.TITLE if au_board else ""), ""]
     meta = f"Leave-one-rat-out (LORO), {len(lb.subjects)} rats, {lb.n_images:,} images"
     if lb.imbalance:
         meta += f", {100 * cells.pain_share(lb):.1f}% pain"
@@ -117,7 +119,7 @@ def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     if lb.exploratory:
         out += ["## Exploratory configurations (not ranked)", "", exploratory_intro(lb), ""]
         out += [_tab(table(lb, lb.exploratory), headers(lb)), ""]
-        out += [f"- {r.label}: {r.note}" for r in lb.exploratory] + [""]
+        out += [f"- {cells.md(r.label)}: {cells.md(r.note)}" for r in lb.exploratory] + [""]
     if lb.predictions_only:
         out += ["## Predictions only, not reproduced (never ranked)", "",
                 "Entries submitted as predictions files: the harness checked and scored them against the dataset's labels "
@@ -126,7 +128,8 @@ def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     if lb.incomplete:
         out += ["## Incomplete (not ranked)", "",
                 "Missing folds, failed or still running: listed here, never ranked and never averaged.", ""]
-        out += [_tab([[r.label, ",".join(r.seeds), r.folds, "; ".join(r.reasons), " ".join(r.run_ids)] for r in lb.incomplete],
+        out += [_tab([[cells.md(x) for x in (r.label, ",".join(r.seeds), r.folds, "; ".join(r.reasons), " ".join(r.run_ids))]
+                      for r in lb.incomplete],
                      ["Method", "Seeds", "Folds complete", "Why", "MLflow run ids"]), ""]
     if lb.reference:
         out += ["## Reference: the paper's reported Table 3 (not reproduced, never ranked)", "",
@@ -161,7 +164,7 @@ def render_index_markdown(entries) -> str:
     rows = []
     for lb, rel in entries:
         label, score, _ = cells.top_cells(lb)
-        rows.append([f"[{lb.name}]({rel}/README.md)", lb.task, str(len(lb.subjects)), f"{lb.n_images:,}", str(len(lb.ranked)),
-                     str(len(lb.incomplete)), label, score, f"[page]({rel}/index.html)"])
+        rows.append([f"[{cells.md(lb.name)}]({rel}/README.md)", lb.task, str(len(lb.subjects)), f"{lb.n_images:,}", str(len(lb.ranked)),
+                     str(len(lb.incomplete)), cells.md(label), score, f"[page]({rel}/index.html)"])
     out += [_tab(rows, ["Board", "Task", "Rats", "Images", "Ranked", "Incomplete", "Top", "Top's score (pooled)", "Web page"]), ""]
     return "\n".join(out)

@@ -30,12 +30,13 @@ Rules, in the order they apply:
    (ties go to no pain, like scikit-learn's most_frequent) and chance (a fair coin per image).
 10. Prediction-only entries (`source` predictions-only) are listed in their own section, "predictions
    only, not reproduced", never ranked with the rows the harness ran. Rows of outside code run with
-   `--no-sandbox` carry the mark `unsandboxed` in their source.
-10a. Outside code (a row run sandboxed or `--no-sandbox`, `ratspain.sandbox` bwrap or none) is ranked only on a
-   dataset whose labels nobody can recompute (`ratspain.labels_public` false: a maintainer's own data, a
-   `synth --hidden` replica). On a public one (the built-in replica, any seeded replica) or one recorded before
-   the tag existed, its row is listed unranked (kind `unranked`) with the reason: a submission could render
-   the replica again inside its sandbox and read its labels off the images.
+   `--sandbox none` carry the mark `unsandboxed` in their source, those run under bubblewrap `bubblewrap`.
+10a. Outside code (a row run sandboxed or unsandboxed, `ratspain.sandbox` runsc, bwrap or none) is ranked only when
+   every run of it ran under gVisor (`runsc`: a kernel of its own per worker) on a dataset whose labels nobody can
+   recompute (`ratspain.labels_public` false: a maintainer's own data, a `synth --hidden` replica). Otherwise its
+   row is listed unranked (kind `unranked`) with the reason: under bubblewrap or unsandboxed, its workers shared the
+   host's kernel with earlier folds (labels read through the page cache); on a public dataset (the built-in replica,
+   any seeded replica, or one recorded before the tag existed), a submission could render it again and read its labels.
 11. The au task's board (`task` au) uses the same rows on the binary label derived from the predicted grades
    (rules 2-5, 8, 10) plus each row's pooled AU figures (`Row.au`, `au.row_block`: per-AU QWK, RGS ICC(A,1)
    with a bootstrap interval over rats, MAE). It is ranked by pooled RGS ICC(A,1) (undefined last), ties by
@@ -69,6 +70,9 @@ EXPLORATORY = "exploratory"
 UNRANKED = "unranked"
 PUBLIC_LABELS = ("outside code on a dataset whose labels anyone can recompute (the built-in replica, or a replica whose seed "
                  "is known): not ranked; rank it on your own held-out data or a `ratspain-bench synth --hidden` replica")
+SHARED_KERNEL = ("outside code run under bubblewrap or unsandboxed: its workers shared the host's kernel (page cache, dentries) "
+                 "with the folds before them, through which a worker can read labels: not ranked; rank it run under gVisor "
+                 "(`--sandbox runsc`)")
 
 
 @dataclass(frozen=True)
@@ -306,12 +310,16 @@ def _label(method: str, key, duplicates: set[str]) -> str:
 
 
 def _source(r: RunRecord) -> str:
-    return r.source + (", unsandboxed" if r.sandbox == "none" else "")
+    return r.source + {"none": ", unsandboxed", "bwrap": ", bubblewrap"}.get(r.sandbox, "")
 
 
-def _public_labels(runs) -> bool:
-    """Rule 10a: outside code whose runs are not all on a dataset with secret labels."""
-    return any(r.sandbox in ("bwrap", "none") for r in runs) and not all(r.labels_public == "false" for r in runs)
+def _unranked_reason(runs) -> str | None:
+    """Rule 10a: why outside code is not ranked (None: it is), from its runs' sandbox and dataset tags."""
+    if any(r.sandbox in ("bwrap", "none") for r in runs):
+        return SHARED_KERNEL
+    if any(r.sandbox == "runsc" for r in runs) and not all(r.labels_public == "false" for r in runs):
+        return PUBLIC_LABELS
+    return None
 
 
 #: (method, profile) -> config hash of the registered configuration; raises InputError when there is none
@@ -408,7 +416,7 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
         methods_count[key[0]] += key[4] != NESTED
     duplicates = {m for m, n in methods_count.items() if n > 1}
 
-    complete_rows, incomplete, preds_by_label, cms_by_label, sums_by_label, public = [], [], {}, {}, {}, set()
+    complete_rows, incomplete, preds_by_label, cms_by_label, sums_by_label, public = [], [], {}, {}, {}, {}
     ui = ui_base(tracking_uri, mlflow_ui)
     for key in sorted(groups):
         method = key[0]
@@ -448,14 +456,15 @@ def build_leaderboard(dataset: str, records: list[RunRecord], tracking_uri: str 
             run_urls=urls, experiment_id=first.experiment_id, au=au_figures))
         preds_by_label[label] = {s: r.predictions for s, r in chosen.items()}
         cms_by_label[label] = cms
-        if _public_labels(chosen.values()):
-            public.add(label)
+        why = _unranked_reason(chosen.values())
+        if why:
+            public[label] = why
 
     order = au.order_key if au_task else _order
     outside = sorted((r for r in complete_rows if r.kind == PREDICTIONS_ONLY), key=order)
     candidates, exploratory = _split_registered([r for r in complete_rows if r.kind != PREDICTIONS_ONLY], lookup)
     exploratory.sort(key=lambda r: (r.method, order(r)))
-    unranked = sorted((replace(r, kind=UNRANKED, note=PUBLIC_LABELS) for r in candidates if r.label in public), key=order)
+    unranked = sorted((replace(r, kind=UNRANKED, note=public[r.label]) for r in candidates if r.label in public), key=order)
     candidates = [r for r in candidates if r.label not in public]
     if au_task:
         ranked = _with_tiers(_ranks(candidates, order), sums_by_label, resamples, stats.resampled_icc)

@@ -35,15 +35,22 @@ def add_runs_dir_option(p) -> None:
 
 
 def add_sandbox_options(p) -> None:
-    p.add_argument("--no-sandbox", action="store_true",
-                   help="run outside methods (submissions, plugins) without bubblewrap: still one process per fold, but not "
-                        "isolated; their rows are marked `unsandboxed`")
+    p.add_argument("--sandbox", choices=("auto", "runsc", "bwrap", "none"), default="auto",
+                   help="how outside methods (submissions, plugins) run, one worker per fold: runsc (gVisor, a kernel of its own "
+                        "per worker), bwrap (bubblewrap, namespaces on the host's kernel: one worker at a time per machine), none "
+                        "(not isolated; rows marked `unsandboxed`); auto (default): runsc where it works, else bwrap")
+    p.add_argument("--no-sandbox", action="store_true", help="the same as --sandbox none")
     p.add_argument("--time-limit", type=float, default=1800, metavar="S", help="wall-clock limit per fold of an outside method (default 1800 s)")
     p.add_argument("--memory-limit", type=int, default=8192, metavar="MIB",
                    help="memory limit per fold of an outside method, shared mappings included, where a cgroup can be made (default 8192)")
     p.add_argument("--out-limit", type=int, default=256, metavar="MIB",
                    help="the most an outside method's worker may write to its output folder and into any one file, its log "
                         "included (default 256; a saved model's state has --state-limit on top)")
+
+
+def sandbox_kind(args) -> str:
+    """--sandbox, with --no-sandbox as its older spelling of `none`."""
+    return "none" if getattr(args, "no_sandbox", False) else getattr(args, "sandbox", "auto")
 
 
 def parse_overrides(items: list[str], option: str = "--set") -> dict:

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_runs_dir_option, add_sandbox_options, command
+from .common import add_runs_dir_option, add_sandbox_options, command, sandbox_kind
 
 
 def add_parser(sub) -> None:
@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
         description="Writes CSV columns image, pain_probability, pain (0/1 at the model's threshold), the action-unit grades "
                     "when the model has them, and error (why an image could not be scored; the others still are). Exit 0 "
                     "with a warning line when some images failed, 2 when all did. A model of an outside method (trained "
-                    "sandboxed) scores each batch in a sandboxed worker; --no-sandbox runs that worker unisolated.")
+                    "sandboxed) scores each batch in a sandboxed worker; --sandbox none runs that worker unisolated.")
     p.add_argument("model", metavar="MODEL", help="a model folder, runs:/<run>/model or models:/<name>/<version>")
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders (recursive) or manifest CSVs")
     p.add_argument("--out", type=Path, help="CSV to write (default: standard output); written complete or not at all")
@@ -71,7 +71,7 @@ def run(args) -> int:
         raise InputError("--by needs one manifest CSV as input and --out DIR/scores.csv (the summary goes beside it)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = api.load_model(args.model, args.runs_dir, args.tracking_uri, args.device, sandbox=not args.no_sandbox,
+        model = api.load_model(args.model, args.runs_dir, args.tracking_uri, args.device, sandbox=sandbox_kind(args),
                                time_limit=args.time_limit, memory_mb=args.memory_limit, out_mb=args.out_limit)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)

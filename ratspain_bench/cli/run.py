@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, parse_overrides
+from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, parse_overrides, sandbox_kind
 
 
 def add_parser(sub) -> None:
@@ -57,7 +57,7 @@ def run(args) -> int:
     methods = [n.strip() for n in args.methods.split(",") if n.strip()] if args.methods else None
     results = api.run(methods, args.data, include_low_confidence=args.include_low_confidence, suite=args.suite, profile=args.profile,
                       seed=args.seed, device=args.device, jobs=args.jobs, runs_dir=args.runs_dir, tracking_uri=args.tracking_uri,
-                      set=parse_overrides(args.set), weights=args.weights, finetune=args.finetune, sandbox=not args.no_sandbox,
+                      set=parse_overrides(args.set), weights=args.weights, finetune=args.finetune, sandbox=sandbox_kind(args),
                       time_limit=args.time_limit, memory_mb=args.memory_limit, out_mb=args.out_limit, quiet=args.quiet, launcher=args.launcher,
                       devices=args.devices, cluster=args.cluster, partition=args.partition, time_min=args.time_min,
                       gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, array_parallelism=args.array_parallelism,

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, dataset, parse_overrides
+from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, dataset, parse_overrides, sandbox_kind
 
 
 def _common(p, method_default: str) -> None:
@@ -71,7 +71,7 @@ def _options(args) -> dict:
     return dict(profile=args.profile, fixed=parse_overrides(args.set), seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir),
                 tracking_uri=args.tracking_uri, storage=args.storage, study_name=args.study_name,
                 out_dir=Path(args.out) if args.out else None, quiet=args.quiet, n_trials=args.n_trials,
-                sandbox=SandboxSettings(not args.no_sandbox, args.time_limit, args.memory_limit, out_mb=args.out_limit))
+                sandbox=SandboxSettings(sandbox_kind(args), args.time_limit, args.memory_limit, out_mb=args.out_limit))
 
 
 def run_sensitivity(args) -> int:

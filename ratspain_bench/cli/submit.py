@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_runs_dir_option, command, print_json
+from .common import add_runs_dir_option, command, print_json, sandbox_kind
 
 
 def add_parser(sub) -> None:
@@ -29,7 +29,10 @@ def add_parser(sub) -> None:
     v.add_argument("--import-timeout", type=float, default=120, metavar="S", help="seconds for importing the module (default 120)")
     v.add_argument("--memory-limit", type=int, default=4096, metavar="MIB", help="memory per fold in MiB, shared mappings included, "
                                                                                    "where a cgroup can be made (default 4096; 0: none)")
-    v.add_argument("--no-sandbox", action="store_true", help="run the code checks without bubblewrap (one process per fold, not isolated)")
+    v.add_argument("--sandbox", choices=("auto", "runsc", "bwrap", "none"), default="auto",
+                   help="where the code checks run: runsc (gVisor), bwrap (bubblewrap), none (one process per fold, not isolated); "
+                        "auto (default): runsc where it works, else bwrap")
+    v.add_argument("--no-sandbox", action="store_true", help="the same as --sandbox none")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--format", choices=("text", "json"), default="text")
     add_runs_dir_option(v)
@@ -41,7 +44,7 @@ def run_validate(args) -> int:
 
     report = api.validate(args.path, data=args.data, name=args.name, record=args.record, replace=args.replace, runs_dir=args.runs_dir,
                           tracking_uri=args.tracking_uri, time_limit=args.time_limit, import_timeout=args.import_timeout,
-                          memory_mb=args.memory_limit, seed=args.seed, sandbox=not args.no_sandbox)
+                          memory_mb=args.memory_limit, seed=args.seed, sandbox=sandbox_kind(args))
     if args.format == "json":
         print_json(report.as_dict())
     else:

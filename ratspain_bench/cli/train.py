@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, parse_overrides
+from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, parse_overrides, sandbox_kind
 
 
 def add_parser(sub) -> None:
@@ -52,7 +52,7 @@ def run(args) -> int:
                       set=parse_overrides(args.set), weights=args.weights, finetune=args.finetune, from_run=args.from_run,
                       register=args.register, evaluate=args.evaluate, runs_dir=args.runs_dir, tracking_uri=args.tracking_uri,
                       include_low_confidence=args.include_low_confidence, quiet=args.quiet, task=args.task,
-                      sandbox=not args.no_sandbox, time_limit=args.time_limit, memory_mb=args.memory_limit, state_mb=args.state_limit, out_mb=args.out_limit)
+                      sandbox=sandbox_kind(args), time_limit=args.time_limit, memory_mb=args.memory_limit, state_mb=args.state_limit, out_mb=args.out_limit)
     m = model.meta
     print(f"{m['method']} trained on {m['dataset']['n']} images of {m['dataset']['name']} (config {m['config_hash']}, code {m['code_hash']})")
     print(f"model: {args.out}   card: {Path(args.out) / 'MODEL_CARD.md'}   MLflow: runs:/{m['mlflow_run']}/model")

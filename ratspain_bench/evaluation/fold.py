@@ -66,6 +66,19 @@ def image_size(params: dict) -> int:
     return int(params.get("image_size", 224))
 
 
+def check_image_size(name: str, params: dict, n_images: int, memory_mb: int) -> int:
+    """An outside method's `image_size`, refused (InputError naming it) when the harness would have to decode more than
+    the worker may hold: `n_images` RGB images of that side must fit in its memory limit."""
+    size = params.get("image_size", 224)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise InputError(f"{name}: image_size {size!r}: expected a whole number of pixels, at least 8")
+    need = n_images * size * size * 3
+    if need > memory_mb << 20:
+        raise InputError(f"{name}: image_size {size}: {n_images:,} decoded images of {size}x{size} take {need / 2**30:,.1f} GiB, "
+                         f"more than the worker's memory limit of {memory_mb:,} MiB")
+    return size
+
+
 def au_grades(table: pd.DataFrame) -> np.ndarray:
     """(N, 4) consensus AU grades of a dataset table in `AUS` order, `BLANK` where none was accepted."""
     missing = [au_column(a) for a in AUS if au_column(a) not in table.columns]

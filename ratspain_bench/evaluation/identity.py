@@ -6,7 +6,8 @@ of the same name can never reuse an old result. A task other than `binary` is pa
 are, for the `au` task, the AU grades it is scored on (`task_fingerprint`).
 
 - `config_hash`: the family and every config parameter (public names, defaults included);
-- `code_hash`: for a submission, every file of its folder; for a built-in or plugin, the package
+- `code_hash`: for a submission, every file of its folder that its worker gets (`folder_files`, copied by
+  `snapshot`: what runs is what is hashed); for a built-in or plugin, the package
   version plus the source of the method's module and of every module of the same package it imports,
   transitively (so an edit to the engine a method uses changes its hash); and the protocol version;
 - the dataset fingerprint (`Dataset.fingerprint`): labelled rows and image content.
@@ -14,14 +15,21 @@ are, for the `au` task, the AU grades it is scored on (`task_fingerprint`).
 from __future__ import annotations
 
 import ast
+import atexit
 import hashlib
 import importlib.util
 import json
+import os
 import re
+import shutil
+import stat
+import tempfile
+import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..errors import InputError
 from ..protocol import PROTOCOL_VERSION, Fold, fold_digest
 
 SKIP_PARTS = {"__pycache__", ".git", ".ipynb_checkpoints"}
@@ -82,9 +90,97 @@ def module_sources(*modules: str) -> dict[str, Path]:
     return seen
 
 
-def folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and not SKIP_PARTS & set(p.relative_to(folder).parts)
-                  and not p.name.endswith((".pyc", ".tmp")))
+SKIP_SUFFIXES = (".pyc", ".pyo", ".tmp")  # compiled Python is never run from a folder (its source is); editor leftovers
+MAX_FILES = 20_000
+
+
+def folder_files(folder: Path) -> list[tuple[str, Path]]:
+    """The files of a submission folder that its code hash covers and its worker gets, as (relative name, path),
+    sorted. Skipped: `__pycache__/`, `.git/`, compiled Python (`*.pyc`, `*.pyo`: a worker imports only from source)
+    and `*.tmp`. Refused with an InputError naming the file: a link that leaves the folder or leads to anything but
+    a file inside it, a FIFO, socket or device, more than `MAX_FILES` files."""
+    root = Path(folder).resolve()
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        for d in list(dirnames):
+            if d in SKIP_PARTS:
+                dirnames.remove(d)
+            elif (here / d).is_symlink():
+                _inside(root, here / d)  # a folder link inside the folder: its files are listed where they are
+                dirnames.remove(d)
+        for name in filenames:
+            path = here / name
+            if name.endswith(SKIP_SUFFIXES):
+                continue
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                target = _inside(root, path)
+                if not target.is_file():
+                    raise InputError(f"{path}: a link to something other than a file of the submission")
+            elif not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{path}: not a regular file (a FIFO, socket or device); a submission holds files only")
+            out.append((path.relative_to(root).as_posix(), path))
+            if len(out) > MAX_FILES:
+                raise InputError(f"{root}: more than {MAX_FILES:,} files")
+    return sorted(out)
+
+
+def _inside(root: Path, link: Path) -> Path:
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise InputError(f"{link}: a broken or looping link") from None
+    if target != root and root not in target.parents:
+        raise InputError(f"{link}: a link that leaves the submission folder (to {target}); copy the file in instead")
+    return target
+
+
+def _private_dir() -> Path:
+    """A folder of this process's (named like a worker's scratch, so a killed harness's is swept), removed at exit."""
+    from .cgroup import owner
+
+    folder = Path(tempfile.mkdtemp(prefix=f"ratspain-code-{owner()}-"))
+    os.chmod(folder, 0o755)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A private, read-only copy of a submission folder's files (`folder_files`) and the digest of exactly those bytes."""
+
+    path: Path
+    digest: str
+
+
+_SNAPSHOTS: dict[tuple, Snapshot] = {}
+
+
+def snapshot(folder: Path) -> Snapshot:
+    """The code a worker runs and the code hash covers, one and the same: the folder's files copied once (again when
+    any of them changes) into a folder only this harness writes, hashed as they are copied."""
+    files = folder_files(folder)
+    sig = tuple((rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for rel, st in ((r, os.stat(p)) for r, p in files))
+    key = (str(Path(folder).resolve()), sig)
+    hit = _SNAPSHOTS.get(key)
+    if hit is not None and hit.path.is_dir():
+        return hit
+    dst = _private_dir()
+    h = hashlib.sha1()
+    for rel, src in files:
+        data = src.read_bytes()
+        h.update(f"{rel}\n".encode())
+        h.update(data)
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        target.write_bytes(data)
+        os.chmod(target, 0o644)
+    newest = max((st[3] for st in (x[1:] for x in sig)), default=0)
+    shot = Snapshot(dst, h.hexdigest())
+    if time.time_ns() - newest > 2_000_000_000:  # settled: a write in the same clock tick would not show in the signature
+        _SNAPSHOTS[key] = shot
+    return shot
 
 
 def _plugin_files(distribution: str, target: str) -> list[Path]:
@@ -112,7 +208,8 @@ def code_hash(spec) -> str:
     except PackageNotFoundError:
         pass
     if spec.folder is not None:
-        files = [(f.relative_to(spec.folder).as_posix(), f) for f in folder_files(spec.folder)]
+        h.update(snapshot(spec.folder).digest.encode())
+        files = []
     elif not spec.trusted:  # an untrusted plugin: never imported here
         h.update(str(spec.target).encode())
         files = [(str(f), f) for f in _plugin_files(spec.distribution, str(spec.target))]

@@ -13,6 +13,7 @@ Keys reach a worker as `blind.outside_keys`, never as content digests.
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from . import blind, outputs
 from .outputs import OutputError, check_tree
 from . import sandbox
 from .sandbox import SandboxError, SandboxSettings, run_worker, take
+
+
+PARAMETER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")  # a config parameter's public name (an MLflow param key too)
 
 
 def _strings(values) -> np.ndarray:
@@ -142,4 +146,8 @@ def describe(spec, profile: str | None, param_sets: list[dict], settings: Sandbo
         if not isinstance(c, dict) or not all(isinstance(k, str) and isinstance(v, (int, float, str, bool, type(None)))
                                               for k, v in c.items()):
             raise InputError(f"{spec.name}: its sandboxed worker gave a malformed config")
+        bad = sorted(k for k in c if k != "error" and not PARAMETER.match(k))
+        if bad:
+            raise InputError(f"{spec.name}: config parameter {outputs.one_line(repr(bad[0]), 80)} is not a name "
+                             "(letters, digits, _ . -, at most 64, starting with a letter or _)")
     return info

@@ -278,10 +278,15 @@ def open_parent(store: Store, run: ParentRun) -> tuple[str, str, bool]:
             **run.identity_tags(), Tag.DATASET: k.dataset, Tag.PROFILE: run.profile, Tag.SOURCE: run.source,
             Tag.SANDBOX: run.sandbox, Tag.FOLDS_EXPECTED: str(run.folds_expected), Tag.CITE: run.cite[:5000]})
         parent_id = parent.info.run_id
-        store.log(parent_id, params={"method": k.method, "family": run.family, "seed": k.seed, "profile": run.profile, "task": k.task,
-                                     "protocol": PROTOCOL_VERSION, "dataset": k.dataset, "dataset_fingerprint": k.fingerprint,
-                                     "code_hash": k.code_hash, "git_commit": git_commit(), **versions(),
-                                     **{f"cfg.{n}": v for n, v in run.params.items()}})
+        try:
+            store.log(parent_id, params={"method": k.method, "family": run.family, "seed": k.seed, "profile": run.profile,
+                                         "task": k.task, "protocol": PROTOCOL_VERSION, "dataset": k.dataset,
+                                         "dataset_fingerprint": k.fingerprint, "code_hash": k.code_hash, "git_commit": git_commit(),
+                                         **versions(), **{f"cfg.{n}": v for n, v in run.params.items()}})
+        except Exception as e:  # noqa: BLE001 - MLflow refused a parameter: this method fails, its parent is closed
+            why = f"{k.method}: MLflow refused its parameters ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            store.finish(parent_id, FAILED, tags={Tag.ERROR: why[:5000]})
+            raise InputError(why) from None
     public = {} if run.labels_public is None else {Tag.LABELS_PUBLIC: str(bool(run.labels_public)).lower()}
     store.log(parent_id, tags={Tag.STATUS: RUNNING, **public})
     return exp, parent_id, False

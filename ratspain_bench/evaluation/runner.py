@@ -31,7 +31,7 @@ from ..paths import atomic_write_text, cache_dir
 from ..protocol import Fold, leave_one_subject_out
 from . import launch, outside, record, sandbox
 from .configure import configure, registered_hash, require_task
-from .fold import FoldError, FoldTask, image_size, read_fold, run_fold
+from .fold import FoldError, FoldTask, check_image_size, image_size, read_fold, run_fold
 from .identity import JobKey, code_hash, config_hash, task_fingerprint
 from .launch import LaunchSettings
 from .predictions import score_frame
@@ -103,6 +103,8 @@ def plan(name: str, dataset, opts: RunOptions) -> Plan:
     params = configure(spec, opts.profile, opts.overrides, opts.where_declared, opts.sandbox)
     if spec.trusted:  # kept on disk: the leaderboard reads it back without importing the method
         registered_hash(spec, opts.profile)
+    else:  # the harness decodes the images an outside method asks for: never more than its worker may hold
+        check_image_size(name, params, len(dataset), opts.sandbox.memory_mb)
     key = JobKey(dataset.name, task_fingerprint(dataset, opts.task), name, config_hash(spec.family, params), code_hash(spec),
                  opts.seed, opts.task)
     return Plan(spec, params, key, leave_one_subject_out(dataset.table["subject"], dataset.table["image"]))
@@ -170,7 +172,7 @@ class MethodRun:
         if first is not None and not p.spec.trusted:
             outside.prestart(p.task(first, opts))  # its start-up overlaps the MLflow set-up and the image loading
         parent = record.ParentRun(p.key, p.spec.family, opts.profile, p.spec.source, p.params, len(p.folds), p.spec.cite,
-                                  "in-process" if p.spec.trusted else opts.sandbox.mode, dataset.labels_public)
+                                  "in-process" if p.spec.trusted else opts.sandbox.resolved(opts.device), dataset.labels_public)
         self.exp, self.parent_id, done = record.open_parent(store, parent)
         if done and self.pred_path.is_file():
             if not opts.quiet:
@@ -367,22 +369,45 @@ def _device_used(device: str) -> str:
     return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
 
 
-def check_methods(names: list[str], opts: RunOptions) -> None:
-    """Every configuration error (unknown name, broken submission, bad parameter, no sandbox, weights that
-    cannot be had) before any work."""
-    sandbox.require(opts.sandbox, [n for n in names if not get_method(n).trusted])
+def check_methods(names: list[str], opts: RunOptions) -> dict[str, str]:
+    """Every configuration error (unknown name, bad parameter, no sandbox, weights that cannot be had) before any work:
+    an InputError. A problem of an outside method's own folder or code fails that method alone: {name: reason}
+    (an InputError still when every method asked for has one)."""
+    sandbox.require(opts.sandbox, [n for n in names if not get_method(n).trusted], opts.device)
     launch.check(opts.launch)
+    broken = {}
     for n in names:
-        preflight(n, opts)
+        try:
+            preflight(n, opts)
+        except InputError as e:
+            if get_method(n).trusted:
+                raise
+            broken[n] = str(e)
+    if broken and len(broken) == len(names):
+        raise InputError("; ".join(broken.values()))
+    return broken
 
 
-def run_methods(names: list[str], dataset, opts: RunOptions, checked: bool = False) -> list[MethodResult]:
-    """Check every method (unless the caller did), plan them, then run them (`_execute`: shared work in order, light
-    folds of trusted methods side by side in the local pool)."""
-    if not checked:
-        check_methods(names, opts)
+def _failed(name: str, error: str) -> MethodResult:
+    return MethodResult(name, "failed", "", None, None, 0.0, error)
+
+
+def run_methods(names: list[str], dataset, opts: RunOptions, broken: dict | None = None) -> list[MethodResult]:
+    """Check every method (unless the caller did: `broken` is what `check_methods` gave), plan them, then run them (`_execute`: shared work in order, light
+    folds of trusted methods side by side in the local pool). An outside method that cannot be checked, planned or
+    opened in MLflow fails alone, with its reason."""
+    failed = dict(broken) if broken is not None else check_methods(names, opts)
     dataset.require_images()
-    plans = [plan(n, dataset, opts) for n in names]
+    plans = []
+    for n in names:
+        if n in failed:
+            continue
+        try:
+            plans.append(plan(n, dataset, opts))
+        except InputError as e:
+            if get_method(n).trusted:
+                raise
+            failed[n] = str(e)
     first_outside = next((p for p in plans if not p.spec.trusted), None)
     if first_outside is not None:  # its first worker starts while the MLflow store opens
         first = first_outside.first_missing(opts)
@@ -390,8 +415,16 @@ def run_methods(names: list[str], dataset, opts: RunOptions, checked: bool = Fal
             outside.prestart(first_outside.task(first, opts))
     try:
         store = record.Store(opts.runs_dir, opts.tracking_uri)
-        runs = [MethodRun(p, dataset, opts, store) for p in plans]
+        runs = []
+        for p in plans:
+            try:
+                runs.append(MethodRun(p, dataset, opts, store))
+            except InputError as e:
+                if p.spec.trusted:
+                    raise
+                failed[p.spec.name] = str(e)
         _execute(runs, dataset, opts)
-        return [r.result for r in runs]
+        results = {r.p.spec.name: r.result for r in runs}
+        return [results.get(n) or _failed(n, failed[n]) for n in names]
     finally:
         sandbox.close_spares()

@@ -1,32 +1,30 @@
-"""Outside methods (submissions, untrusted plugins) run here: each fold in a fresh worker process inside a
-bubblewrap sandbox, with limits; the harness keeps the test labels and scores.
+"""Outside methods (submissions, untrusted plugins) run here: each fold in a fresh worker process inside a sandbox,
+with limits; the harness keeps the test labels and scores.
 
-The worker (`python -I -m ratspain_bench.evaluation.worker`) sees:
-- read-only: the Python installation and its environment, the `ratspain_bench` package, the method's
-  own code (submission folder or plugin distribution), and this fold's inputs: the training rats'
-  images, labels, subject ids and keys and the test rat's images, subject id and keys (`/fold/in`), the
-  test images in a secret random order and every key an HMAC under a per-run secret (`blind`);
-- writable: a private tmpfs `/tmp` (its HOME) and `/fold/out`, where it writes its predictions (as root a
-  tmpfs of `out_mb`, every file it writes capped at that size too);
-- nothing else: not the dataset, the manifest, the runs folder, the caches, other folds' inputs, the
-  network (its own empty network namespace), nor the harness's processes (its own PID namespace:
-  ending it ends every descendant). Its environment is cleared; the kernel keyring, the page cache's exact
-  probes and eviction calls, and namespaces of its own are refused it (`seccomp`).
-As root, the worker runs as uid/gid 65534 (nobody) with no capabilities and `no_new_privs`; as a
-normal user, in a user namespace with that user's uid.
+Three kinds (`SandboxSettings.kind`; `auto`, the default, takes the strongest that works here):
+- `runsc` (`runsc.py`): gVisor, a kernel of its own per worker; nothing of the kernel is shared with the next worker,
+  so any number of them may run at once on a machine. Workers start from a snapshot of a trusted start-up.
+- `bwrap` (`bwrap.py`): bubblewrap, namespaces on the host's kernel, with a seccomp filter. Its caches and counters
+  are shared, so one bwrap worker at a time per machine (the machine lock, below).
+- `none` (`--sandbox none`): a plain process per fold, no isolation; its rows are marked `unsandboxed`.
 
-One untrusted worker at a time, on the whole machine: a worker may be started ahead of its fold (its
-interpreter and the installed libraries the method imports load meanwhile, `preload`), but it imports
-the method only when it is handed the machine's sandbox lock (`Worker.arm`), once the previous untrusted
-worker, of any method and any harness process, is gone. So no untrusted code runs while another holds labels.
+The worker (`python -I -m ratspain_bench.evaluation.worker IN OUT`) sees:
+- read-only: the Python installation and its environment, the `ratspain_bench` package, the method's own code (a
+  private copy of exactly the files its code hash covers, at `/fold/code`; a plugin's distribution at its path), and
+  this fold's inputs (`/fold/in`): the training rats' images, labels, subject ids and keys and the test rat's images,
+  subject id and keys, the test images in a secret random order and every key an HMAC under a per-run secret (`blind`);
+- writable: a private tmpfs `/tmp` (its HOME) and `/fold/out`, where it writes its predictions (as root a tmpfs of
+  `out_mb`, every file it writes capped at that size too);
+- nothing else: not the dataset, the runs folder, the caches, other folds' inputs, the network, the harness's processes.
 
-Limits: wall clock per fold (the whole sandbox is killed), and, where a cgroup can be made (v1
-`memory` + `pids` as root, or a delegated v2 subtree), memory counting shared mappings and tmpfs,
-and a process count. Without a cgroup only the time limit is enforced. `--no-sandbox` runs the same
-worker without bubblewrap (a fresh process per fold, no isolation); such rows are marked `unsandboxed`.
-What a worker wrote is read as a hostile party's files (`outputs`).
+A worker may be started ahead of its fold (its interpreter and the installed libraries the method imports load
+meanwhile, `preload`); it imports the method only once armed (`Worker.arm`: it writes `IN/GO`), which waits until no
+other armed worker of this process lives, and under bwrap or none also for the machine lock. So no outside code of
+one run runs while another worker of it holds labels.
 
-What the workers are asked to do (a fold, a saved model's `train` and `predict`, `describe`) is `outside`.
+Limits: wall clock per fold (the whole sandbox is killed), and, where a cgroup can be made (v1 `memory` + `pids` as
+root, or a delegated v2 subtree), memory counting shared mappings and tmpfs, and a process count. What a worker wrote
+is read as a hostile party's files (`outputs`). What the workers are asked to do is `outside`.
 """
 from __future__ import annotations
 
@@ -42,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -49,13 +48,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from . import cgroup, outputs, seccomp
+from . import bwrap, cgroup, outputs, runsc, seccomp
 from .cgroup import Cgroup
 from .outputs import OutputError
 
 NOBODY = 65534
-IN, OUT, STATE = "/fold/in", "/fold/out", "/fold/state"
-SCRATCH = re.compile(r"^ratspain-fold-\d+-\d+-")  # ratspain-fold-<owner>-...: see `cgroup.owner`
+IN, OUT, STATE, CODE, LIB = "/fold/in", "/fold/out", "/fold/state", "/fold/code", "/fold/lib"
+KINDS = ("auto", "runsc", "bwrap", "none")
+SCRATCH = re.compile(r"^ratspain-(fold|code)-(\d+-\d+)-")  # a worker's scratch, a code snapshot: `cgroup.owner` names them
 # Installed libraries a worker may import before it is armed (never the method's own code): those its files import.
 PRELOAD = ("ratspain_bench", "numpy", "scipy", "pandas", "sklearn", "skimage", "PIL", "cv2", "torch", "torchvision", "timm")
 # Variables that change which numeric kernels a library picks (so a sandboxed method computes what it would in-process).
@@ -65,9 +65,9 @@ KERNEL_ENV = re.compile(r"^(OPENBLAS_(?!NUM_THREADS)\w+|MKL_(CBWR|ENABLE_INSTRUC
 
 @dataclass(frozen=True)
 class SandboxSettings:
-    """How outside methods run: `enabled` False is `--no-sandbox`; limits per fold."""
+    """How outside methods run: `kind` (auto, runsc, bwrap, none); limits per fold."""
 
-    enabled: bool = True
+    kind: str = "auto"
     time_limit: float = 1800.0  # seconds per fold (wall clock)
     memory_mb: int = 8192
     pids: int = 512
@@ -76,89 +76,95 @@ class SandboxSettings:
     state_mb: int = 1024  # the most a saved model's state (what `save` writes in a `train` worker) may hold
     out_mb: int = 256  # the most a worker may write to /fold/out (and into any one file), besides a saved state
 
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InputError(f"--sandbox {self.kind!r}: expected one of {', '.join(KINDS)}")
+
     @property
-    def mode(self) -> str:
-        return "bwrap" if self.enabled else "none"
+    def enabled(self) -> bool:
+        return self.kind != "none"
+
+    def resolved(self, device: str = "cpu") -> str:
+        """The kind workers on `device` get (`auto`: the strongest that works here); InputError naming what to install."""
+        return resolve(self.kind, device)
 
     def out_limit_mb(self, task: str) -> int:
         return self.out_mb + (self.state_mb if task == "train" else 0)
+
+
+def settings(sandbox=True, **limits) -> SandboxSettings:
+    """`sandbox` as the API takes it: True (the strongest here), False (none) or a kind's name."""
+    if isinstance(sandbox, SandboxSettings):
+        return sandbox
+    kind = {True: "auto", False: "none"}.get(sandbox, sandbox) if isinstance(sandbox, bool) else str(sandbox)
+    return SandboxSettings(kind=kind, **limits)
 
 
 class SandboxError(Exception):
     """The worker failed, overran a limit or was killed; the message names the reason."""
 
 
-@lru_cache(maxsize=1)
-def unavailable() -> str | None:
-    """None when bubblewrap can run a sandbox here; else why not (one line)."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-    try:
-        r = subprocess.run(_bwrap_args([], []) + ["--", "/bin/true" if os.path.exists("/bin/true") else "true"],
-                           capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as e:
-        return f"bubblewrap cannot start here ({e})"
-    if r.returncode != 0:
-        return f"bubblewrap cannot create namespaces here ({(r.stderr or '').strip().splitlines()[-1:] or ['?']})"
+def unavailable(kind: str = "auto") -> str | None:
+    """None when sandboxes of `kind` can run here (`auto`: either); else why not (one line)."""
+    if kind == "runsc":
+        return runsc.unavailable()
+    if kind == "bwrap":
+        return bwrap.unavailable()
+    if kind == "auto":
+        return None if not runsc.unavailable() else bwrap.unavailable()
     return None
 
 
-def require(settings: SandboxSettings, names: list[str]) -> None:
-    """Before any work: outside methods need a sandbox, or an explicit --no-sandbox."""
-    if names and settings.enabled and unavailable():
-        raise InputError(f"{', '.join(names)}: outside code runs only sandboxed, and {unavailable()}; "
-                         "install bubblewrap, or pass --no-sandbox to run it unsandboxed (its rows are marked `unsandboxed`)")
+def wants_gpu(device: str) -> bool:
+    return device.startswith("cuda") or (device == "auto" and any(Path("/dev").glob("nvidia[0-9]*")))
 
 
-# ---------------------------------------------------------------- the command
+@lru_cache(maxsize=None)
+def resolve(kind: str, device: str = "cpu") -> str:
+    """The sandbox kind for workers on `device` (see `SandboxSettings.resolved`)."""
+    gpu = wants_gpu(device)
+    if kind == "none":
+        return "none"
+    if kind == "auto":
+        if not runsc.unavailable() and not gpu:
+            return "runsc"
+        if not bwrap.unavailable():
+            if gpu and not runsc.unavailable():
+                print("[sandbox] GPU folds run under bubblewrap: this runsc cannot pass a GPU through", file=sys.stderr)
+            return "bwrap"
+        raise InputError(f"no sandbox can run here: {runsc.unavailable()}; and {bwrap.unavailable()}")
+    if kind == "runsc" and gpu:
+        raise InputError("--sandbox runsc: this harness runs gVisor workers on the CPU only; use --device cpu, or "
+                         "--sandbox bwrap for a GPU (its workers share the host's kernel)")
+    problem = unavailable(kind)
+    if problem:
+        raise InputError(f"--sandbox {kind}: {problem}")
+    return kind
 
 
-def _bwrap_args(ro: list[tuple[str, str]], rw: list[tuple[str, str]], tmp_mb: int = 64, devices=(), seccomp_fd=None) -> list[str]:
-    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
-    if os.geteuid() != 0:
-        args.insert(2, "--disable-userns")
-        args.insert(2, "--unshare-user")
-    else:  # privileged bwrap: no user namespace, the command drops to nobody itself (setpriv, below)
-        args[1:2] = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup"]
-    if seccomp_fd is not None:
-        args += ["--seccomp", str(seccomp_fd)]
-    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        p = Path("/") / top
-        if p.is_symlink():
-            args += ["--symlink", os.readlink(p), str(p)]
-        elif p.is_dir():
-            args += ["--ro-bind", str(p), str(p)]
-    args += ["--ro-bind", "/usr", "/usr", "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-             "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",
-             "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/dev/shm"]  # 1777: writable by the worker's nobody
-    for d in devices:
-        args += ["--dev-bind-try", d, d]
-    made = {"/", "/usr", "/tmp", "/dev", "/proc", "/etc"}
-    for src, dst in ro + rw:
-        chain, d = [], os.path.dirname(dst)
-        while d not in made:
-            chain.append(d)
-            made.add(d)
-            d = os.path.dirname(d)
-        for c in reversed(chain):
-            args += ["--perms", "0755", "--dir", c]
-        args += ["--ro-bind" if (src, dst) in ro else "--bind", src, dst]
-        made.add(dst)
-    return args
+def require(settings: SandboxSettings, names: list[str], device: str = "cpu") -> None:
+    """Before any work: outside methods need a sandbox, or an explicit --sandbox none."""
+    if names and settings.enabled:
+        try:
+            settings.resolved(device)
+        except InputError as e:
+            raise InputError(f"{', '.join(names)}: outside code runs only sandboxed, and {e}; install gVisor (runsc) or "
+                             "bubblewrap, or pass --sandbox none to run it unisolated (its rows are marked `unsandboxed`)") from None
+
+
+# ---------------------------------------------------------------- what a worker is given
 
 
 def _code_paths(spec) -> tuple[list[str], list[str]]:
-    """(folders to bind read-only at their own path, extra sys.path entries for the worker)."""
+    """(installation folders to bind read-only at their own path, the method's own installed roots: a plugin's
+    distribution, or an installed module a submission names, bound at /fold/lib<i> and put on the worker's sys.path)."""
     package = Path(__file__).resolve().parents[1]  # the ratspain_bench package (an editable install points here)
     paths = {str(Path(sys.base_prefix).resolve()), str(Path(sys.prefix)), str(package)}
     real = Path(sys.executable).resolve()
     if not any(str(real).startswith(p + os.sep) for p in paths):
         paths.add(str(real.parent))
-    extra = []
     roots = []
     if spec.folder is not None:
-        paths.add(str(spec.folder))
         module = spec.meta.get("entry_point", "").partition(":")[0]
         if module and not (spec.folder / f"{module.replace('.', '/')}.py").is_file():
             roots.append(_module_root(module))  # an installed module named by a submission folder
@@ -166,12 +172,8 @@ def _code_paths(spec) -> tuple[list[str], list[str]]:
         from importlib.metadata import distribution
 
         roots.append(str(Path(distribution(spec.distribution).locate_file("")).resolve()))
-    for root in filter(None, roots):
-        if not any(root == p or root.startswith(p + os.sep) for p in paths):
-            paths.add(root)
-            extra.append(root)
-    # nested paths are covered by their parent's bind
-    kept = sorted(p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths))
+    extra = [r for r in dict.fromkeys(filter(None, roots)) if not any(r == p or r.startswith(p + os.sep) for p in paths)]
+    kept = sorted(p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths))  # nested: the parent's bind
     return kept, extra
 
 
@@ -188,15 +190,20 @@ def _module_root(module: str) -> str | None:
 
 def _preload(spec) -> tuple[str, ...]:
     """The modules of the installed libraries in `PRELOAD` that the method's own files import (read as text, never run)."""
-    return _imports_of(spec.name, spec.folder, spec.distribution, str(spec.target))
+    module = spec.meta.get("entry_point", "").partition(":")[0] if spec.folder is not None else ""
+    return _imports_of(spec.name, spec.folder, spec.distribution, str(spec.target), module)
 
 
 @lru_cache(maxsize=64)
-def _imports_of(name: str, folder: Path | None, distribution: str, target: str) -> tuple[str, ...]:
+def _imports_of(name: str, folder: Path | None, distribution: str, target: str, module: str = "") -> tuple[str, ...]:
     from .identity import _plugin_files, folder_files
 
     try:
-        files = folder_files(folder) if folder is not None else _plugin_files(distribution, target)
+        files = [f for _, f in folder_files(folder)] if folder is not None else _plugin_files(distribution, target)
+        root = _module_root(module) if module and not (folder / f"{module.replace('.', '/')}.py").is_file() else None
+        if root is not None:  # an installed module the folder names: its own files
+            top = Path(root) / module.split(".")[0]
+            files += sorted(top.rglob("*.py")) if top.is_dir() else [top.with_suffix(".py")]
     except Exception:  # noqa: BLE001 - a hint only: no preload when the files cannot be listed
         return ()
     found = set()
@@ -222,21 +229,9 @@ def _env(settings: SandboxSettings) -> dict:
             "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "TMPDIR": "/tmp", **kernels}
 
 
-def _command(spec, settings: SandboxSettings, task: str, scratch: Path, device: str, state: Path | None = None,
-             seccomp_fd: int | None = None) -> list[str]:
-    python = [sys.executable, "-I", "-m", "ratspain_bench.evaluation.worker", task]
-    limit = ["prlimit", f"--fsize={settings.out_limit_mb(task) << 20}", "--"] if shutil.which("prlimit") else []
-    if not settings.enabled:
-        return limit + python + [str(scratch / "in"), str(scratch / "out")]
-    ro_paths, _ = _code_paths(spec)
-    devices = [str(p) for p in sorted(Path("/dev").glob("nvidia*"))] if device.startswith(("cuda", "auto")) else []
-    ro = [(p, p) for p in ro_paths] + [(str(scratch / "in"), IN)] + ([(str(state), STATE)] if state is not None else [])
-    args = _bwrap_args(ro, [(str(scratch / "out"), OUT)], settings.tmp_mb, devices, seccomp_fd)
-    args += ["--clearenv", *[x for k, v in _env(settings).items() for x in ("--setenv", k, v)], "--chdir", "/tmp", "--"]
-    if os.geteuid() == 0:
-        args += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
-                 "--bounding-set=-all", "--no-new-privs"]
-    return limit + args + python + [IN, OUT]
+def _request(spec, code: str | None, extra_path: list[str]) -> dict:
+    return {"name": spec.name, "folder": code, "entry_point": spec.meta.get("entry_point") if spec.folder is not None else spec.target,
+            "sys_path": extra_path}
 
 
 # ---------------------------------------------------------------- scratch folders
@@ -286,37 +281,32 @@ def _remove_scratch(scratch: Path) -> None:
 def sweep() -> None:
     """Once per process: remove the cgroups, scratch folders and tmpfs mounts of harness processes that were killed."""
     cgroup.sweep()
-    tmp = Path(tempfile.gettempdir())
-    for d in tmp.glob("ratspain-fold-*"):
-        name = d.name[len("ratspain-fold-"):]
-        if SCRATCH.match(d.name) and not cgroup.owner_alive(f"ratspain-{name}") and d.is_dir() and not d.is_symlink():
+    for d in Path(tempfile.gettempdir()).glob("ratspain-*-*"):
+        m = SCRATCH.match(d.name)
+        if m and not cgroup.owner_alive(f"ratspain-{m.group(2)}-") and d.is_dir() and not d.is_symlink():
             _remove_scratch(d)
 
 
-# ---------------------------------------------------------------- one worker
-
-
-def _request(spec, extra_path: list[str]) -> dict:
-    return {"name": spec.name, "folder": None if spec.folder is None else str(spec.folder),
-            "entry_point": spec.meta.get("entry_point") if spec.folder is not None else spec.target, "sys_path": extra_path,
-            "preload": list(_preload(spec))}
+# ---------------------------------------------------------------- who may arm a worker
 
 
 LOCK = Path("/run/lock/ratspain-sandbox.lock")  # one fixed path: not $TMPDIR, which two harness processes may set apart
 
 
 class _Gate:
-    """The machine's sandbox lock (a `flock` on `LOCK`, else /tmp/ratspain-sandbox.lock, shared by every harness
-    process whatever its $TMPDIR): held by the one armed worker from the moment it may import the method until it is gone."""
+    """One armed worker per harness process at a time; a worker of a kind that shares the host's kernel (bwrap, none)
+    also holds the machine lock (a `flock` on `LOCK`, else /tmp/ratspain-sandbox.lock, shared by every harness process
+    whatever its $TMPDIR) from the moment it may import the method until it is gone."""
 
     def __init__(self):
         self.fd: int | None = None
         self.holder = None
 
-    def acquire(self, worker) -> None:
+    def acquire(self, worker, machine: bool) -> None:
         if self.holder is not None and self.holder is not worker:
             self.holder._end()  # never two armed workers in this process; `_end` releases the lock
-        if self.fd is not None:
+        self.holder = worker
+        if not machine or self.fd is not None:
             return
         flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:
@@ -326,66 +316,150 @@ class _Gate:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print("[sandbox] waiting for another run's sandboxed worker to finish", file=sys.stderr, flush=True)
+            print("[sandbox] waiting for another run's sandboxed worker (bubblewrap workers share the host's kernel: "
+                  "one at a time per machine)", file=sys.stderr, flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
-        self.fd, self.holder = fd, worker
+        self.fd = fd
 
     def release(self, worker) -> None:
-        if self.holder is worker and self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the flock
+        if self.holder is worker:
+            if self.fd is not None:
+                os.close(self.fd)  # closing the descriptor releases the flock
             self.fd, self.holder = None, None
 
 
 _GATE = _Gate()
 
 
+# ---------------------------------------------------------------- one worker
+
+
 class Worker:
     """One worker process in its own sandbox and cgroup, for one task (one fold). It starts at once and loads the
-    interpreter and its `preload` libraries, then waits; `arm` (when no other untrusted worker lives) lets it import
-    the method, and `run` hands it its inputs. A spare started during the previous fold has paid its start-up by the
-    time it is needed (`take`). Never reused: a fresh one per fold.
-    `state`: a saved model's checked state folder, bound read-only at /fold/state (task `predict`)."""
+    interpreter and its `preload` libraries (under runsc: it is restored from a snapshot of that start-up), then waits;
+    `arm` lets it import the method, and `run` hands it its inputs. A spare started during the previous fold has paid
+    its start-up by the time it is needed (`take`). Never reused: a fresh one per fold.
+    `state`: a saved model's checked state folder, bound read-only at /fold/state (task `predict`).
+    `task` "template": runs only the trusted start-up, to be checkpointed (`runsc.template`), never armed."""
 
     def __init__(self, spec, task: str, request: dict, settings: SandboxSettings, device: str = "cpu", spare: bool = False,
                  state: Path | None = None):
         sweep()
         self.settings, self.task, self.key = settings, task, _key(spec, task, request, settings, device, state)
+        self.kind = settings.resolved(device)
         self.scratch = Path(tempfile.mkdtemp(prefix=f"ratspain-fold-{cgroup.owner()}-"))
-        self.cgroup, self.log, self.proc, self.armed = None, None, None, False
+        self.cgroup, self.log, self.proc, self.armed, self.image, self._how = None, None, None, False, None, None
+        self.log_bounded, self.extra = False, []
+        self.runsc_state, self.runsc_id = self.scratch / "runsc", f"ratspain-{self.scratch.name}"
         try:
-            (self.scratch / "in").mkdir()
-            (self.scratch / "out").mkdir()
+            for d in ("in", "out", "code", "state"):
+                (self.scratch / d).mkdir()
             os.chmod(self.scratch, 0o700)
-            os.chmod(self.scratch / "in", 0o755)
+            for d in ("in", "code", "state"):
+                os.chmod(self.scratch / d, 0o755)
             limit = settings.out_limit_mb(task)
             self.bounded = settings.enabled and _mount_tmpfs(self.scratch / "out", limit, outputs.STATE_ENTRIES + 10_000)
             if os.geteuid() == 0 and settings.enabled:
                 os.chown(self.scratch / "out", NOBODY, NOBODY)
-            _, extra = _code_paths(spec)
+            code = self._code(spec)
+            installed, self.extra = _code_paths(spec)
+            libs = [f"{LIB}{i}" for i in range(len(self.extra))] if settings.enabled else self.extra
+            job = {**request, "job": task, **_request(spec, code, libs)}
             if state is not None:
-                request = {**request, "state": STATE if settings.enabled else str(state)}
-            (self.scratch / "in" / "request.json").write_text(json.dumps({**request, **_request(spec, extra)}, default=str))
-            os.chmod(self.scratch / "in" / "request.json", 0o644)
+                job["state"] = STATE if settings.enabled else str(state)
+            self._write("request.json", job)
+            self._write("boot.json", {"preload": list(_preload(spec)), "announce": task == "template"})
             self.cgroup = Cgroup(settings.memory_mb, settings.pids)
-            nice = ["nice", "-n", "19"] if spare else []  # a spare's start-up yields the cores to the fold being computed
-            program = seccomp.program() if settings.enabled else None
-            filter_fd = None
-            if program is not None:
-                (self.scratch / "seccomp.bpf").write_bytes(program)
-                filter_fd = os.open(self.scratch / "seccomp.bpf", os.O_RDONLY)
-            cmd = self.cgroup.enter_prefix() + nice + _command(spec, settings, task, self.scratch, device, state, filter_fd)
-            env = None if settings.enabled else {**_env(settings), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-            self.log = open(self.scratch / "log.txt", "w+b")
-            try:
-                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                             cwd=str(self.scratch), start_new_session=True,
-                                             pass_fds=() if filter_fd is None else (filter_fd,))
-            finally:
-                if filter_fd is not None:
-                    os.close(filter_fd)
+            self.nice = ["nice", "-n", "19"] if spare else []  # a spare's start-up yields the cores to the fold being computed
+            self._how = (spec, installed, device, state)
+            self._launch(*self._how)
         except BaseException:
             self.close()
             raise
+
+    def _write(self, name: str, content: dict) -> None:
+        path = self.scratch / "in" / name
+        path.write_text(json.dumps(content, default=str))
+        os.chmod(path, 0o644)
+
+    def _code(self, spec) -> str | None:
+        """A submission's code as the worker sees it: a private copy of exactly the hashed files (`identity.snapshot`)."""
+        self.code = None
+        if spec.folder is None or self.task == "template":
+            return None
+        from .identity import snapshot
+
+        self.code = snapshot(spec.folder).path
+        return CODE if self.settings.enabled else str(self.code)
+
+    def _binds(self, installed: list[str], state: Path | None):
+        """(read-only, writable) binds: the installation at its own paths, then what is the worker's own, at fixed places."""
+        ro = [(p, p) for p in installed] + [(str(self.scratch / "in"), IN), (str(self.code or self.scratch / "code"), CODE),
+                                            (str(state or self.scratch / "state"), STATE)]
+        ro += [(root, f"{LIB}{i}") for i, root in enumerate(self.extra)]
+        return ro, [(str(self.scratch / "out"), OUT)]
+
+    def _launch(self, spec, installed: list[str], device: str, state: Path | None, cold: bool = False) -> None:
+        python = [sys.executable, "-I", "-m", "ratspain_bench.evaluation.worker"]
+        fsize = self.settings.out_limit_mb(self.task) << 20
+        limit = ["prlimit", f"--fsize={fsize}", "--"] if shutil.which("prlimit") else []
+        env, pass_fds, filter_fd = _env(self.settings), (), None
+        ro, rw = self._binds(installed, state)
+        if self.kind == "none":
+            cmd = limit + python + [str(self.scratch / "in"), str(self.scratch / "out")]
+            env = {**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        elif self.kind == "bwrap":
+            program = seccomp.program()
+            if program is not None:
+                (self.scratch / "seccomp.bpf").write_bytes(program)
+                filter_fd = os.open(self.scratch / "seccomp.bpf", os.O_RDONLY)
+                pass_fds = (filter_fd,)
+            devices = [str(p) for p in sorted(Path("/dev").glob("nvidia*"))] if device.startswith(("cuda", "auto")) else []
+            cmd = limit + bwrap.command(python + [IN, OUT], ro, rw, env, self.settings.tmp_mb, devices, filter_fd)
+            env = None
+        else:
+            args = python + [IN, OUT]
+            layout = {"args": args, "ro": ro[:len(installed)], "libs": len(self.extra), "env": env, "tmp_mb": self.settings.tmp_mb,
+                      "fsize": fsize, "uid": os.geteuid(), "preload": list(_preload(spec))}
+            if self.task != "template" and not cold:
+                self.image = runsc.template(runsc.template_key(layout), lambda: self._template(spec, state),
+                                            min(self.settings.time_limit, 900))
+            bundle = runsc.write_bundle(self.scratch / "bundle", args, ro, rw, env, self.settings.tmp_mb, fsize)
+            # no prlimit here: RLIMIT_FSIZE would also cap the Sentry's memory file; the bundle sets it inside
+            cmd = runsc.host_view([src for src, _ in runsc.system_binds() + ro]) + runsc.command(
+                self.runsc_state, bundle, self.runsc_id, self.image)
+            env = runsc.env()
+        self.log = open(self._log_path(), "w+b")
+        try:
+            self.proc = subprocess.Popen(self.cgroup.enter_prefix() + self.nice + cmd, stdin=subprocess.DEVNULL,
+                                         stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=str(self.scratch),
+                                         start_new_session=True, pass_fds=pass_fds)
+        finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
+
+    def _template(self, spec, state):
+        """A cold worker of the same layout that runs only the trusted start-up, to be checkpointed."""
+        return Worker(spec, "template", {}, self.settings, "cpu", state=state)
+
+    def _log_path(self) -> Path:
+        """Where its stdout and stderr go. Under runsc on a tmpfs of --out-limit (gVisor does not apply the worker's
+        RLIMIT_FSIZE to a descriptor of the host's), elsewhere capped by prlimit's."""
+        folder = self.scratch / "log"
+        if not folder.is_dir():
+            folder.mkdir()
+            self.log_bounded = self.kind == "runsc" and _mount_tmpfs(folder, self.settings.out_limit_mb(self.task), 16)
+        return folder / "log.txt"
+
+    def log_head(self, limit: int = 1 << 16) -> bytes:
+        with open(self._log_path(), "rb") as f:
+            return f.read(limit)
+
+    def _log_full(self) -> bool:
+        if not self.log_bounded:
+            return False
+        st = os.statvfs(self.scratch / "log")
+        return st.f_bavail * st.f_frsize < 1 << 16
 
     @property
     def out(self) -> Path:
@@ -406,10 +480,10 @@ class Worker:
                     pass
 
     def arm(self) -> None:
-        """Let the worker import the method: it takes the machine's sandbox lock (waiting for any other untrusted worker
-        to be gone) and holds it until this worker is ended."""
+        """Let the worker import the method: once no other armed worker of this process lives (and, for a kind that
+        shares the host's kernel, none on the machine); held until this worker is ended."""
         if not self.armed:
-            _GATE.acquire(self)
+            _GATE.acquire(self, machine=self.kind != "runsc")
             self.armed = True
             (self.scratch / "in" / "GO").write_text("")
 
@@ -423,12 +497,9 @@ class Worker:
             os.chmod(inp / f"{name}.npy", 0o644)
         (inp / "READY").write_text("")
         limit = timeout or self.settings.time_limit
-        try:
-            rc = self.proc.wait(timeout=limit)
-            why = None
-        except subprocess.TimeoutExpired:
-            rc, why = None, f"time limit of {limit:g} s exceeded"
-        self._end()
+        rc, why = self._wait(limit)
+        if why is None and rc != 0 and self._restore_failed():
+            rc, why = self._cold_again(limit)
         if why is None and self.cgroup.oom_killed():
             peak = self.cgroup.peak_mb()
             why = f"memory limit of {self.settings.memory_mb} MiB exceeded" + (f" (peak {peak:.0f} MiB)" if peak else "")
@@ -438,15 +509,42 @@ class Worker:
             raise SandboxError(why)
         return self.out
 
+    def _wait(self, limit: float):
+        try:
+            rc, why = self.proc.wait(timeout=limit), None
+        except subprocess.TimeoutExpired:
+            rc, why = None, f"time limit of {limit:g} s exceeded"
+        self._end()
+        return rc, why
+
+    def _restore_failed(self) -> bool:
+        """runsc could not restore the snapshot (the installation changed under it): nothing of the worker ran."""
+        return self.image is not None and not (self.out / "error.json").exists() and b"restor" in self.log_head()
+
+    def _cold_again(self, limit: float):
+        """The same worker once more, started cold (its inputs are in place); the stale snapshot is removed."""
+        print(f"[sandbox] a gVisor snapshot could not be restored ({outputs.one_line(self.log_head().decode(errors='replace'), 200)}); "
+              "starting the worker cold", file=sys.stderr, flush=True)
+        runsc.forget(self.image)
+        self.image, self.armed = None, False
+        self.log.close()
+        shutil.rmtree(self.runsc_state, ignore_errors=True)
+        self._launch(*self._how, cold=True)
+        self.arm()
+        return self._wait(limit)
+
     def _failure(self, rc: int) -> str:
-        """Why a worker that exited with `rc` failed: its own account, else its exit, a limit it hit, its last output."""
+        """Why a worker that exited with `rc` failed: its log past the limit, else its own account, else its exit, a
+        limit it hit, its last output."""
+        mb = self.settings.out_limit_mb(self.task)
+        if self._log_full():
+            return f"wrote more than the limit of {mb} MiB to its log"
         try:
             reported = outputs.one_line(outputs.read_json(self.out / "error.json").get("error", ""))
         except (OutputError, AttributeError):
             reported = ""
         if reported:
             return reported
-        mb = self.settings.out_limit_mb(self.task)
         if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
             return f"wrote a file larger than the limit of {mb} MiB"
         if self.bounded:
@@ -458,13 +556,16 @@ class Worker:
         return how + (f"; last output: {tail}" if tail else "")
 
     def _end(self) -> None:
-        """Kill the sandbox and anything left in its session and cgroup; the sandbox lock goes with it."""
+        """Kill the sandbox and anything left in its session and cgroup; the gate goes with it."""
         if self.proc is not None:
+            alive = self.proc.poll() is None
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             self.proc.wait()
+            if alive and self.kind == "runsc" and not self.cgroup.active:
+                runsc.delete(self.runsc_state, self.runsc_id)
         if self.cgroup is not None:
             self.cgroup.kill()
         _GATE.release(self)

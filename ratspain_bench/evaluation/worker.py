@@ -1,19 +1,20 @@
-"""The sandboxed worker: `python -I -m ratspain_bench.evaluation.worker TASK IN OUT`.
+"""The sandboxed worker: `python -I -m ratspain_bench.evaluation.worker IN OUT`; what it does (its job) is in
+`IN/request.json`, read only once the harness lets it start.
 
-TASK `fold`: build the method from `IN/request.json` (its code, the full config, seed, device), read
+Job `fold`: build the method from `IN/request.json` (its code, the full config, seed, device), read
 the fold's arrays (training images, labels, subjects, keys, pose columns, and AU grades in the au
 task; test images, subjects, keys, pose columns: no test labels exist here), fit, predict, write
-`OUT/predictions.npz` (labels, scores, `au_<name>` grades). TASK `describe`: import the class and report its declarations and the full config of each
-requested parameter set (`OUT/describe.json`). TASK `train` (a saved model): build the method as `fold`
+`OUT/predictions.npz` (labels, scores, `au_<name>` grades). Job `describe`: import the class and report its declarations and the full config of each
+requested parameter set (`OUT/describe.json`). Job `train` (a saved model): build the method as `fold`
 does, fit on the `train_*` arrays (every animal), `save` into `OUT/state` (`OUT/info.json`: its
-`predict_batch`). TASK `predict`: `cls.load(config, STATE, context)` from the read-only state folder the
+`predict_batch`). Job `predict`: `cls.load(config, STATE, context)` from the read-only state folder the
 request names, predict the `test_*` arrays of one batch, write `OUT/predictions.npz` as `fold` does.
 On failure: `OUT/error.json` (a one-line reason) and exit code 1. Nothing written here is trusted by
 the harness beyond what it checks.
 
-Start-up: the request's `preload` libraries (installed ones, named by the harness) are imported first; the
-method's own code only once the harness writes `IN/GO` (no other untrusted worker is alive then), and the
-inputs are read once it writes `IN/READY`.
+Start-up: the `preload` libraries of `IN/boot.json` (installed ones, named by the harness) are imported first, then
+it says so on stdout where asked (a gVisor worker is snapshotted there, and later workers restored from it); the
+request and the method's own code only once the harness writes `IN/GO`, and the inputs once it writes `IN/READY`.
 """
 from __future__ import annotations
 
@@ -175,7 +176,7 @@ def _wait_for(signal: Path, patience_s: float = 3600.0) -> None:
     while not signal.exists():
         if time.monotonic() > deadline:
             raise TimeoutError(f"the harness gave no {signal.name}")
-        time.sleep(0.005)
+        time.sleep(0.01)
 
 
 def _preload(names) -> None:
@@ -191,21 +192,24 @@ def _preload(names) -> None:
             pass
 
 
+JOBS = {"fold": fold, "train": train, "predict": predict}
+
+
 def main(argv=None) -> int:
-    task, inp, out = (argv or sys.argv[1:])[:3]
-    inp, out = Path(inp), Path(out)
-    req = json.loads((inp / "request.json").read_text())
+    inp, out = (Path(a) for a in (argv or sys.argv[1:])[:2])
+    boot = json.loads((inp / "boot.json").read_text())
+    _preload(boot.get("preload", []))
+    if boot.get("announce"):
+        print("ratspain-worker: preloaded", flush=True)  # a gVisor worker is checkpointed here (`runsc.template`)
+    req = {}
     try:
-        _preload(req.get("preload", []))
         _wait_for(inp / "GO")
+        req = json.loads((inp / "request.json").read_text())  # read only now: a restored worker gets its fold's
         cls = _load_class(req)
         _wait_for(inp / "READY")
-        if task == "fold":
-            fold(cls, req, inp, out)
-        elif task == "train":
-            train(cls, req, inp, out)
-        elif task == "predict":
-            predict(cls, req, inp, out)
+        job = req.get("job", "describe")
+        if job in JOBS:
+            JOBS[job](cls, req, inp, out)
         else:
             describe(cls, req, out)
     except BaseException as e:  # reported to the harness as the fold's reason

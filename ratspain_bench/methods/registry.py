@@ -269,12 +269,25 @@ def submission_dirs() -> list[Path]:
     return sorted(d.resolve() for d in dirs if d.is_dir())
 
 
+TOML_LIMIT = 256 * 1024  # a submission.toml larger than this is refused unread
+
+
 def read_submission_metadata(folder: Path) -> dict:
+    """A folder's submission.toml as a dict; InputError naming the file for one that is not a plain file of sane size,
+    not UTF-8 TOML, or nested past what the parser can take (each a problem of this submission only)."""
     path = Path(folder) / "submission.toml"
+    if path.is_symlink():
+        raise InputError(f"{path}: a link; submission.toml must be a plain file")
     try:
+        if path.stat().st_size > TOML_LIMIT:
+            raise InputError(f"{path}: {path.stat().st_size:,} bytes, more than the limit of {TOML_LIMIT:,}")
         meta = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise InputError(f"{path}: invalid TOML: nested too deeply") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
     return meta
 
 

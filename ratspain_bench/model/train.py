@@ -31,7 +31,7 @@ from ..data.synth import FIELDS as SYNTH_FIELDS
 from ..errors import InputError
 from ..evaluation.configure import configure, require_task
 from ..evaluation.fold import META_COLUMNS, au_grades, build, image_size
-from ..evaluation.identity import code_hash, config_hash, folder_files, task_fingerprint
+from ..evaluation.identity import code_hash, config_hash, snapshot, task_fingerprint
 from ..evaluation.record import PARENT, Store, Tag, git_commit, versions
 from ..evaluation.outputs import copy_tree
 from ..evaluation.outside import train_state
@@ -200,12 +200,8 @@ def _copy_sandboxed(spec: MethodSpec, sandboxed, method_dir: Path) -> None:
     """The worker's checked state into `method_dir`, and the submission's code files beside it (`code/`)."""
     state, _, settings = sandboxed
     copy_tree(state, method_dir, settings.state_mb, spec.name)
-    if spec.folder is not None:
-        code = method_dir.parent / CODE_DIR
-        for f in folder_files(spec.folder):
-            dst = code / f.relative_to(spec.folder)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, dst)
+    if spec.folder is not None:  # the files its worker ran (no link leaves the folder: `identity.folder_files`)
+        shutil.copytree(snapshot(spec.folder).path, method_dir.parent / CODE_DIR)
 
 
 def _register(store: Store, name: str, run, source: str) -> str:
@@ -242,6 +238,7 @@ def train_model(r: Recipe, dataset, out, *, device: str = "auto", register: str 
         evaluate(r, dataset, device, runs_dir, tracking_uri, quiet, sandbox)
     ev, why = evidence.find(dataset, r.spec.name, r.config_hash, r.code_hash, r.seed, runs_dir, tracking_uri, r.task)
     state, info, cleanup = fit_sandboxed(r, dataset, device, sandbox)
+    info = {**info, "sandbox": sandbox.resolved(device)}
     try:
         return _save(r, dataset, out, None, (state, info, sandbox), ev, why, register, runs_dir, tracking_uri)
     finally:
@@ -266,7 +263,7 @@ def _save(r: Recipe, dataset, out: Path, method, sandboxed, ev, why, register, r
         what = {"class": spec.meta.get("entry_point") if spec.folder is not None else str(spec.target),
                 "preprocessing": {"image_size": image_size(r.params), "colour": "RGB uint8",
                                   "resize": "the whole image, bilinear, to image_size x image_size (alpha dropped, gray expanded)"},
-                "sandboxed": True, "sandbox": settings.mode, "state_mb": settings.state_mb, "predict_batch": info["predict_batch"],
+                "sandboxed": True, "sandbox": info["sandbox"], "state_mb": settings.state_mb, "predict_batch": info["predict_batch"],
                 "code": CODE_DIR if spec.folder is not None else None, "distribution": spec.distribution or None}
     meta = {"format": FORMAT, "method": r.spec.name, "family": r.spec.family, "class": what.pop("class"),
             "source": r.spec.source, "cite": r.spec.cite, "params": r.params, "config_hash": r.config_hash,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
 from .checks import FAIL, PASS, SKIP, WARN, Check, Report
 
 __all__ = ["Check", "Report", "validate"]
@@ -18,7 +19,7 @@ __all__ = ["Check", "Report", "validate"]
 
 def validate(path, *, data=None, name: str | None = None, record: bool = False, replace: bool = False, runs_dir="ratspain-runs",
              tracking_uri=None, time_limit: float = 600, import_timeout: float = 120, memory_mb: int = 4096, seed: int = 0,
-             sandbox: bool = True) -> Report:
+             sandbox: bool | str = True) -> Report:
     from . import code, metadata
 
     path = Path(path)
@@ -45,11 +46,21 @@ def validate(path, *, data=None, name: str | None = None, record: bool = False, 
             if report.failed("metadata.entry_point") or report.failed("metadata.file"):
                 report.add("code", SKIP, "not checked: fix entry_point first")
                 return report
-            from ..evaluation.sandbox import unavailable
+            from ..evaluation.identity import folder_files
+            from ..evaluation.sandbox import settings
 
-            if sandbox and unavailable():
-                report.add("sandbox", FAIL, f"outside code runs only sandboxed, and {unavailable()}",
-                           "install bubblewrap, or pass --no-sandbox (the code then runs unisolated)")
+            try:
+                settings(sandbox).resolved("cpu")
+            except InputError as e:
+                report.add("sandbox", FAIL, f"outside code runs only sandboxed, and {e}",
+                           "install gVisor (runsc) or bubblewrap, or pass --sandbox none (the code then runs unisolated)")
+                return report
+            try:
+                files = folder_files(path)
+                report.add("files", PASS, f"{len(files)} file(s), every one plain and inside the folder; compiled Python "
+                                          "(__pycache__, *.pyc) is never run: only sources")
+            except InputError as e:
+                report.add("files", FAIL, str(e), "keep only plain files in the folder: copy what a link points to in")
                 return report
             code.check_code(report, path, meta, time_limit=time_limit, import_timeout=import_timeout, memory_mb=memory_mb,
                             seed=seed, sandbox=sandbox)

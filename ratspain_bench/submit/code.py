@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..evaluation.fold import FoldError, FoldTask, image_size, read_fold, run_fold
+from ..evaluation.fold import FoldError, FoldTask, check_image_size, image_size, read_fold, run_fold
 from ..evaluation.predictions import score_frame
 from ..evaluation.outside import describe
-from ..evaluation.sandbox import SandboxSettings
+from ..evaluation.sandbox import settings as sandbox_settings
 from ..methods.registry import MethodSpec
 from ..protocol import leave_one_subject_out
 from .checks import FAIL, PASS, SKIP, Check, Report
+
+RATSPAIN_IMAGES = 1138  # the paper's dataset: what a submission's image_size must fit for
 
 TINY_COUNTS = {"1": {"no_pain": 5, "moderate": 5}, "2": {"no_pain": 5, "moderate": 4, "severe": 1}, "3": {"no_pain": 4, "moderate": 6}}
 FIX = {
@@ -126,15 +129,15 @@ def _shape_checks(report: Report, frame, n: int) -> None:
 
 
 def check_code(report: Report, folder: Path, meta: dict, *, time_limit: float = 600, import_timeout: float = 120,
-               memory_mb: int = 4096, seed: int = 0, sandbox: bool = True) -> None:
+               memory_mb: int = 4096, seed: int = 0, sandbox: bool | str = True) -> None:
     from ..data import load_dataset
     from ..data.cache import load_images
 
     spec = spec_of(folder, meta)
-    settings = SandboxSettings(enabled=sandbox, time_limit=time_limit, memory_mb=memory_mb or 1 << 20)
+    settings = sandbox_settings(sandbox, time_limit=time_limit, memory_mb=memory_mb or 1 << 20)
     t0 = time.perf_counter()
     try:
-        info = describe(spec, None, [dict(spec.params)], SandboxSettings(sandbox, import_timeout, settings.memory_mb))
+        info = describe(spec, None, [dict(spec.params)], replace(settings, time_limit=import_timeout))
     except InputError as e:
         _import_failure(report, str(e), meta["entry_point"], import_timeout)
         if not report.failed("interface"):
@@ -143,6 +146,13 @@ def check_code(report: Report, folder: Path, meta: dict, *, time_limit: float = 
     info["import_seconds"] = time.perf_counter() - t0
     params = _interface(report, spec, info)
     if params is None:
+        return
+    try:  # what `run` decodes for it on RatsPain's 1,138 images
+        size = check_image_size(spec.name, params, RATSPAIN_IMAGES, settings.memory_mb)
+        report.add("config.image_size", PASS, f"image_size {size}: {RATSPAIN_IMAGES:,} images take "
+                                              f"{RATSPAIN_IMAGES * size * size * 3 / 2**20:,.0f} MiB decoded")
+    except InputError as e:
+        report.add("config.image_size", FAIL, str(e), "use an image_size the worker can hold (the paper's is 224)")
         return
     with tempfile.TemporaryDirectory(prefix="ratspain-validate-") as tmp:
         work = Path(tmp)
@@ -186,7 +196,8 @@ def check_code(report: Report, folder: Path, meta: dict, *, time_limit: float = 
         report.add("loro.smoke", PASS, f"{len(folds)} leave-one-rat-out folds on a tiny replica ({len(dataset)} images), one "
                                        f"sandboxed worker per fold, in {time.perf_counter() - t:.1f} s; pooled F1 "
                                        f"{s['pooled']['f1']:.3f} (tiny data: the number means nothing)")
-        where = "a bubblewrap sandbox" if sandbox else "a separate process (--no-sandbox: not isolated)"
+        where = {"runsc": "a gVisor sandbox (a kernel of its own)", "bwrap": "a bubblewrap sandbox (namespaces on the host's kernel)",
+                 "none": "a separate process (--sandbox none: not isolated)"}[settings.resolved("cpu")]
         report.add("loro.labels", PASS, f"the method ran in {where} and saw TestSet (images, subjects, keys; no labels); "
                                         "the harness scored its predictions")
 

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 from .checks import FAIL, PASS, WARN, Check
@@ -44,14 +43,17 @@ def is_spdx(expression: str) -> bool:
 
 
 def read(folder: Path) -> tuple[dict | None, Check]:
+    from ..errors import InputError
+    from ..methods.registry import read_submission_metadata
+
     path = Path(folder) / "submission.toml"
     if not path.is_file():
         return None, Check("metadata.file", FAIL, f"no submission.toml in {folder}",
                            "copy submissions/_template/submission.toml into the folder and edit it")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8")), Check("metadata.file", PASS, f"{path} is valid TOML")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        return None, Check("metadata.file", FAIL, f"{path}: invalid TOML ({e})", "fix the TOML syntax (strings in double quotes, lists in [ ])")
+        return read_submission_metadata(folder), Check("metadata.file", PASS, f"{path} is valid TOML")
+    except InputError as e:
+        return None, Check("metadata.file", FAIL, str(e), "fix the TOML syntax (strings in double quotes, lists in [ ])")
 
 
 def _key(meta: dict, key: str, example: str, validate) -> Check:
