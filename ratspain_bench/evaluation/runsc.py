@@ -6,13 +6,13 @@ A worker is an OCI bundle (`write_bundle`): an empty read-only root with the sys
 the method's code and the fold's inputs bound read-only, `/fold/out` writable, a private `/tmp`; uid 65534 with no
 capabilities; no network (`--network=none`); `--platform=ptrace` (the KVM platform needs nested virtualisation).
 
-Two things of the host stay shared, and are closed here:
-- **Access times.** The gofer (runsc's file server) reads the host's files on a read-write view, so a worker that
+Two things of the host stay shared with the next worker:
+- **Access times** (closed here). The gofer (runsc's file server) reads the host's files on a read-write view, so a worker that
   reads a file of the installation moves its access time (relatime: once a day), which the next worker reads with
   `stat`: an exact bit per file. `runsc` therefore starts in a mount namespace of its own where every folder it binds
   read-only is remounted read-only (`host_view`): a read-only mount never moves an access time.
-- **Timing.** The host's page cache and dentry cache still make a file the previous worker read faster to read again.
-  Only timing shows it: see SECURITY.md for the figures.
+- **Timing** (not closed). The host's page cache and dentry cache still make a file the previous worker read faster
+  to read again; only timing shows it: see SECURITY.md for the figures.
 
 Start-up: `import torch` takes ~5x longer under gVisor's ptrace platform here (each system call costs ~0.1 ms). So a
 worker is *restored* from a snapshot (`runsc checkpoint`) of a worker that ran only trusted code: the interpreter, the
