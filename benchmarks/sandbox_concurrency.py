@@ -1,4 +1,4 @@
-"""How many gVisor workers can run at once: K workers of the submission template, each a fold of the replica (rat 1
+"""How many gVisor workers can run at once: K workers of the worked example (examples/hog-logreg), each a fold of the replica (rat 1
 held out, 64 px), started together, against the same K one after the other; each worker's memory (its cgroup's
 peak: the Sentry, the restored start-up and the fit) and the machine's.
 
@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "submissions" / "_template"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hog-logreg"  # HOG + logistic regression
 JOB: dict = {}  # what each forked worker process runs
 
 
@@ -53,7 +53,7 @@ def main() -> None:
 
     if sandbox.unavailable(args.kind):
         raise SystemExit(f"no {args.kind} here: {sandbox.unavailable(args.kind)}")
-    spec = submission_spec(TEMPLATE)
+    spec = submission_spec(EXAMPLE)
     settings = sandbox.SandboxSettings(args.kind, threads=1)
     params = {"image_size": 64, "orientations": 9, "pixels_per_cell": 8, "cells_per_block": 2, "C": 1.0,
               "class_weight": "balanced", "max_iter": 2000}
@@ -68,7 +68,7 @@ def main() -> None:
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(1) as pool:
         pool.map(_one, [0])  # untimed: the snapshot, once per machine
-    print(f"{args.kind} workers of the submission template, one LORO fold each ({len(train)} training, {len(test)} test "
+    print(f"{args.kind} workers of the worked example (examples/hog-logreg), one LORO fold each ({len(train)} training, {len(test)} test "
           f"images, 64 px, 1 thread each), each in a process of its own; {os.cpu_count()} cores, "
           f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB")
     for k in [int(x) for x in args.workers.split(",")]:

@@ -1,4 +1,4 @@
-"""Time the submission template under LORO on the replica: in each sandbox (one worker per fold, as every outside
+"""Time the worked example (examples/hog-logreg) under LORO on the replica: in each sandbox (one worker per fold, as every outside
 method runs) against in-process (the same folder trusted), as a user runs it.
 
     python benchmarks/sandbox_overhead.py [--data D] [--repeats 3] [--kinds runsc,bwrap]
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "submissions" / "_template"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hog-logreg"  # HOG + logistic regression
 RUN = """
 import json, sys, time
 import ratspain_bench as rb
@@ -46,7 +46,7 @@ def main() -> None:
         raise SystemExit(f"no sandbox here: {unavailable()}")
     api.load_dataset(args.data)  # renders the replica once, outside the timings
     tmp = Path(tempfile.mkdtemp(prefix="sandbox-bench-"))
-    shutil.copytree(TEMPLATE, tmp / "submissions" / "hog-logreg")
+    shutil.copytree(EXAMPLE, tmp / "submissions" / "hog-logreg")
     env = {**os.environ, "RATSPAIN_SUBMISSIONS_DIR": str(tmp / "submissions")}
     env.pop("MLFLOW_TRACKING_URI", None)
     times: dict[str, list[float]] = {m: [] for m in ["in-process", *kinds]}
@@ -74,7 +74,7 @@ def main() -> None:
     for kind in kinds:
         assert column(preds["in-process"]) == column(preds[kind]), f"{kind} and in-process predictions differ"
     inproc = min(times["in-process"])
-    print(f"submission template (HOG + logistic regression, 64 px) under LORO, {os.cpu_count()} cores; runs: "
+    print(f"worked example (HOG + logistic regression, 64 px) under LORO, {os.cpu_count()} cores; runs: "
           + ", ".join(f"{k} {', '.join(f'{t:.1f}' for t in v)} s" for k, v in times.items()))
     print(f"in-process (trusted) : {inproc:6.1f} s")
     for kind in kinds:

@@ -58,6 +58,21 @@ class Results:
     results: list[MethodResult]
     dataset: Dataset
     _preds: pd.DataFrame | None = field(default=None, repr=False)
+    sandbox: str = "runsc"  # the sandbox its outside methods ran in
+
+    def not_ranked(self) -> dict[str, str]:
+        """Outside methods that ran but that the leaderboard will not rank (its rule 10a), with why and what would."""
+        out = {}
+        for r in self.results:
+            if r.status != "complete" or get_method(r.method).trusted:
+                continue
+            if self.sandbox in ("bwrap", "none"):
+                out[r.method] = ("not ranked: it ran under bubblewrap or unsandboxed, whose workers share the host's kernel; "
+                                 "run it under gVisor (--sandbox runsc) to rank it")
+            elif self.dataset.labels_public:
+                out[r.method] = ("not ranked: this dataset's labels are public (anyone can render it again); run it on "
+                                 "`ratspain-bench synth OUT --hidden` data to rank it")
+        return out
 
     @property
     def failed(self) -> list[MethodResult]:
@@ -191,7 +206,8 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
                       launch=launch_settings(launcher, devices, **launch), task=task)
     broken = check_methods(names, opts)  # configuration errors before the dataset is read (or the replica rendered)
     dataset = load_dataset(data, include_low_confidence)
-    return Results(run_methods(names, dataset, opts, broken), dataset)
+    kind = opts.sandbox.resolved(device) if any(not get_method(n).trusted for n in names) else "none"
+    return Results(run_methods(names, dataset, opts, broken), dataset, sandbox=kind)
 
 
 def score(predictions, method: str | None = None, seed=None, format: str = "json"):

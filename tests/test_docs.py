@@ -61,3 +61,20 @@ def test_readme_anchors_into_the_docs_exist():
         if anchor not in slugs:
             missing.append(f"{page}#{anchor}")
     assert not missing, missing
+
+
+def test_getting_started_holds_the_readmes_sections_as_they_are():
+    """getting-started.md copies two README sections (GitHub shows no snippet markers' content): they stay equal."""
+    readme, page = README.read_text(), (ROOT / "docs" / "getting-started.md").read_text()
+    for name in ("demo", "python"):
+        section = re.search(rf"<!-- --8<-- \[start:{name}\] -->\n(.*?)<!-- --8<-- \[end:{name}\] -->", readme, re.S).group(1)
+        copy = re.search(rf"<!-- README.md's section \"{name}\",[^\n]*-->\n(.*?)<!-- end of README.md's section \"{name}\" -->",
+                         page, re.S).group(1)
+        assert copy == section, f"docs/getting-started.md: the README's section {name!r} changed; copy it again"
+
+
+def test_no_page_under_docs_is_an_include_stub():
+    """The root's SUBMITTING, SECURITY, CONTRIBUTING and CHANGELOG become pages through `mkdocs_hooks.py`: no stub file
+    under docs/ reads as empty on GitHub."""
+    stubs = [p.name for p in (ROOT / "docs").glob("*.md") if p.read_text().lstrip().startswith("--8<--")]
+    assert not stubs, stubs

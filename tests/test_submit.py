@@ -1,5 +1,5 @@
-"""`submit validate`: the template passes; broken submissions fail with a line saying what to fix;
-prediction-only submissions are checked, scored and recorded for the leaderboard."""
+"""`submit validate`: the template and the worked example pass; broken submissions (edits of the worked example)
+fail with a line saying what to fix; prediction-only submissions are checked, scored and recorded for the leaderboard."""
 import shutil
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from ratspain_bench.cli import main
 from ratspain_bench.methods import registry as reg
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "submissions" / "_template"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hog-logreg"  # HOG + logistic regression
 PREDICT = "        return Predictions((prob >= 0.5).astype(int), prob)"
 
 
@@ -21,9 +22,9 @@ def _env(tmp_path, monkeypatch):
     monkeypatch.setattr(reg, "_default", [])
 
 
-def copy_template(tmp_path, name="my-method", edit=None, toml_edit=None) -> Path:
+def copy_example(tmp_path, name="my-method", edit=None, toml_edit=None) -> Path:
     dst = tmp_path / name
-    shutil.copytree(TEMPLATE, dst)
+    shutil.copytree(EXAMPLE, dst)
     toml = (dst / "submission.toml").read_text().replace('name = "hog-logreg"', f'name = "{name}"')
     (dst / "submission.toml").write_text(toml_edit(toml) if toml_edit else toml)
     if edit:
@@ -45,8 +46,9 @@ def line(out: str, check: str) -> str:
     return found[0]
 
 
-def test_template_is_valid(capsys):
-    rc, out = validate(capsys, TEMPLATE)
+@pytest.mark.parametrize("folder", [TEMPLATE, EXAMPLE], ids=["template", "worked-example"])
+def test_template_and_worked_example_are_valid(capsys, folder):
+    rc, out = validate(capsys, folder)
     assert rc == 0, out
     for check in ("metadata.name", "metadata.licence", "import", "interface.shape", "interface.probabilities",
                   "interface.determinism", "loro.smoke", "loro.labels"):
@@ -54,8 +56,16 @@ def test_template_is_valid(capsys):
     assert "VALID" in out
 
 
+def test_the_template_is_minimal():
+    """The template shows the interface and nothing more: NumPy only, a few lines."""
+    code = (TEMPLATE / "method.py").read_text()
+    imports = {line.split()[1].split(".")[0] for line in code.splitlines() if line.startswith(("import ", "from "))}
+    assert imports <= {"__future__", "dataclasses", "numpy", "ratspain_bench"}, imports
+    assert len([x for x in code.splitlines() if x.strip() and not x.lstrip().startswith("#")]) < 50
+
+
 def test_missing_metadata_key(tmp_path, capsys):
-    sub = copy_template(tmp_path, toml_edit=lambda t: t.replace('contact = "ada@example.org"', ""))
+    sub = copy_example(tmp_path, toml_edit=lambda t: t.replace('contact = "ada@example.org"', ""))
     rc, out = validate(capsys, sub)
     assert rc == 2
     assert line(out, "metadata.contact") .startswith("FAIL metadata.contact: missing required key 'contact' -> fix: add contact =")
@@ -63,7 +73,7 @@ def test_missing_metadata_key(tmp_path, capsys):
 
 
 def test_bad_metadata_types(tmp_path, capsys):
-    sub = copy_template(tmp_path, toml_edit=lambda t: t.replace('authors = ["Ada Lovelace", "Charles Babbage"]', 'authors = "Ada"')
+    sub = copy_example(tmp_path, toml_edit=lambda t: t.replace('authors = ["Ada Lovelace", "Charles Babbage"]', 'authors = "Ada"')
                         .replace('entry_point = "method:HogLogReg"', 'entry_point = "method.HogLogReg"'))
     rc, out = validate(capsys, sub)
     assert rc == 2
@@ -72,7 +82,7 @@ def test_bad_metadata_types(tmp_path, capsys):
 
 
 def test_import_error(tmp_path, capsys):
-    sub = copy_template(tmp_path, edit=lambda c: c.replace("import numpy as np\n", "import numpy as np\nimport not_a_real_package_xyz\n", 1))
+    sub = copy_example(tmp_path, edit=lambda c: c.replace("import numpy as np\n", "import numpy as np\nimport not_a_real_package_xyz\n", 1))
     rc, out = validate(capsys, sub)
     assert rc == 2
     msg = line(out, "import")
@@ -81,7 +91,7 @@ def test_import_error(tmp_path, capsys):
 
 
 def test_wrong_predict_shape(tmp_path, capsys):
-    sub = copy_template(tmp_path, edit=lambda c: c.replace(PREDICT, "        return Predictions((prob[:-1] >= 0.5).astype(int), prob[:-1])"))
+    sub = copy_example(tmp_path, edit=lambda c: c.replace(PREDICT, "        return Predictions((prob[:-1] >= 0.5).astype(int), prob[:-1])"))
     rc, out = validate(capsys, sub)
     assert rc == 2
     msg = line(out, "interface.shape")
@@ -89,7 +99,7 @@ def test_wrong_predict_shape(tmp_path, capsys):
 
 
 def test_probabilities_outside_unit_interval(tmp_path, capsys):
-    sub = copy_template(tmp_path, edit=lambda c: c.replace(PREDICT, "        return Predictions((prob >= 0.5).astype(int), 4 * prob - 2)"))
+    sub = copy_example(tmp_path, edit=lambda c: c.replace(PREDICT, "        return Predictions((prob >= 0.5).astype(int), 4 * prob - 2)"))
     rc, out = validate(capsys, sub)
     assert rc == 2
     msg = line(out, "interface.probabilities")
@@ -98,7 +108,7 @@ def test_probabilities_outside_unit_interval(tmp_path, capsys):
 
 def test_nondeterministic_predictions(tmp_path, capsys):
     noisy = ("        prob = np.clip(prob + np.random.default_rng().uniform(-0.3, 0.3, len(prob)), 0, 1)\n" + PREDICT)
-    sub = copy_template(tmp_path, edit=lambda c: c.replace(PREDICT, noisy))
+    sub = copy_example(tmp_path, edit=lambda c: c.replace(PREDICT, noisy))
     rc, out = validate(capsys, sub)
     assert rc == 2
     msg = line(out, "interface.determinism")
@@ -119,7 +129,7 @@ def test_method_reading_the_manifest_fails(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(code, "make_tiny_replica", tiny)
     sneaky = ("        from pathlib import Path\n        here = Path(__file__).parent\n"
               "        open((here / 'where.txt').read_text() + '/manifest.csv').read()\n" + PREDICT)
-    copy_template(tmp_path, edit=lambda c: c.replace(PREDICT, sneaky))
+    copy_example(tmp_path, edit=lambda c: c.replace(PREDICT, sneaky))
     rc, out = validate(capsys, sub)
     assert rc == 2
     msg = line(out, "loro.data_access")
@@ -127,7 +137,7 @@ def test_method_reading_the_manifest_fails(tmp_path, capsys, monkeypatch):
 
 
 def test_time_limit(tmp_path, capsys):
-    sub = copy_template(tmp_path, edit=lambda c: c.replace("        labels = np.asarray(train.labels, dtype=int)\n",
+    sub = copy_example(tmp_path, edit=lambda c: c.replace("        labels = np.asarray(train.labels, dtype=int)\n",
                                                            "        import time\n        time.sleep(600)\n        labels = np.asarray(train.labels, dtype=int)\n"))
     rc, out = validate(capsys, sub, "--time-limit", "10")
     assert rc == 2
@@ -215,7 +225,7 @@ def test_predictions_only_refusals(tmp_path, capsys):
 
 
 def test_licence_must_be_a_real_spdx_identifier(tmp_path, capsys):
-    sub = copy_template(tmp_path, toml_edit=lambda t: t.replace('licence = "Apache-2.0"', 'licence = "MIT-ish"'))
+    sub = copy_example(tmp_path, toml_edit=lambda t: t.replace('licence = "Apache-2.0"', 'licence = "MIT-ish"'))
     rc, out = validate(capsys, sub)
     assert rc == 2 and line(out, "metadata.licence").startswith("FAIL")
 
@@ -253,12 +263,12 @@ def test_installed_plugin_module_is_validated(tmp_path, capsys, monkeypatch):
     """A plugin's submission.toml needs no code beside it: entry_point names an installed module."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "hog_plugin_demo.py").write_text((TEMPLATE / "method.py").read_text())
+    (site / "hog_plugin_demo.py").write_text((EXAMPLE / "method.py").read_text())
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", str(site))
     folder = tmp_path / "plugin"
     folder.mkdir()
-    toml = (TEMPLATE / "submission.toml").read_text().replace('name = "hog-logreg"', 'name = "hog-plugin"').replace(
+    toml = (EXAMPLE / "submission.toml").read_text().replace('name = "hog-logreg"', 'name = "hog-plugin"').replace(
         'entry_point = "method:HogLogReg"', 'entry_point = "hog_plugin_demo:HogLogReg"')
     (folder / "submission.toml").write_text(toml)
     rc, out = validate(capsys, folder)

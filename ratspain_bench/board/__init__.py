@@ -76,5 +76,5 @@ def leaderboard_from_store(out=None, runs_dir="ratspain-runs", tracking_uri: str
     records = fetch_runs(uri)
     if not records:
         raise InputError(f"{uri}: no ratspain runs in this MLflow store (run `ratspain-bench run` first)")
-    boards = build_leaderboards(records, shown_uri(uri), n_resamples, bootstrap_seed, mlflow_ui)
+    boards = build_leaderboards(records, shown_uri(uri, tracking_uri or runs_dir), n_resamples, bootstrap_seed, mlflow_ui)
     return boards, (write_leaderboards(boards, out) if out is not None else [])

@@ -77,9 +77,10 @@ def metric_cell(row: Row, key: str) -> str:
 
 
 def seeds_cell(row: Row) -> str:
+    """Which seeds made the row: `seed 0`, or `3 seeds: 0, 1, 2` (never a bare number, which reads as a count)."""
     if not row.seeds:
         return DASH
-    return ",".join(row.seeds) + (f" (n={len(row.seeds)})" if len(row.seeds) > 1 else "")
+    return f"seed {row.seeds[0]}" if len(row.seeds) == 1 else f"{len(row.seeds)} seeds: {', '.join(row.seeds)}"
 
 
 def train_cell(row: Row) -> str:
@@ -91,7 +92,7 @@ def code_cell(row: Row) -> str:
 
 
 def rank_cell(row: Row) -> str:
-    return str(row.rank) if row.rank is not None else row.kind
+    return str(row.rank) if row.rank is not None else ("not ranked" if row.kind == "unranked" else row.kind)
 
 
 def tier_cell(row: Row) -> str:

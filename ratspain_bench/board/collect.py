@@ -12,12 +12,14 @@ def resolve_tracking_uri(runs_dir="ratspain-runs", uri: str | None = None) -> st
     return tracking_uri(runs_dir, uri)
 
 
-def shown_uri(uri: str, base=None) -> str:
-    """The store as a board names it: a SQLite file under `base` (default the working folder) relative to it
-    (`sqlite:///ratspain-runs/mlflow.db`), so a committed board holds no machine's absolute path; else `uri`."""
+def shown_uri(uri: str, given=None, base=None) -> str:
+    """The store as a board names it. The SQLite file of a runs folder given (`given`) as a relative path, under
+    `base` (default the working folder): relative to it (`sqlite:///ratspain-runs/mlflow.db`, so a committed board
+    holds no machine's absolute path, and the command works from where it was run); a store given as an absolute
+    path or a tracking URI: as it was given."""
     import os
 
-    if not uri.startswith("sqlite:////"):
+    if not uri.startswith("sqlite:////") or (given is not None and ("://" in str(given) or os.path.isabs(str(given)))):
         return uri
     path, base = uri[len("sqlite:///"):], os.path.abspath(base or os.getcwd())
     inside = os.path.commonpath([path, base]) == base

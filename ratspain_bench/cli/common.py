@@ -48,6 +48,13 @@ def add_sandbox_options(p) -> None:
                         "included (default 256; a saved model's state has --state-limit on top)")
 
 
+def one_method(args, command: str) -> str | None:
+    """`--method` (also spelled `--methods`) of a command that takes one method."""
+    if args.method and "," in args.method:
+        raise InputError(f"{command} takes one method (--method NAME), not a list: run it once per method")
+    return args.method
+
+
 def sandbox_kind(args) -> str:
     """--sandbox, with --no-sandbox as its older spelling of `none`."""
     return "none" if getattr(args, "no_sandbox", False) else getattr(args, "sandbox", "auto")

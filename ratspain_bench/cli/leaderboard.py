@@ -36,7 +36,12 @@ def run_leaderboard(args) -> int:
             top = f"; top: {lb.ranked[0].label} (RGS ICC(A,1) {'undefined' if icc is None else f'{icc:.4f}'})"
         elif lb.ranked:
             top = f"; top: {lb.ranked[0].label} (pooled F1 {lb.ranked[0].pooled['f1']:.4f})"
-        print(f"{lb.name}: {len(lb.ranked)} ranked, {len(lb.incomplete)} incomplete{top}")
+        above = lb.above_top()
+        if above:  # a higher score that is not ranked is said, never hidden behind the top
+            top += ("; not ranked, above it: " + ", ".join(f"{r.label} (pooled F1 {r.pooled['f1']:.4f})" for r in above)
+                    + f" ({above[0].note.split(':')[0]})")
+        unranked = f", {len(lb.unranked)} not ranked" if lb.unranked else ""
+        print(f"{lb.name}: {len(lb.ranked)} ranked{unranked}, {len(lb.incomplete)} incomplete{top}")
     out = out.resolve()
     print(f"leaderboard written to {out}/ (README.md, index.html, results.csv, results.json)")
     print(f"open {(out / 'index.html').as_uri()}")

@@ -29,8 +29,9 @@ def run(args) -> int:
         return 0
     from tabulate import tabulate
 
-    table = [[r["name"], r["family"], ", ".join(r["tasks"] or ["(its own)"]), ", ".join(f"{k}={v}" for k, v in r["params"].items()),
-              r["source"] + (" (sandboxed)" if r["sandboxed"] else "")] for r in rows]
+    table = [[r["name"], r["family"], ", ".join(r["tasks"]) if r["tasks"] is not None else "declared in its code",
+              ", ".join(f"{k}={v}" for k, v in r["params"].items()) + (" (+ its Config's defaults)" if r["sandboxed"] else ""),
+              r["source"] + (", runs sandboxed" if r["sandboxed"] else "")] for r in rows]
     print(tabulate(table, headers=["name", "family", "tasks", f"parameters ({args.profile} profile)", "source"], tablefmt="github"))
     print("\nSuites: " + "; ".join(f"{k} ({len(v)})" for k, v in suites.items()))
     parametric = [s.name for s in default_registry().families() if s.trusted and getattr(s.load(), "parametric", None)]

@@ -103,7 +103,10 @@ def run(args) -> int:
                     sink.close()
         bar.close()
         if tmp is not None:
-            os.replace(tmp, args.out)
+            if failed == n:  # nothing scored: no file of error rows is left behind
+                tmp.unlink()
+            else:
+                os.replace(tmp, args.out)
     except BaseException:
         bar.close()
         if tmp is not None and tmp.exists():

@@ -18,9 +18,11 @@ def add_parser(sub) -> None:
         "ratspain-bench run --suite paper --profile paper --launcher submitit --partition gpu --gpus-per-job 1 --time-min 240"])
     add_data_option(p)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--methods", help="comma-separated method names (see `ratspain-bench methods`), e.g. lbp-r3p8-4x4,timm:resnet18")
+    g.add_argument("--methods", "--method", help="comma-separated method names (see `ratspain-bench methods`), e.g. "
+                                                 "lbp-r3p8-4x4,timm:resnet18 (--method is the same)")
     g.add_argument("--suite", help="a named suite: paper (Table 3's nine methods), quick (the same nine in the quick profile plus two "
-                                   "offline-pretrained EfficientNet-Lite0 rows; the default), lbp (the six LBP-SVM rows)")
+                                   "offline-pretrained EfficientNet-Lite0 rows; the default), lbp (the six LBP-SVM rows), au (the "
+                                   "methods of the action-unit track, with --task au)")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="quick: sized for a 2-core CPU; paper: the paper's settings (GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", choices=("binary", "au"), default="binary",
@@ -72,5 +74,7 @@ def run(args) -> int:
               "(two-way random effects, absolute agreement, single measure) against the consensus score.")
     for r in results.failed:
         print(f"FAILED {r.method}: {r.error}")
+    for name, why in results.not_ranked().items():
+        print(f"{name}: {why}")
     print(f"\nPredictions: {Path(args.runs_dir) / 'predictions'}   MLflow: {tracking_uri(args.runs_dir, args.tracking_uri)}")
     return 1 if results.failed else 0

@@ -5,12 +5,12 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, dataset, parse_overrides, sandbox_kind
+from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, dataset, one_method, parse_overrides, sandbox_kind
 
 
 def _common(p, method_default: str) -> None:
     add_data_option(p)
-    p.add_argument("--method", default=method_default, help=f"a registered method (default {method_default}; see `ratspain-bench methods`)")
+    p.add_argument("--method", "--methods", dest="method", default=method_default, help=f"a registered method (default {method_default}; see `ratspain-bench methods`)")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="quick: sized for a 2-core CPU; paper: the paper's settings")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="hold a config parameter at this value in every trial (repeatable)")
     p.add_argument("--seed", type=int, default=0)
@@ -86,7 +86,7 @@ def run_sensitivity(args) -> int:
             if name in grid:
                 raise InputError(f"--param {name} is given twice")
             grid[name] = values
-    res = api.sensitivity(args.method, dataset(args), grid=grid, jobs=args.jobs, finetune=args.finetune, **_options(args))
+    res = api.sensitivity(one_method(args, "study sensitivity"), dataset(args), grid=grid, jobs=args.jobs, finetune=args.finetune, **_options(args))
     from tabulate import tabulate
 
     print(tabulate(res.rows.values.tolist(), headers=list(res.rows.columns), tablefmt="github", floatfmt=".4f"))
@@ -105,7 +105,7 @@ def run_sensitivity(args) -> int:
 def run_tune(args) -> int:
     from .. import api
 
-    res = api.tune(args.method, dataset(args), space=args.space, prune=not args.no_prune, **_options(args))
+    res = api.tune(one_method(args, "study tune"), dataset(args), space=args.space, prune=not args.no_prune, **_options(args))
     sys.stdout.write(res.report.read_text())
     print(f"\nReport: {res.report}  (also tune.json, tune_outer.csv, importance.csv in {res.out_dir})")
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, parse_overrides, sandbox_kind
+from .common import add_data_option, add_runs_dir_option, add_sandbox_options, command, one_method, parse_overrides, sandbox_kind
 
 
 def add_parser(sub) -> None:
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
                     "(submission, untrusted plugin) is fitted and saved in a sandboxed worker; its model is scored in such "
                     "workers too (never imported by `predict`).")
     add_data_option(p)
-    p.add_argument("--method", help="method name (see `ratspain-bench methods`); with --from-run, taken from the run")
+    p.add_argument("--method", "--methods", dest="method", help="method name (see `ratspain-bench methods`); with --from-run, taken from the run")
     p.add_argument("--out", required=True, help="model folder to write (must not exist or be empty)")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick")
     p.add_argument("--seed", type=int, default=0)
@@ -48,7 +48,7 @@ def run(args) -> int:
 
     if not args.method and not args.from_run:
         raise InputError("train: give --method NAME (or --from-run RUN_ID)")
-    model = api.train(args.method, args.data, out=args.out, profile=args.profile, seed=args.seed, device=args.device,
+    model = api.train(one_method(args, "train"), args.data, out=args.out, profile=args.profile, seed=args.seed, device=args.device,
                       set=parse_overrides(args.set), weights=args.weights, finetune=args.finetune, from_run=args.from_run,
                       register=args.register, evaluate=args.evaluate, runs_dir=args.runs_dir, tracking_uri=args.tracking_uri,
                       include_low_confidence=args.include_low_confidence, quiet=args.quiet, task=args.task,

@@ -130,7 +130,8 @@ def read_manifest_csv(path: Path) -> tuple[list[dict], list[Problem]]:
         missing.append("level (or label)")
     if missing:
         names = ", ".join(missing)
-        return [], [Problem("error", where(path, 1), f"missing column {names} (header: {','.join(header)})")]
+        shown = ",".join(header[:8]) + (f",... ({len(header)} columns)" if len(header) > 8 else "")
+        return [], [Problem("error", where(path, 1), f"missing column {names} (header: {shown})")]
     for raw in reader:
         line = reader.line_num
         rec, errs = _parse_row(raw, line, path)
@@ -234,11 +235,21 @@ def _key_lines(text: str, keys) -> dict:
     return out
 
 
+LAYOUTS = ("a folder with manifest.csv (columns path, subject, level or label), a manifest .csv, an annotation .json, "
+           "or SUBJECT/LEVEL/*.jpg|png folders (LEVEL 0, 1, 2, no_pain, moderate or severe)")
+
+
 def read_folder_tree(root: Path) -> tuple[list[dict], list[Problem]]:
-    """A tree `SUBJECT/LEVEL/*.{jpg,jpeg,png}`, LEVEL 0/1/2 or no_pain/moderate/severe."""
-    rows, problems = [], []
+    """A tree `SUBJECT/LEVEL/*.{jpg,jpeg,png}`, LEVEL 0/1/2 or no_pain/moderate/severe. A misnamed level folder in a tree
+    is an error of its own; a folder that is no such tree (no level folder at all, or folders where level folders
+    should be under one subject, or more than three of them: e.g. `images/<rat>/` without its manifest.csv) is one
+    error naming the accepted layouts."""
+    rows, problems, subjects, crowded = [], [], 0, False
     for subject_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for level_dir in sorted(p for p in subject_dir.iterdir() if p.is_dir()):
+        subjects += 1
+        folders = sorted(p for p in subject_dir.iterdir() if p.is_dir())
+        crowded = crowded or len(folders) > 3
+        for level_dir in folders:
             level = _level(level_dir.name)
             if level is None:
                 problems.append(Problem("error", str(level_dir), f"unknown level folder {level_dir.name!r} "
@@ -248,8 +259,9 @@ def read_folder_tree(root: Path) -> tuple[list[dict], list[Problem]]:
                 if f.suffix.lower() in IMAGE_SUFFIXES:
                     rows.append({"image": str(f.relative_to(root)), "subject": subject_dir.name, "level": level,
                                  "label": int(level >= 1), "confidence": "high", "where": str(f), "file": str(f.resolve())})
-    if not rows and not problems:
-        problems.append(Problem("error", str(root), "no manifest.csv and no SUBJECT/LEVEL/*.jpg|png images found"))
+    if not rows or (problems and (crowded or subjects == 1)):
+        odd = f" ({Path(problems[0].where).relative_to(root)} is not a level folder)" if problems else ""
+        return [], [Problem("error", str(root), f"no manifest.csv in {root}{odd}; accepted: {LAYOUTS}")]
     return rows, problems
 
 
@@ -264,7 +276,7 @@ def _resolve(data) -> tuple[str, Path]:
         return "csv", default_replica() / "manifest.csv"
     p = Path(data).expanduser()
     if not p.exists():
-        raise InputError(f"{p}: no such file or directory (--data takes a folder with manifest.csv, a .csv, a .json or a SUBJECT/LEVEL folder tree)")
+        raise InputError(f"{p}: no such file or directory (--data takes {LAYOUTS})")
     if p.is_dir():
         return ("csv", p / "manifest.csv") if (p / "manifest.csv").is_file() else ("tree", p)
     if p.suffix.lower() == ".json":
@@ -317,7 +329,7 @@ def read_dataset(data=None, include_low_confidence: bool = False) -> tuple[Datas
             if RATER_COLUMN.match(str(c)):
                 table[c] = table[c].astype("Int64")
     n_subjects = table["subject"].nunique() if len(table) else 0
-    if n_subjects < 2:
+    if n_subjects < 2 and not any(p.severity == "error" for p in problems):  # not a knock-on of an error said already
         problems.append(Problem("error", str(path), f"{n_subjects} subject(s): leave-one-subject-out needs at least 2"))
     for subject, group in (table.groupby("subject") if len(table) else []):
         if group["label"].nunique() == 1:

@@ -11,11 +11,13 @@ from ..errors import InputError
 
 
 def to_uint8_tensor(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 array (possibly memory-mapped) -> a contiguous uint8 tensor, copied once."""
+    """(N, H, W, 3) uint8 array (possibly memory-mapped or read-only) -> a contiguous uint8 tensor, copied at most once
+    (a read-only array is copied: torch tensors are writable)."""
     arr = np.asarray(images)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise InputError(f"expected images as a uint8 (N, H, W, 3) array, got {arr.dtype} {arr.shape}")
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    out = np.ascontiguousarray(arr)
+    return torch.from_numpy(out if out.flags.writeable else out.copy())
 
 
 def check_crop(images: torch.Tensor, crop: int) -> None:

@@ -51,6 +51,7 @@ def _outside(spec: MethodSpec, profile, sets: list[dict], settings: SandboxSetti
     todo = [s for s in sets if (me, profile, _key(s)) not in _DESCRIBED]
     if todo or (me, "info") not in _DESCRIBED:
         info = describe(spec, profile, todo or [{}], settings)
+        info.pop("seconds", None)
         _DESCRIBED[(me, "info")] = info
         for s, c in zip(todo, info["configs"]):
             _DESCRIBED[(me, profile, _key(s))] = c

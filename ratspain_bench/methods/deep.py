@@ -168,7 +168,7 @@ class DeepMethod(Method):
     def targets(self, train_set: TrainSet) -> torch.Tensor:
         """What the loss trains on: (N,) labels (binary), or (N, 4) grades in `AUS` order, -1 blank (au)."""
         if self.context.task != "au":
-            return torch.as_tensor(np.asarray(train_set.labels), dtype=torch.long)
+            return torch.tensor(np.asarray(train_set.labels), dtype=torch.long)  # a copy: the labels may be read-only
         if train_set.au is None:
             raise InputError(f"{type(self).__name__}: the au task needs the training AU grades (TrainSet.au)")
         return torch.as_tensor(grades_matrix(train_set.au), dtype=torch.long)

@@ -114,9 +114,9 @@ class MethodSpec:
         return replace(self, params=tuple({**dict(self.params), **params}.items()))
 
     def describe(self, profile: str | None = "quick") -> dict:
-        tasks = None  # an outside method's are declared in its worker (checked when it runs)
-        if not self.trusted:
-            params = {**dict(self.params), "(sandboxed)": "defaults resolved in its worker"}
+        tasks = None  # an outside method's are declared in its code, read in its sandbox when it runs
+        if not self.trusted:  # its code never runs here: what its submission.toml sets, the rest are its Config's defaults
+            params = dict(self.params)
         else:
             try:
                 params = config_params(self.config(profile))

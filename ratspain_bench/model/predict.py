@@ -28,9 +28,15 @@ COLUMNS = ("image", "pain_probability", "pain")
 
 
 def read_image(path: Path, size: int) -> tuple[str, np.ndarray]:
-    """(content key, decoded image) of one file: its bytes are read once for both."""
+    """(content key, decoded image) of one file: its bytes are read once for both. A file that is no image: an error
+    naming the file."""
+    from PIL import UnidentifiedImageError
+
     data = Path(path).read_bytes()
-    return hashlib.sha1(data).hexdigest()[:20], decode(io.BytesIO(data), size)
+    try:
+        return hashlib.sha1(data).hexdigest()[:20], decode(io.BytesIO(data), size)
+    except UnidentifiedImageError:
+        raise ValueError(f"{Path(path).name}: not an image PIL can read") from None
 
 
 def _one_line(e: BaseException) -> str:

@@ -6,10 +6,12 @@ so the pyfunc, `rb.load_model` and `ratspain-bench predict` run the same code an
 from __future__ import annotations
 
 import os
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import mlflow.pyfunc
+import pandas as pd
 
 from .saved import STATE, open_folder
 
@@ -24,7 +26,7 @@ class RatsPainModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.model = open_folder(Path(context.artifacts[STATE]))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         return self.model.predict(model_input, batch_size=int((params or {}).get("batch_size") or 0) or None)
 
 
@@ -50,7 +52,13 @@ def signature():
 
 
 def save_pyfunc(out: Path, state: Path, metadata: dict) -> None:
-    """An MLflow pyfunc model in `out` (which must not exist) around the state folder `state`."""
+    """An MLflow pyfunc model in `out` (which must not exist) around the state folder `state`. The model is given as
+    code (`mlflow_model.py`, MLflow's models-from-code): the folder holds no pickle."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # it copies `state` as a download
-    mlflow.pyfunc.save_model(path=str(out), python_model=RatsPainModel(), artifacts={STATE: str(state)},
-                             signature=signature(), pip_requirements=requirements(), metadata=metadata)
+    with warnings.catch_warnings():
+        # The input is image paths: an input example would name a file of this machine, meaningless elsewhere; the
+        # signature (`signature`) says what the model takes.
+        warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
+        mlflow.pyfunc.save_model(path=str(out), python_model=str(Path(__file__).with_name("mlflow_model.py")),
+                                 artifacts={STATE: str(state)}, signature=signature(), pip_requirements=requirements(),
+                                 metadata=metadata)

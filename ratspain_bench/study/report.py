@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -38,13 +39,25 @@ def _fmt(x, digits: int = 4) -> str:
 
 
 def sensitivity_figure(rows: pd.DataFrame, path: Path, title: str, defaults: dict | None = None, symbols: dict | None = None) -> Path:
-    """One panel per parameter (F1 against the parameter's grid values, evenly spaced), as Figure 5;
+    """One panel per parameter (F1 against the parameter's grid values, evenly spaced), as Figure 5, saved as PNG;
     `symbols`: axis labels the method declares (`PLOT_SYMBOLS`, e.g. lambda -> λ)."""
+    fig = draw_sensitivity(rows, title, defaults, symbols)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def draw_sensitivity(rows: pd.DataFrame, title: str, defaults: dict | None = None, symbols: dict | None = None):
+    """The figure of `sensitivity_figure` (a matplotlib Figure, drawn without pyplot)."""
     from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) is left alone
 
     params = list(dict.fromkeys(rows["param"]))
     n = max(1, len(params))
-    fig = Figure(figsize=(3.6 * n, 3.4))
+    width = max(3.6 * n, 5.0)
+    fig = Figure(figsize=(width, 3.4))
     axes = fig.subplots(1, n, squeeze=False)
     finite = pd.to_numeric(rows["pooled_f1"], errors="coerce").dropna()
     lo = min(0.5, float(finite.min()) - 0.05) if len(finite) else 0.0
@@ -68,14 +81,12 @@ def sensitivity_figure(rows: pd.DataFrame, path: Path, title: str, defaults: dic
         ax.set_ylim(max(0.0, lo), 1.06)
         ax.grid(alpha=0.3)
         ax.set_title(f"({chr(ord('a') + i)}) {sym}", fontsize=10)
-    fig.suptitle(title + ("\n(dotted line: the value the other panels hold fixed)" if defaults else ""), fontsize=9)
+    chars = int(width * 72 / (9 * 0.55))  # characters of 9 pt text across the figure: a long title wraps, never cut
+    wrap = lambda text: textwrap.wrap(text, chars, break_on_hyphens=False)  # noqa: E731 - names keep their hyphens
+    lines = wrap(title) + (wrap("(dotted line: the value the other panels hold fixed)") if defaults else [])
+    fig.suptitle("\n".join(lines), fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)
-    return path
+    return fig
 
 
 def _same(a, b) -> bool:

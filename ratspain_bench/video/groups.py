@@ -34,6 +34,14 @@ from ..plots import fixed_margins
 
 MAX_EXACT = 200_000  # relabellings (or sign patterns) enumerated exactly up to this many
 EPS = 1e-12  # ties of a permuted statistic with the observed one count as "at least as extreme"
+# What statsmodels' warnings mean here, in plain words.
+EXPLAINED = {
+    "on the boundary": "the variance between animals is estimated at or near zero: the animals differ no more than "
+                       "their rows do, so the random intercept adds nothing and the fixed effects read as an ordinary "
+                       "regression's; common with a few animals",
+    "Hessian matrix": "the fit's curvature could not be inverted: standard errors and p values are unreliable",
+    "failed to converge": "the optimiser stopped before converging: read the estimates with care",
+}
 
 
 def permutation_test(a, b, n_perm: int = 20000, seed: int = 0) -> dict:
@@ -183,7 +191,8 @@ class Comparison:
             for name, t in self.lmm["terms"].items():
                 lines.append(f"  {name}: {t['estimate']:+.4f} (SE {t['se']:.4f}, 95% CI {_ci(t['ci'])}), p = {_p(t['p'])} "
                              f"(t, {t['df']} df; Wald z p = {_p(t['p_z'])})")
-            lines += [f"  statsmodels: {w}" for w in self.lmm["warnings"]]
+            lines += [f"  statsmodels: {w}" + next((f" ({why})" for key, why in EXPLAINED.items() if key in w), "")
+                      for w in self.lmm["warnings"]]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
