@@ -38,7 +38,7 @@ def test_every_command_has_examples_debug_and_no_abbreviations():
 def test_the_same_commands_as_before():
     (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     assert list(action.choices) == ["synth", "data", "methods", "run", "score", "leaderboard", "study", "submit", "train", "predict",
-                                   "frames", "groups"]
+                                   "frames", "groups", "serve", "server"]
 
 
 def test_debug_after_the_subcommand_and_before(capsys):
@@ -49,8 +49,8 @@ def test_debug_after_the_subcommand_and_before(capsys):
 
 def test_abbreviated_option_is_refused(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["run", "--method", "lbp-r1p8-4x4"])  # --methods is the option; a study's --method must not slip in
-    assert e.value.code == 2 and "--method" in capsys.readouterr().err
+        main(["run", "--meth", "lbp-r1p8-4x4"])  # --methods (also --method) is the option: no abbreviation slips in
+    assert e.value.code == 2 and "--meth" in capsys.readouterr().err
 
 
 def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):

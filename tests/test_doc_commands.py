@@ -5,7 +5,8 @@ docs/*.md, and run one by one with bash in a scratch working folder that looks l
 repository's Makefile, pyproject.toml, docs, benchmarks and tests linked in, a copy of submissions/, this
 environment's .venv). The built-in replica there is a tiny one (3 rats) rendered into the scratch cache, so
 `ratspain-bench run`, `make demo` and the studies take seconds. A command that needs a GPU or a cluster says
-so at the end of its line (`# needs a GPU`, `# needs a cluster`) and is only checked to parse; the two
+so at the end of its line (`# needs a GPU`, `# needs a cluster`; the hosted board's `# runs until stopped`, `# needs a
+running server`, which tests/test_server.py runs) and is only checked to parse; the two
 commands that are these tests (`make test`, `make test-all`) are not run again; servers (`mlflow ui`,
 `make docs-serve`) are started, asked for a page, and stopped. The benchmarks' commands take minutes each: they are
 `slow` (`make test-all` runs them).
@@ -29,7 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / n for n in ("README.md", "CONTRIBUTING.md", "SUBMITTING.md", "SECURITY.md")] + sorted(
     p for p in (ROOT / "docs").glob("*.md") if "--8<--" not in p.read_text())
-MARKS = ("# needs a GPU", "# needs a cluster")
+MARKS = ("# needs a GPU", "# needs a cluster", "# runs until stopped", "# needs a running server")  # tests/test_server.py runs these
 ITSELF = {"make test": "these tests", "make test-all": "these tests and the slow ones"}
 SERVERS = {"make docs-serve": 8000, "mlflow ui": 5000}
 FIRST = ("ratspain-bench synth", "cp -r", "ratspain-bench run", "ratspain-bench train")  # what later commands use
@@ -72,7 +73,7 @@ def lab(tmp_path_factory):
     from ratspain_bench.data.synth import REPLICA_VERSION, generate_replica
 
     lab = tmp_path_factory.mktemp("checkout")
-    for name in ("Makefile", "pyproject.toml", "mkdocs.yml", "docs", "benchmarks", "tests", "baselines", "README.md",
+    for name in ("Makefile", "pyproject.toml", "mkdocs.yml", "mkdocs_hooks.py", "examples", "docs", "benchmarks", "tests", "baselines", "README.md",
                  "SECURITY.md", "SUBMITTING.md", "CONTRIBUTING.md", "CHANGELOG.md"):  # not leaderboard/: commands write one
         (lab / name).symlink_to(ROOT / name)
     (lab / ".venv").symlink_to(Path(sys.prefix))
@@ -146,7 +147,9 @@ def test_documented_command(lab, page, cmd):
         if cmd.startswith("ratspain-bench"):  # it parses, at least
             from ratspain_bench.cli import build_parser
 
-            build_parser().parse_args(shlex.split(cmd.split("#")[0])[1:])
+            for part in cmd.split("#")[0].split("&&"):
+                if part.strip().startswith("ratspain-bench"):
+                    build_parser().parse_args(shlex.split(part)[1:])
         pytest.skip(f"{page}: {cmd.rsplit('# ', 1)[1]}")
     if cmd in ITSELF:
         pytest.skip(f"{page}: `{cmd}` runs {ITSELF[cmd]}")

@@ -5,7 +5,7 @@ import base64
 from html import escape
 
 from . import cells, figures, paper, render_au
-from .render_md import UNRANKED_TITLE, definitions, exploratory_intro, unranked_intro
+from .render_md import definitions, exploratory_intro, unranked_intro
 from .table import Leaderboard, Row
 
 CSS = """
@@ -29,6 +29,7 @@ table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; font-size:
 table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; font-size: 10px; }
 tr.baseline td { background: var(--base); font-style: italic; }
 tr.top td { font-weight: 600; }
+tr.unranked td { color: #777; }
 .small { font-size: 12px; color: var(--muted); }
 code { background: #f1f3f7; padding: 1px 4px; border-radius: 3px; }
 a { color: var(--accent); }
@@ -107,6 +108,15 @@ def _runs_html(row: Row) -> str:
     return " ".join(links)
 
 
+def _row_class(row: Row) -> str:
+    return {"baseline": "baseline", "unranked": "unranked"}.get(row.kind, "top" if row.rank == 1 else "")
+
+
+def _row_title(row: Row) -> str:
+    """A row not ranked says why when pointed at (and in the list under the table)."""
+    return f' title="not ranked: {escape(row.note)}"' if row.kind == "unranked" else ""
+
+
 def _sort_value(x):
     """A cell's sort key: "" (sorted last) where the value is undefined."""
     return "" if x is None else x
@@ -116,17 +126,17 @@ def results_table(lb: Leaderboard, rows=None, table_id: str = "results-table") -
     """The results as a sortable table. Method stays the second column (tests/browser reads it there), so Tier
     comes after it."""
     head = ([_th("Rank", first="ascending"), _th("Method", numeric=False), _th("Tier", first="ascending")]
-            + [_th(f"Rat#{s}") for s in lb.subjects]
+            + [_th(f"Rat#{s}") for s in lb.rat_columns]
             + [_th("LORO (pooled)"), _th("Mean over rats"), _th("Pooled F1 95% CI"), _th("Bal. acc."), _th("MCC"),
                _th("vs top: McNemar p", first="ascending"), _th("Seeds"), _th("Train (s)", first="ascending"),
                _th("Hardware", numeric=False), _th("Source", numeric=False), _th("Code", numeric=False),
                _th("MLflow run", numeric=False)])
     body = []
     for r in (lb.main_rows if rows is None else rows):
-        cls = "baseline" if r.kind == "baseline" else ("top" if r.rank == 1 else "")
+        cls = _row_class(r)
         p = r.mcnemar["p_value"] if r.mcnemar else None
         tds = ([_td(cells.rank_cell(r), _sort_value(r.rank)), _td(r.label, cls="text"), _td(cells.tier_cell(r), _sort_value(r.tier))]
-               + [_td(cells.rat_cell(r, s), _sort_value(r.per_subject.get(s, {}).get("f1"))) for s in lb.subjects]
+               + [_td(cells.rat_cell(r, s), _sort_value(r.per_subject.get(s, {}).get("f1"))) for s in lb.rat_columns]
                + [_td(cells.pooled_cell(r), r.pooled["f1"]), _td(cells.mean_cell(r), _sort_value(r.mean_over_subjects["f1"])),
                   _td(cells.ci_cell(r), r.ci["pooled_f1"][0] if "pooled_f1" in r.ci else ""),
                   _td(cells.metric_cell(r, "balanced_accuracy"), r.pooled["balanced_accuracy"]),
@@ -136,7 +146,7 @@ def results_table(lb: Leaderboard, rows=None, table_id: str = "results-table") -
                   _td(cells.train_cell(r), "" if r.train_seconds is None else r.train_seconds),
                   _td(r.hardware or cells.DASH, cls="text"), _td(r.source or r.note, cls="text small"),
                   _td(cells.code_cell(r), cls="text small"), _td(_runs_html(r), cls="text", raw=True)])
-        body.append(f'<tr class="{cls}">' + "".join(tds) + "</tr>")
+        body.append(f'<tr class="{cls}"{_row_title(r)}>' + "".join(tds) + "</tr>")
     return (f'<table id="{table_id}" class="sortable"><thead><tr>' + "".join(head) + "</tr></thead><tbody>"
             + "\n".join(body) + "</tbody></table>")
 
@@ -160,7 +170,7 @@ def au_results_table(lb: Leaderboard, rows=None, table_id: str = "au-results-tab
                     "" if r.train_seconds is None else r.train_seconds, None, None])
         order = [0, 2, 1] + list(range(3, len(t)))  # Method second, as on the binary table (`sorts` in `t` order)
         tds = [_td(t[i], sorts[i], cls="text" if i in (2, len(t) - 2, len(t) - 1) else "") for i in order]
-        body.append(f'<tr class="{"top" if r.rank == 1 else ""}">' + "".join(tds) + _td(_runs_html(r), cls="text", raw=True) + "</tr>")
+        body.append(f'<tr class="{_row_class(r)}"{_row_title(r)}>' + "".join(tds) + _td(_runs_html(r), cls="text", raw=True) + "</tr>")
     if rows is None and lb.ceiling:
         t, c = render_au.ceiling_cells(lb), lb.ceiling
         sorts = ["", "", None] + [_sort_value(c["au"][a]["qwk"]) for a in AUS] + [_sort_value(c["rgs"]["icc_a1"]), "",
@@ -254,11 +264,11 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
                      f'<div class="scroll">{imbalance_table(lb)}</div>'
                      + (_img(figures.imbalance_bars(lb), "class balance per rat") if with_figures else "") + "</div>")
     parts.append("</div>")
+    if lb.unranked:  # right under the table: why the greyed rows are not ranked
+        parts.append(f'<div id="not-ranked"><p><strong>Not ranked</strong> (greyed): {_md_inline(unranked_intro(lb))}</p><ul>'
+                     + "".join(f"<li>{escape(r.label)}: {escape(r.note)}</li>" for r in lb.unranked) + "</ul></div>")
     defs = render_au.definitions(lb) if au_board else definitions(lb)
     parts.append('<ul class="defs">' + "".join(f"<li>{_md_inline(d)}</li>" for d in defs) + "</ul></section>")
-    if lb.unranked:
-        parts += [f'<section id="unranked"><h2>{escape(UNRANKED_TITLE)}</h2>', f"<p>{_md_inline(unranked_intro(lb))}</p>",
-                  f'<div class="scroll">{table(lb, lb.unranked, "unranked-table")}</div></section>']
     if lb.exploratory:
         parts += ['<section id="exploratory"><h2>Exploratory configurations (not ranked)</h2>',
                   f"<p>{_md_inline(exploratory_intro(lb))}</p>",

@@ -15,12 +15,12 @@ def _tab(rows, headers) -> str:
 
 
 def results_headers(lb: Leaderboard) -> list[str]:
-    return (["Rank", "Tier", "Method"] + [f"Rat#{s}" for s in lb.subjects]
+    return (["Rank", "Tier", "Method"] + [f"Rat#{s}" for s in lb.rat_columns]
             + ["LORO (pooled)", "Mean over rats", "Pooled F1 95% CI", "Bal. acc.", "MCC", "vs top (McNemar)", "Seeds", "Train (s)", "Source", "Code"])
 
 
 def results_rows(lb: Leaderboard, rows=None) -> list[list[str]]:
-    return [[cells.rank_cell(r), cells.tier_cell(r), cells.md(r.label)] + [cells.rat_cell(r, s) for s in lb.subjects]
+    return [[cells.rank_cell(r), cells.tier_cell(r), cells.md(r.label)] + [cells.rat_cell(r, s) for s in lb.rat_columns]
             + [cells.pooled_cell(r), cells.mean_cell(r), cells.ci_cell(r), cells.metric_cell(r, "balanced_accuracy"),
                cells.metric_cell(r, "mcc"), cells.vs_top_cell(r), cells.seeds_cell(r), cells.train_cell(r),
                cells.md(r.source) if r.source else cells.DASH, cells.code_cell(r)]
@@ -83,12 +83,9 @@ def exploratory_intro(lb: Leaderboard) -> str:
             f"test set. Rows per method: {per_method}.")
 
 
-UNRANKED_TITLE = "Outside code, not ranked"
-
-
 def unranked_intro(lb: Leaderboard) -> str:
     """Why the unranked section's rows are not ranked (rule 10a)."""
-    return ("Submissions and plugins are ranked only when they ran under gVisor (`--sandbox runsc`, a kernel of its own per "
+    return ("submissions and plugins are ranked only when they ran under gVisor (`--sandbox runsc`, a kernel of its own per "
             "worker) on a dataset whose labels nobody can recompute. Under bubblewrap or unsandboxed, a worker shares the "
             "host's kernel with the folds before it and can read their labels through its caches; on a public dataset (the "
             "built-in replica, or a replica whose seed is known) a submission could render the images again and read their "
@@ -113,9 +110,10 @@ def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
         out += [_tab(table(lb), headers(lb)), ""]
     else:
         out += ["No complete run yet.", ""]
+    if lb.unranked:  # right under the table: why the rows marked so are not ranked
+        out += [f"**Not ranked**: {unranked_intro(lb)}", ""]
+        out += [f"- {cells.md(r.label)}: {cells.md(r.note)}" for r in lb.unranked] + [""]
     out += [f"- {d}" for d in (render_au.definitions(lb) if au_board else definitions(lb))] + [""]
-    if lb.unranked:
-        out += [f"## {UNRANKED_TITLE}", "", unranked_intro(lb), "", _tab(table(lb, lb.unranked), headers(lb)), ""]
     if lb.exploratory:
         out += ["## Exploratory configurations (not ranked)", "", exploratory_intro(lb), ""]
         out += [_tab(table(lb, lb.exploratory), headers(lb)), ""]

@@ -144,6 +144,12 @@ class Leaderboard:
     bootstrap_exact: bool = True             # every distinct resample of the rats enumerated (else random)
     task: str = "binary"                     # binary | au (`tasks.TASKS`)
     ceiling: dict | None = None              # au task: the raters' own agreement (`au.ceiling`), never ranked
+    per_rat: bool = True                     # per-rat columns shown (a hosted board hides them: `server.board`)
+
+    @property
+    def rat_columns(self) -> tuple[str, ...]:
+        """The subjects with a column of their own in the results table."""
+        return self.subjects if self.per_rat else ()
 
     @property
     def name(self) -> str:
@@ -160,8 +166,15 @@ class Leaderboard:
 
     @property
     def main_rows(self) -> tuple[Row, ...]:
-        """Ranked rows and baselines: everything but the exploratory, unranked and prediction-only sections."""
-        return tuple(r for r in self.rows if r.kind not in (PREDICTIONS_ONLY, EXPLORATORY, UNRANKED))
+        """The results table: ranked rows and, where their score puts them, outside rows that are not ranked (rule 10a,
+        shown apart, with the reason), then the baselines; not the exploratory and prediction-only sections."""
+        order = au.order_key if self.task == "au" else _order
+        return tuple(sorted(self.ranked + self.unranked, key=order)) + self.baselines
+
+    def above_top(self) -> tuple[Row, ...]:
+        """Rows not ranked (rule 10a) that score above the top-ranked row: what a reader must not miss."""
+        order = au.order_key if self.task == "au" else _order
+        return tuple(r for r in self.unranked if not self.ranked or order(r) < order(self.ranked[0]))
 
     @property
     def exploratory(self) -> tuple[Row, ...]:
@@ -169,7 +182,7 @@ class Leaderboard:
 
     @property
     def unranked(self) -> tuple[Row, ...]:
-        """Outside code on a dataset with public labels (rule 10a): listed with the reason, never ranked."""
+        """Outside code run where it could read labels (rule 10a): shown with the reason, never ranked."""
         return tuple(r for r in self.rows if r.kind == UNRANKED)
 
     @property

@@ -37,6 +37,19 @@ def add_parser(sub) -> None:
     v.add_argument("--format", choices=("text", "json"), default="text")
     add_runs_dir_option(v)
     v.set_defaults(func=run_validate)
+    u = command(ss, "upload", "send a method folder to a hosted leaderboard; exit 0 scored, 1 failed, 2 refused", [
+        "ratspain-bench submit upload submissions/my-method --server https://bench.example.org --wait",
+        "RATSPAIN_TOKEN=rbt_... ratspain-bench submit upload my-method --server http://127.0.0.1:8000 --wait --json"],
+        description="Packs the folder's reviewable files (plain files inside it, no compiled Python) as a .tar.gz and uploads "
+                    "it. The server checks it as `submit validate` does before running code, queues it and runs it on data "
+                    "you do not have. A team sees its status, a fixed reason for a failure and its pooled score; never the "
+                    "code's output.")
+    u.add_argument("path", metavar="DIR", help="the submission folder (submission.toml + code)")
+    u.add_argument("--server", required=True, metavar="URL", help="the leaderboard's address")
+    u.add_argument("--token", default=None, help="the team's token (default $RATSPAIN_TOKEN)")
+    u.add_argument("--wait", action="store_true", help="follow it until it is scored or failed")
+    u.add_argument("--json", action="store_true", help="print the final status as one JSON object (id, status, ...)")
+    u.set_defaults(func=run_upload)
 
 
 def run_validate(args) -> int:
@@ -50,3 +63,31 @@ def run_validate(args) -> int:
     else:
         sys.stdout.write(report.text())
     return 0 if report.ok else 2
+
+
+def run_upload(args) -> int:
+    import json
+    import os
+
+    from ..server import client
+
+    token = args.token or os.environ.get("RATSPAIN_TOKEN")
+    try:
+        reply = client.upload(args.path, args.server, token)
+    except client.Refused as e:
+        if args.json:
+            print(json.dumps({"id": None, "status": "refused", "reason": str(e)}))
+            return 2
+        raise
+    show = None if args.json else (lambda v: print(f"submission {v['id']}: {v['status']}"
+                                                   + (f" (place {v['queue_position']} in the queue)" if v.get("queue_position") else "")
+                                                   + (f": {v['reason']}" if v.get("reason") else "")
+                                                   + (f": pooled F1 {v['f1']:.3f}, accuracy {100 * v['accuracy']:.1f}%"
+                                                      if v["status"] == "scored" and v.get("f1") is not None else ""), flush=True))
+    if not args.json:
+        q = reply["quota"]
+        print(f"uploaded as submission {reply['id']}; {q['today_left']} left today (resets {q['resets_at']}), {q['total_left']} in all")
+    view = client.wait(args.server, token, reply["id"], show=show) if args.wait else client.status(args.server, token, reply["id"])
+    if args.json:
+        print(json.dumps(view))
+    return {"scored": 0, "failed": 1}.get(view["status"], 0)

@@ -40,9 +40,10 @@ class FoldError(Exception):
     """A fold failed (the method raised, overran its limits, or returned invalid predictions: `rule` names
     the predictions rule broken, else it is "")."""
 
-    def __init__(self, message: str, rule: str = ""):
+    def __init__(self, message: str, rule: str = "", reason: str = "crashed"):
         super().__init__(message)
         self.rule = rule
+        self.reason = reason  # sandbox.REASONS
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,10 @@ def _fold_errors(task: FoldTask):
     try:
         yield
     except InvalidOutput as e:
-        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: invalid predictions: {e}", e.rule) from None
+        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: invalid predictions: {e}", e.rule, "malformed") from None
     except SandboxError as e:
         rule = "predict_type" if "predict() returned" in str(e) else ""
-        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: {e}", rule) from None
+        raise FoldError(f"{task.spec.name}, fold {task.fold.subject}: {e}", rule, "malformed" if rule else e.reason) from None
     except InputError:
         raise
     except Exception as e:

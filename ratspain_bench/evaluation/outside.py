@@ -14,7 +14,6 @@ Keys reach a worker as `blind.outside_keys`, never as content digests.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -72,20 +71,20 @@ def _predictions(out: Path, n: int, task: str) -> Predictions:
     try:
         return outputs.read_predictions(out, n, task)
     except OutputError as e:
-        raise SandboxError(f"no usable predictions from the worker: {e}") from None
+        raise SandboxError(f"no usable predictions from the worker: {e}", "malformed") from None
 
 
 def fit_predict(task, train, test) -> tuple[Predictions, float, dict]:
-    """One fold of an outside method in its sandbox: (its predictions, unchecked; seconds; extra fold metrics).
+    """One fold of an outside method in its sandbox: (its predictions, unchecked; its worker's seconds from the moment
+    it may import the method to its end, never a wait for the sandbox; extra fold metrics).
     With `task.prefetch` (more folds of this method follow), the next fold's worker starts now."""
     arrays = {**train_arrays(train), **test_arrays(test)}
-    start = time.perf_counter()
     worker = take(task.spec, "fold", _fold_request(task), task.sandbox, task.device, spare=task.prefetch)
     try:
         pred = _predictions(worker.run(arrays), len(test), task.task)
     finally:
         worker.close()
-    return pred, time.perf_counter() - start, {}
+    return pred, worker.seconds, {}
 
 
 # ---------------------------------------------------------------- saved models of outside methods
@@ -95,7 +94,8 @@ def train_state(spec, request: dict, train, settings: SandboxSettings, device: s
     """Fit an outside method on `train` and `save` it, in a sandboxed worker: (its state folder, checked by `check_tree`;
     what it reported: {"predict_batch": int}; cleanup). InputError naming the method when it fails."""
     try:
-        out, cleanup = run_worker(spec, "train", request, train_arrays(train), settings, device)
+        out, worker = run_worker(spec, "train", request, train_arrays(train), settings, device)
+        cleanup = worker.close
     except SandboxError as e:
         raise InputError(f"{spec.name}: training in its sandbox failed: {e}") from None
     try:
@@ -128,10 +128,11 @@ def predict_state(spec, request: dict, state: Path, test, settings: SandboxSetti
 def describe(spec, profile: str | None, param_sets: list[dict], settings: SandboxSettings) -> dict:
     """The method's declarations and the full config of each param set, computed in a sandboxed worker.
 
-    Returns {"configs": [dict | {"error": str}], "search_space": dict, "sensitivity_grid": dict, "fields": [names]}."""
+    Returns {"configs": [dict | {"error": str}], "search_space": dict, "sensitivity_grid": dict, "fields": [names],
+    "seconds": its worker's time, never a wait for the sandbox}."""
     request = {"profile": profile, "param_sets": param_sets}
     try:
-        out, cleanup = run_worker(spec, "describe", request, {}, settings, "cpu", timeout=min(settings.time_limit, 300))
+        out, worker = run_worker(spec, "describe", request, {}, settings, "cpu", timeout=min(settings.time_limit, 300))
     except SandboxError as e:
         raise InputError(f"{spec.name}: cannot load the method in its sandbox: {e}") from None
     try:
@@ -139,7 +140,7 @@ def describe(spec, profile: str | None, param_sets: list[dict], settings: Sandbo
     except OutputError as e:
         raise InputError(f"{spec.name}: its sandboxed worker gave no description ({e})") from None
     finally:
-        cleanup()
+        worker.close()
     if not (isinstance(info, dict) and isinstance(info.get("configs"), list) and len(info["configs"]) == len(param_sets)):
         raise InputError(f"{spec.name}: its sandboxed worker gave a malformed description")
     for c in info["configs"]:
@@ -150,4 +151,4 @@ def describe(spec, profile: str | None, param_sets: list[dict], settings: Sandbo
         if bad:
             raise InputError(f"{spec.name}: config parameter {outputs.one_line(repr(bad[0]), 80)} is not a name "
                              "(letters, digits, _ . -, at most 64, starting with a letter or _)")
-    return info
+    return {**info, "seconds": worker.seconds}

@@ -147,8 +147,11 @@ def probe_server(uri: str, timeout: float = 5.0) -> None:
 
 
 def _quiet_logs() -> None:
+    """MLflow's info logs and its progress bars (each artifact the harness reads or writes is a "download") stay off
+    the user's terminal."""
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.sql_alchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class Store:
@@ -406,7 +409,6 @@ def _load_predictions(client, run, tmp: Path) -> tuple[pd.DataFrame | None, str]
         candidate = Path(urlparse(root).path if root.startswith("file:") else root) / "predictions.csv"
         local = candidate if candidate.is_file() else None
     if local is None:
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
             local = client.download_artifacts(run.info.run_id, "predictions.csv", str(tmp / run.info.run_id))
         except Exception as e:  # missing artifact or unreachable artifact store: the run cannot be scored
@@ -445,6 +447,21 @@ def _record(run, exp_name: str, folds: list, predictions, problem: str) -> RunRe
         predictions=predictions, error=tags.get(Tag.ERROR, ""), predictions_problem=problem,
         code_hash=tags.get(Tag.CODE_HASH, ""), sandbox=tags.get(Tag.SANDBOX, ""), task=tags.get(Tag.TASK, "binary"),
         labels_public=tags.get(Tag.LABELS_PUBLIC, ""))
+
+
+def fetch_run(uri: str, run_id: str) -> RunRecord:
+    """One parent run as `fetch_runs` reads it (folds and predictions with it)."""
+    from mlflow.tracking import MlflowClient
+
+    _quiet_logs()
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    exp = client.get_experiment(run.info.experiment_id)
+    folds = [f for f in _search_all(client, [exp.experiment_id], f"tags.`{Tag.ROLE}` = '{FOLD}'")
+             if f.data.tags.get(Tag.PARENT) == run_id]
+    with tempfile.TemporaryDirectory(prefix="ratspain-run-") as tmp:
+        preds, problem = _load_predictions(client, run, Path(tmp)) if run.data.tags.get(Tag.STATUS) == COMPLETE else (None, "")
+    return _record(run, exp.name, folds, preds, problem)
 
 
 def fetch_runs(uri: str) -> list[RunRecord]:

@@ -66,6 +66,8 @@ class MethodResult:
     config_hash: str = ""
     code_hash: str = ""
     skipped: bool = False  # complete before this call: nothing was computed
+    reason: str = ""  # failed: `sandbox.REASONS`' key when a fold of the method failed (`rule` the predictions rule), else ""
+    rule: str = ""
 
 
 @dataclass(frozen=True)
@@ -243,8 +245,9 @@ class MethodRun:
         self.store.finish(self.parent_id, record.FAILED, tags={record.Tag.ERROR: error[:5000]})
         self.progress.close()
         key = self.p.key
+        reason, rule = (e.reason, e.rule) if isinstance(e, FoldError) else ("", "")
         self.result = MethodResult(self.p.spec.name, "failed", self.parent_id, None, None, time.perf_counter() - self.start, error,
-                                   key.config_hash, key.code_hash)
+                                   key.config_hash, key.code_hash, reason=reason, rule=rule)
 
     def finish(self) -> None:
         """Every fold is done: the predictions file, the score, the parent marked complete."""

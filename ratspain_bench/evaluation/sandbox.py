@@ -101,7 +101,18 @@ def settings(sandbox=True, **limits) -> SandboxSettings:
 
 
 class SandboxError(Exception):
-    """The worker failed, overran a limit or was killed; the message names the reason."""
+    """The worker failed, overran a limit or was killed; the message names the reason, `reason` is one of REASONS."""
+
+    def __init__(self, message: str, reason: str = "crashed"):
+        super().__init__(message)
+        self.reason = reason
+
+
+# Why an outside method's fold failed, as the harness tells it (never the code's own words): what a hosted
+# leaderboard may show a team (`server`). `malformed` carries the predictions rule it broke.
+REASONS = {"time_limit": "time limit exceeded", "memory_limit": "memory limit exceeded", "output_limit": "output limit exceeded",
+           "crashed_import": "crashed while loading the method", "crashed_fit": "crashed in fit", "crashed_predict": "crashed in predict",
+           "crashed": "crashed", "malformed": "malformed predictions"}
 
 
 def unavailable(kind: str = "auto") -> str | None:
@@ -302,24 +313,32 @@ class _Gate:
         self.fd: int | None = None
         self.holder = None
 
-    def acquire(self, worker, machine: bool) -> None:
+    def acquire(self, worker, machine: bool) -> float:
+        """Hold the gate for `worker`; the seconds it waited for another harness's worker (reported, never billed)."""
         if self.holder is not None and self.holder is not worker:
             self.holder._end()  # never two armed workers in this process; `_end` releases the lock
         self.holder = worker
         if not machine or self.fd is not None:
-            return
-        flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(LOCK, flags, 0o644)
-        except OSError:  # no /run/lock, or not ours to write
-            fd = os.open(Path("/tmp") / LOCK.name, flags, 0o644)
+            return 0.0
+        fd = _open_lock()
+        waited, start = 0.0, time.monotonic()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print("[sandbox] waiting for another run's sandboxed worker (bubblewrap workers share the host's kernel: "
-                  "one at a time per machine)", file=sys.stderr, flush=True)
+            who = _holder(fd)
+            print(f"[sandbox] waiting for the machine's sandbox, held by {who} (bubblewrap workers share the host's "
+                  "kernel: one at a time per machine; gVisor's do not wait)", file=sys.stderr, flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            waited = time.monotonic() - start
+            print(f"[sandbox] waited {_duration(waited)} for the sandbox (held by {who}); not counted in any time of the "
+                  "method", file=sys.stderr, flush=True)
+        try:  # who holds it now, for whoever waits next
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300]}\n".encode(), 0)
+        except OSError:
+            pass
         self.fd = fd
+        return waited
 
     def release(self, worker) -> None:
         if self.holder is worker:
@@ -329,6 +348,31 @@ class _Gate:
 
 
 _GATE = _Gate()
+
+
+def _open_lock() -> int:
+    flags = os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for path in (LOCK, Path("/tmp") / LOCK.name):  # no /run/lock, or not ours: /tmp
+        for mode in (os.O_RDWR, os.O_RDONLY):  # another user's lock file: lock it read-only, say nothing in it
+            try:
+                return os.open(path, flags | mode, 0o644)
+            except OSError:
+                continue
+    raise OSError(f"cannot open the sandbox lock {LOCK}")
+
+
+def _holder(fd: int) -> str:
+    """`pid N (`command`)` of the process that holds the lock, as it wrote itself into the lock file."""
+    try:
+        pid, _, command = os.pread(fd, 512, 0).decode(errors="replace").strip().partition("\n")
+    except OSError:
+        pid, command = "", ""
+    return f"pid {pid} (`{command}`)" if pid.isdigit() else "another process"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
 
 
 # ---------------------------------------------------------------- one worker
@@ -350,6 +394,7 @@ class Worker:
         self.scratch = Path(tempfile.mkdtemp(prefix=f"ratspain-fold-{cgroup.owner()}-"))
         self.cgroup, self.log, self.proc, self.armed, self.image, self._how = None, None, None, False, None, None
         self.log_bounded, self.extra = False, []
+        self.waited, self.started, self.seconds = 0.0, 0.0, 0.0  # the gate's wait; GO; GO to its end (`run`)
         self.runsc_state, self.runsc_id = self.scratch / "runsc", f"ratspain-{self.scratch.name}"
         try:
             for d in ("in", "out", "code", "state"):
@@ -483,9 +528,10 @@ class Worker:
         """Let the worker import the method: once no other armed worker of this process lives (and, for a kind that
         shares the host's kernel, none on the machine); held until this worker is ended."""
         if not self.armed:
-            _GATE.acquire(self, machine=self.kind != "runsc")
+            self.waited += _GATE.acquire(self, machine=self.kind != "runsc")
             self.armed = True
             (self.scratch / "in" / "GO").write_text("")
+            self.started = time.monotonic()
 
     def run(self, arrays: dict[str, np.ndarray], timeout: float | None = None) -> Path:
         """Hand the worker its inputs and wait (at most `timeout`, default the time limit); its out folder.
@@ -498,15 +544,16 @@ class Worker:
         (inp / "READY").write_text("")
         limit = timeout or self.settings.time_limit
         rc, why = self._wait(limit)
+        reason = "time_limit"
         if why is None and rc != 0 and self._restore_failed():
             rc, why = self._cold_again(limit)
         if why is None and self.cgroup.oom_killed():
             peak = self.cgroup.peak_mb()
-            why = f"memory limit of {self.settings.memory_mb} MiB exceeded" + (f" (peak {peak:.0f} MiB)" if peak else "")
+            why, reason = f"memory limit of {self.settings.memory_mb} MiB exceeded" + (f" (peak {peak:.0f} MiB)" if peak else ""), "memory_limit"
         if why is None and rc != 0:
-            why = self._failure(rc)
+            why, reason = self._failure(rc)
         if why is not None:
-            raise SandboxError(why)
+            raise SandboxError(why, reason)
         return self.out
 
     def _wait(self, limit: float):
@@ -514,6 +561,7 @@ class Worker:
             rc, why = self.proc.wait(timeout=limit), None
         except subprocess.TimeoutExpired:
             rc, why = None, f"time limit of {limit:g} s exceeded"
+        self.seconds = time.monotonic() - self.started  # from GO (the gate held) to its end: never the wait for the gate
         self._end()
         return rc, why
 
@@ -533,27 +581,28 @@ class Worker:
         self.arm()
         return self._wait(limit)
 
-    def _failure(self, rc: int) -> str:
-        """Why a worker that exited with `rc` failed: its log past the limit, else its own account, else its exit, a
-        limit it hit, its last output."""
+    def _failure(self, rc: int) -> tuple[str, str]:
+        """Why a worker that exited with `rc` failed, and that reason's key (REASONS): its log past the limit, else its
+        own account, else its exit, a limit it hit, its last output."""
         mb = self.settings.out_limit_mb(self.task)
         if self._log_full():
-            return f"wrote more than the limit of {mb} MiB to its log"
+            return f"wrote more than the limit of {mb} MiB to its log", "output_limit"
         try:
-            reported = outputs.one_line(outputs.read_json(self.out / "error.json").get("error", ""))
+            told = outputs.read_json(self.out / "error.json")
+            reported, stage = outputs.one_line(told.get("error", "")), told.get("stage")
         except (OutputError, AttributeError):
-            reported = ""
+            reported, stage = "", None
         if reported:
-            return reported
+            return reported, f"crashed_{stage}" if stage in ("import", "fit", "predict") else "crashed"
         if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
-            return f"wrote a file larger than the limit of {mb} MiB"
+            return f"wrote a file larger than the limit of {mb} MiB", "output_limit"
         if self.bounded:
             st = os.statvfs(self.out)
             if st.f_bavail * st.f_frsize < 1 << 20 or st.f_favail == 0:
-                return f"filled /fold/out (limit {mb} MiB)"
+                return f"filled /fold/out (limit {mb} MiB)", "output_limit"
         how = f"killed by signal {signal.Signals(-rc).name}" if rc < 0 else f"exited with code {rc}"
         tail = outputs.one_line(outputs.log_tail(self.log.fileno()), 200) if self.log is not None else ""
-        return how + (f"; last output: {tail}" if tail else "")
+        return how + (f"; last output: {tail}" if tail else ""), "crashed"
 
     def _end(self) -> None:
         """Kill the sandbox and anything left in its session and cgroup; the gate goes with it."""
@@ -631,11 +680,12 @@ def close_spares() -> None:
 
 
 def run_worker(spec, task: str, request: dict, arrays: dict[str, np.ndarray], settings: SandboxSettings,
-               device: str = "cpu", timeout: float | None = None) -> tuple[Path, callable]:
-    """Run one worker on `request` and `arrays`; (its out folder, cleanup). Raises SandboxError."""
+               device: str = "cpu", timeout: float | None = None) -> tuple[Path, Worker]:
+    """Run one worker on `request` and `arrays`; (its out folder, the worker: `close` it; `seconds` its time).
+    Raises SandboxError."""
     worker = Worker(spec, task, request, settings, device)
     try:
-        return worker.run(arrays, timeout), worker.close
+        return worker.run(arrays, timeout), worker
     except BaseException:
         worker.close()
         raise

@@ -115,7 +115,9 @@ def fold(cls, req: dict, inp: Path, out: Path) -> None:
     work.mkdir(exist_ok=True)
     method = cls(config, _context(req, work))
     t0 = time.perf_counter()
+    STAGE[0] = "fit"
     method.fit(train)
+    STAGE[0] = "predict"
     _write_predictions(method.predict(test), out, req.get("task", "binary"))
     (out / "info.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
 
@@ -193,6 +195,7 @@ def _preload(names) -> None:
 
 
 JOBS = {"fold": fold, "train": train, "predict": predict}
+STAGE = ["import"]  # where a fold's failure happened (import, fit, predict): told to the harness in error.json
 
 
 def main(argv=None) -> int:
@@ -213,7 +216,7 @@ def main(argv=None) -> int:
         else:
             describe(cls, req, out)
     except BaseException as e:  # reported to the harness as the fold's reason
-        (out / "error.json").write_text(json.dumps({"error": _where(e, req.get("folder"))}))
+        (out / "error.json").write_text(json.dumps({"error": _where(e, req.get("folder")), "stage": STAGE[0]}))
         traceback.print_exc()
         return 1
     return 0

@@ -176,20 +176,24 @@ def _click_header(dt: DevTools, session: str, name: str, table: str) -> dict:
 
 
 @contextlib.contextmanager
-def _page(html: Path, chromium: str | None, width: int, height: int):
-    """A headless Chromium tab with `html` loaded: (devtools, session); its events are recorded from the navigation."""
+def _page(html, chromium: str | None, width: int, height: int, headers: dict | None = None):
+    """A headless Chromium tab with `html` (a file, or an http:// URL fetched with `headers`) loaded: (devtools,
+    session); its events are recorded from the navigation."""
     chromium = chromium or shutil.which("chromium") or "/usr/bin/chromium"
     with tempfile.TemporaryDirectory(prefix="ratspain-chromium-") as profile:
         dt = DevTools(chromium, profile)
         try:
             target = dt.send("Target.createTarget", {"url": "about:blank"})["targetId"]
             session = dt.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-            for domain in ("Runtime", "Log", "Page"):
+            for domain in ("Runtime", "Log", "Page", "Network"):
                 dt.send(f"{domain}.enable", {}, session)
+            if headers:
+                dt.send("Network.setExtraHTTPHeaders", {"headers": headers}, session)
             dt.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
                                                           "mobile": False}, session)
             dt.events.clear()
-            dt.send("Page.navigate", {"url": Path(html).resolve().as_uri()}, session)
+            url = html if str(html).startswith(("http://", "https://")) else Path(html).resolve().as_uri()
+            dt.send("Page.navigate", {"url": url}, session)
             dt.wait_event("Page.loadEventFired")
             dt.pump(0.5)
             yield dt, session
@@ -197,9 +201,11 @@ def _page(html: Path, chromium: str | None, width: int, height: int):
             dt.close()
 
 
-def page_facts(html: Path, expression: str, chromium: str | None = None, width: int = 1200, height: int = 900) -> dict:
-    """Load `html` and evaluate `expression` (JavaScript returning a JSON text): {"value": its result, "console_errors": [...]}."""
-    with _page(html, chromium, width, height) as (dt, session):
+def page_facts(html, expression: str, chromium: str | None = None, width: int = 1200, height: int = 900,
+               headers: dict | None = None) -> dict:
+    """Load `html` (a file or an http:// URL, fetched with `headers`) and evaluate `expression` (JavaScript returning a
+    JSON text): {"value": its result, "console_errors": [...]}."""
+    with _page(html, chromium, width, height, headers) as (dt, session):
         value = _eval(dt, session, expression)
         dt.pump(0.3)
         return {"value": value, "console_errors": _errors(dt.events)}
