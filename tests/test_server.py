@@ -30,7 +30,8 @@ from ratspain_bench.server import archive
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "submissions" / "_template"
 COUNTS = {"r1": {"no_pain": 5, "moderate": 5}, "r2": {"no_pain": 4, "moderate": 6}, "r3": {"no_pain": 6, "moderate": 4}}
-CONFIG = "quota_per_day = 5\nquota_total = 50\nheartbeat = 1\nreveal_step = 1\ntime_limit = 120\nmemory_mb = 2048\nupload_mb = 2\nmembers = 100\n"
+CONFIG = ("quota_per_day = 5\nquota_total = 50\nheartbeat = 1\nreveal_step = 1\ntime_limit = 120\nmemory_mb = 2048\nupload_mb = 2\n"
+          "members = 100\n")
 FIT = "    def fit(self, train: TrainSet) -> None:\n"
 unavailable = sandbox.unavailable("runsc")
 pytestmark = pytest.mark.skipif(bool(unavailable), reason=f"the service's workers run under gVisor: {unavailable}")
@@ -155,11 +156,20 @@ def variant(tmp: Path, name: str, fit_prefix: str = "", toml: dict | None = None
     code = code.replace(FIT, FIT + fit_prefix)
     (dst / "method.py").write_text(code.replace("from __future__ import annotations\n", "from __future__ import annotations\n" + head))
     text = (dst / "submission.toml").read_text()
-    for key, value in (toml or {}).items():
+    for key, value in (toml or {}).items():  # the first line that sets `key` (not [search_space]'s)
         lines = text.splitlines()
-        text = "\n".join(f"{key} = {json.dumps(value)}" if ln.split("=")[0].strip() == key else ln for ln in lines) + "\n"
+        at = next(i for i, ln in enumerate(lines) if ln.split("=")[0].strip() == key)
+        lines[at] = f"{key} = {json.dumps(value)}"
+        text = "\n".join(lines) + "\n"
     (dst / "submission.toml").write_text(text)
     return dst
+
+
+def without_config(folder: Path) -> None:
+    """The template's submission.toml without its [config] and [search_space] (for a method of other parameters)."""
+    lines = (folder / "submission.toml").read_text().splitlines()
+    keep = [ln for ln in lines if not ln.startswith(("image_size", "temperature", "[search_space]", "[config]"))]
+    (folder / "submission.toml").write_text("\n".join(keep) + "\n")
 
 
 # ---------------------------------------------------------------- the happy path
@@ -234,9 +244,7 @@ def test_workers_are_handed_public_images_only(service, tmp_path):
 
     folder = variant(tmp_path, "inputs", toml={"name": "public-inputs", "entry_point": "inputs:Inputs"})
     (folder / "inputs.py").write_text(INPUTS)
-    (folder / "submission.toml").write_text("\n".join(ln for ln in (folder / "submission.toml").read_text().splitlines()
-                                                       if not ln.startswith(("image_size", "temperature", "[search_space]",
-                                                                             "[config]"))) + "\n")
+    without_config(folder)
     token = service.team("inputs")
     code, reply = service.upload(folder, token)
     assert code == 201, reply
@@ -474,6 +482,110 @@ def test_a_killed_worker_is_taken_over_without_running_a_fold_twice(service, tmp
             assert p.stat().st_mtime_ns == mtime, f"{p} was written again"
     finally:
         service.workers.append(service.start_worker())
+
+
+# ---------------------------------------------------------------- the final run (last: it closes the phase)
+
+
+HARDCODE = '''"""Predicts the labels it was given for the public images (as if mined during the public phase), keyed by pixels."""
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ratspain_bench.methods import Method, Predictions
+
+
+@dataclass(frozen=True)
+class HardConfig:
+    image_size: int = 32
+
+
+class HardCoded(Method):
+    Config = HardConfig
+    family = "hard-coded"
+
+    def fit(self, train):
+        self.known = json.loads((Path(__file__).parent / "answers.json").read_text())
+
+    def predict(self, test):
+        labels = np.array([self.known.get(hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest(), 0) for im in test.images])
+        return Predictions(labels, labels.astype(float))
+'''
+
+
+def test_finalize_runs_each_pick_once_on_the_private_images(service, tmp_path, monkeypatch):
+    import hashlib
+
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score
+
+    import ratspain_bench.methods.registry as reg
+    from ratspain_bench.data.cache import load_images
+
+    monkeypatch.setenv("RATSPAIN_CACHE_DIR", service.env["RATSPAIN_CACHE_DIR"])
+    ds = rb.load_dataset(service.data)
+    public = set(service.split["ids"])
+    private = [i for i in ds.table["image"] if i not in public]
+    images = load_images(ds, 32)[0]
+    answers = {hashlib.sha1(np.ascontiguousarray(images[i]).tobytes()).hexdigest(): int(label)
+               for i, (image, label) in enumerate(zip(ds.table["image"], ds.table["label"])) if image in public}
+    cheat = variant(tmp_path, "cheat", toml={"name": "hardcode-method", "entry_point": "hard:HardCoded"})
+    (cheat / "hard.py").write_text(HARDCODE)
+    without_config(cheat)
+    (cheat / "answers.json").write_text(json.dumps(answers))
+    token = service.team("hardcode")
+    code, reply = service.upload(cheat, token)
+    assert code == 201, reply
+    assert service.wait(reply["id"], token)["released"] == 1.0  # every public answer right: the top of the public board
+
+    mine = service.team("finalist")
+    first, second = (variant(tmp_path, f"v{t}", toml={"name": "finalist-method", "temperature": t}) for t in (0.1, 0.5))
+    ids = []
+    for folder in (first, second):
+        code, reply = service.upload(folder, mine)
+        assert code == 201, reply
+        ids.append(reply["id"])
+        assert service.wait(reply["id"], mine)["status"] == "scored"
+    picked = subprocess.run(cli("submit", "select", str(ids[0]), "--server", service.url, "--token", mine), capture_output=True,
+                            text=True, env=service.env, timeout=60)
+    assert picked.returncode == 0, picked.stderr
+
+    for other in ("happy", "inputs", "markup", "killed"):  # teams that leave: revoked, their picks are not run
+        server.revoke_team(other, db=service.db)
+    out = subprocess.run(cli("server", "finalize", "--data", str(service.data), "--db", service.db, "--runs-dir", str(service.runs)),
+                         capture_output=True, text=True, env=service.env, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    code, board = service.call("GET", "/api/final")
+    assert code == 200
+    rows = {r["method"]: r for r in board["leaderboards"][0]["rows"] if r["kind"] != "baseline"}
+    truth = ds.table.set_index("image")["label"]
+
+    # the hard-coded answers are worth nothing on the private images: it predicts no pain there
+    assert rows["hardcode-method"]["pooled"]["f1"] == 0.0
+    assert rows["hardcode-method"]["pooled"]["accuracy"] == pytest.approx(float((truth[private] == 0).mean()), abs=1e-6)
+
+    # the pick: the selected (first) submission, trained on every image of the other rats, scored on the private images,
+    # as an independent computation from `run` on every image and scikit-learn
+    subs = tmp_path / "subs"
+    shutil.copytree(first, subs / "first")
+    monkeypatch.setenv("RATSPAIN_SUBMISSIONS_DIR", str(subs))
+    monkeypatch.setattr(reg, "_default", [])
+    preds = rb.run(["finalist-method"], data=ds, runs_dir=tmp_path / "runs").predictions.set_index("image").loc[private]
+    row = rows["finalist-method"]
+    assert row["pooled"]["f1"] == pytest.approx(f1_score(truth[private], preds["y_pred"]), abs=1e-6)
+    assert row["pooled"]["accuracy"] == pytest.approx(accuracy_score(truth[private], preds["y_pred"]), abs=1e-6)
+    assert len(row["per_subject"]) == 3 and "public phase: released" in row["note"]
+    assert f"finalist: submission {ids[0]} " in out.stdout
+
+    # the phase is over
+    late = subprocess.run(cli("submit", "upload", str(first), "--server", service.url, "--token", mine), capture_output=True,
+                          text=True, env=service.env, timeout=60)
+    assert late.returncode == 2 and "phase is over" in late.stderr
+    with urllib.request.urlopen(service.url + "/final", timeout=30) as r:
+        assert "finalist-method" in r.read().decode() and "default-src 'none'" in r.headers["Content-Security-Policy"]
 
 
 # ---------------------------------------------------------------- serve alone: its own database, its refusals

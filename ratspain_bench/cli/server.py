@@ -50,6 +50,18 @@ def add_parser(sub) -> None:
     _db_options(sp)
     sp.set_defaults(func=run_split)
 
+    fz = command(ss, "finalize", "close the public phase and run each team's pick once on the private images", [
+        "ratspain-bench server finalize --data ~/ratspain --runs-dir ratspain-runs"],
+        description="Each team's selected submission (`submit select ID`), else its best released one, runs once: fold j "
+                    "trains on every image of the other rats and is scored on rat j's private images. The final board "
+                    "(per rat, intervals, tiers, and the public-phase score beside it) is served at /final and /api/final. "
+                    "No upload is taken afterwards.")
+    fz.add_argument("--data", required=True)
+    fz.add_argument("--sandbox", choices=("auto", "runsc", "bwrap"), default="auto")
+    fz.add_argument("--device", default="cpu")
+    _db_options(fz)
+    fz.set_defaults(func=run_finalize)
+
     s = command(ss, "submissions", "every submission as the host sees it", ["ratspain-bench server submissions --all --format json"])
     _db_options(s)
     s.add_argument("--all", action="store_true", help="with the harness's logs (what teams never see)")
@@ -94,6 +106,15 @@ def run_split(args) -> int:
           f"{len(pairs)} near-identical pair(s) across the two halves (data check's detector)")
     for a, b, d in pairs[:20]:
         print(f"  public {a} ~ private {b} (distance {d})")
+    return 0
+
+
+def run_finalize(args) -> int:
+    from .. import server
+
+    board = server.finalize(args.data, db=args.db, runs_dir=args.runs_dir, sandbox=args.sandbox, device=args.device)
+    n = sum(len(lb["rows"]) for lb in board["leaderboards"])
+    print(f"finalized: {len(board['outcomes'])} pick(s), {n} row(s) on the final board (served at /final and /api/final)")
     return 0
 
 

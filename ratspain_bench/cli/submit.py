@@ -50,6 +50,12 @@ def add_parser(sub) -> None:
     u.add_argument("--wait", action="store_true", help="follow it until it is scored or failed")
     u.add_argument("--json", action="store_true", help="print the final status as one JSON object (id, status, ...)")
     u.set_defaults(func=run_upload)
+    s = command(ss, "select", "pick one of your scored submissions for the final run (default: your best released one)", [
+        "ratspain-bench submit select 12 --server https://bench.example.org"])
+    s.add_argument("id", type=int, metavar="ID")
+    s.add_argument("--server", required=True, metavar="URL")
+    s.add_argument("--token", default=None, help="the team's token (default $RATSPAIN_TOKEN)")
+    s.set_defaults(func=run_select)
 
 
 def run_validate(args) -> int:
@@ -91,3 +97,13 @@ def run_upload(args) -> int:
     if args.json:
         print(json.dumps(view))
     return {"scored": 0, "failed": 1}.get(view["status"], 0)
+
+
+def run_select(args) -> int:
+    import os
+
+    from ..server import client
+
+    reply = client.select(args.server, args.token or os.environ.get("RATSPAIN_TOKEN"), args.id)
+    print(f"team {reply['team']}: submission {reply['selected']} is its pick for the final run")
+    return 0

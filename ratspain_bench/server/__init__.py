@@ -93,6 +93,17 @@ def split(data, public: float = 0.5, *, db=None, runs_dir="ratspain-runs") -> di
     return made
 
 
+def finalize(data, *, db=None, runs_dir="ratspain-runs", sandbox: str = "auto", device: str = "cpu", progress=print) -> dict:
+    """Close the public phase (no upload is taken after it) and run each team's pick once on the private images; the
+    final board as JSON (also served at /final and /api/final). See `final`."""
+    require_extra()
+    from .final import finalize as _finalize
+
+    url = database(db, runs_dir)
+    store.init(url)
+    return _finalize(url, data, Path(runs_dir).resolve(), sandbox, device, progress)
+
+
 def worker(db: str | None, data, *, runs_dir="ratspain-runs", device: str = "cpu", sandbox: str = "auto",
            heartbeat: float = 10.0) -> None:
     """A worker on this machine until SIGTERM/SIGINT (see `queue`)."""
@@ -118,7 +129,8 @@ def serve(data, *, db: str | None = None, runs_dir="ratspain-runs", host: str = 
     dataset = load_dataset(data)
     if dataset.labels_public and not allow_public_labels:
         raise InputError(f"{data}: its labels are public (anyone can render this replica again), so scores on it rank nothing; "
-                         "serve your own data or `ratspain-bench synth OUT --hidden` data, or pass --allow-public-labels to try the service")
+                         "serve your own data or `ratspain-bench synth OUT --hidden` data, or pass --allow-public-labels to try "
+                         "the service")
     if workers < 0:
         raise InputError(f"--workers {workers}: expected 0 or more")
     runs_dir = Path(runs_dir).resolve()

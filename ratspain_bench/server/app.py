@@ -22,6 +22,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from ..errors import InputError
 from . import archive, board, pages, store
 from .queue import defer, make_app
 
@@ -125,6 +126,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         team = team_of(request)
         if team is None:
             return _error(401, "a valid team token is needed (Authorization: Bearer TOKEN)")
+        with pool.connection() as conn:
+            closed = store.get_meta(conn, "finalized")
+        if closed:
+            return _error(409, f"the phase is over: it was finalized at {closed} (the final board is at /final)")
         cap = int(settings.limits.upload_mb * 2**20)
         body = bytearray()
         async for chunk in request.stream():
@@ -185,6 +190,30 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         with pool.connection() as conn:
             view = store.team_submission(conn, team, sid)
         return view if view is not None else _error(404, f"no submission {sid} of team {team.name}")
+
+    @app.post("/api/submissions/{sid}/select")
+    def select(sid: int, request: Request):
+        team = team_of(request)
+        if team is None:
+            return _error(401, "a valid team token is needed (Authorization: Bearer TOKEN)")
+        with pool.connection() as conn:
+            try:
+                store.select(conn, team, sid)
+            except InputError as e:
+                return _error(409, str(e))
+        return {"team": team.name, "selected": sid}
+
+    @app.get("/api/final")
+    def final_json():
+        with pool.connection() as conn:
+            text = store.get_meta(conn, "final_json")
+        return Response(text, media_type="application/json") if text else _error(404, "no final board yet (`server finalize`)")
+
+    @app.get("/final")
+    def final_page():
+        with pool.connection() as conn:
+            text = store.get_meta(conn, "final_html")
+        return _html(text) if text else _html(pages.page("Final board", "<h1>No final board yet</h1>"), 404)
 
     @app.get("/api/leaderboard")
     def leaderboard_json():

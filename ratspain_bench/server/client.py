@@ -54,6 +54,13 @@ def upload(folder, server: str, token: str | None) -> dict:
     return _call("POST", server.rstrip("/") + "/api/submissions", token, pack(folder))
 
 
+def select(server: str, token: str | None, sid: int) -> dict:
+    """Pick submission `sid` for the final run."""
+    if not token:
+        raise InputError("no token: pass --token or set $RATSPAIN_TOKEN (the host gives each team one)")
+    return _call("POST", f"{server.rstrip('/')}/api/submissions/{sid}/select", token, None)
+
+
 def status(server: str, token: str, sid: int) -> dict:
     return _call("GET", f"{server.rstrip('/')}/api/submissions/{sid}", token)
 

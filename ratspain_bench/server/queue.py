@@ -129,7 +129,8 @@ def _score(ws: WorkerSettings, submission_id: int) -> None:
         phase = store.get_meta(conn, "split")
     if phase:  # the public phase: the public images only (`partition`)
         (work / "public.json").write_text(phase)
-    request = {"public": str(work / "public.json") if phase else None, "folder": str(folder), "method": sub["name"], "team": sub["team"], "data": ws.data,
+    request = {"public": str(work / "public.json") if phase else None, "folder": str(folder), "method": sub["name"],
+               "team": sub["team"], "data": ws.data,
                "runs_dir": str(ws.runs_dir), "sandbox": ws.sandbox, "device": ws.device, "result": str(result),
                "time_limit": float(limits.get("time_limit", 1800)), "memory_mb": int(limits.get("memory_mb", 8192))}
     (work / "request.json").write_text(json.dumps(request))

@@ -25,7 +25,10 @@ CREATE TABLE IF NOT EXISTS rb_team (
     contact text NOT NULL DEFAULT '',
     token_hash text NOT NULL,
     created timestamptz NOT NULL DEFAULT now(),
-    revoked timestamptz
+    revoked timestamptz,
+    released double precision,                   -- the Ladder's last released score
+    leader_errors jsonb,                         -- its leader's per-image errors
+    selected integer                             -- its pick for the final run
 );
 CREATE TABLE IF NOT EXISTS rb_submission (
     id serial PRIMARY KEY,
@@ -46,14 +49,12 @@ CREATE TABLE IF NOT EXISTS rb_submission (
     accuracy double precision,
     record jsonb,                                -- the board's record of a scored run (no timings)
     predictions text,                            -- its predictions (CSV): host and board only
-    log text NOT NULL DEFAULT ''                 -- what the harness printed: host only
+    log text NOT NULL DEFAULT '',                -- what the harness printed: host only
+    released double precision,                   -- the team's released score after it (`ladder`)
+    releasing boolean NOT NULL DEFAULT false     -- it set that score
 );
 CREATE INDEX IF NOT EXISTS rb_submission_team ON rb_submission (team_id, created);
 CREATE TABLE IF NOT EXISTS rb_meta (key text PRIMARY KEY, value text NOT NULL);
-ALTER TABLE rb_team ADD COLUMN IF NOT EXISTS released double precision;        -- the Ladder's last released score
-ALTER TABLE rb_team ADD COLUMN IF NOT EXISTS leader_errors jsonb;              -- its leader's per-image errors
-ALTER TABLE rb_submission ADD COLUMN IF NOT EXISTS released double precision;  -- the team's released score after it
-ALTER TABLE rb_submission ADD COLUMN IF NOT EXISTS releasing boolean NOT NULL DEFAULT false;  -- it set that score
 """
 STATUSES = ("queued", "running", "scored", "failed", "error")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,31}$")
@@ -79,11 +80,13 @@ def transaction(conn):
 
 
 def init(url: str) -> None:
-    """Create the tables (ours and procrastinate's) where they are missing."""
+    """Create the tables (ours and procrastinate's) where they are missing. Tables that exist are not touched: DDL on
+    them would take locks that running workers' updates wait on."""
     with connect(url) as conn:
         conn.execute("SELECT pg_advisory_lock(73921)")  # two processes starting at once
         try:
-            conn.execute(SCHEMA)
+            if conn.execute("SELECT to_regclass('rb_meta')").fetchone()[0] is None:
+                conn.execute(SCHEMA)
             if conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None:
                 import procrastinate
 
@@ -319,18 +322,25 @@ def all_submissions(conn, with_logs: bool = False) -> list[dict]:
     return out
 
 
-def released_records(conn) -> list[tuple[float, dict, str, str]]:
-    """(released score, record, predictions CSV, ladder) of each team's latest submission that set its released score:
-    what the public board is built from."""
+# a submission's end as its team is told it: on the grid of `reveal_step` seconds from its start (`_team_view`)
+REVEALED = ("s.finished IS NOT NULL AND now() >= s.started + make_interval(secs => "
+            "CASE WHEN coalesce((s.limits->>'reveal_step')::float, 0) > 0 THEN (s.limits->>'reveal_step')::float "
+            "* ceil(extract(epoch FROM s.finished - s.started) / (s.limits->>'reveal_step')::float) ELSE 0 END)")
+
+
+def released_records(conn) -> list[tuple[float, dict, str, str, float]]:
+    """(released score, record, predictions CSV, ladder, eta) of each team's latest submission that set its released
+    score, once its end is told: what the public board is built from."""
     rows = conn.execute("SELECT DISTINCT ON (s.team_id) s.released, s.record, s.predictions, coalesce(s.limits->>'ladder', 'step'), "
                         "coalesce((s.limits->>'eta')::float, 0.02) FROM rb_submission s WHERE s.status = 'scored' AND s.releasing "
-                        "ORDER BY s.team_id, s.id DESC").fetchall()
+                        f"AND {REVEALED} ORDER BY s.team_id, s.id DESC").fetchall()
     return [tuple(r) for r in rows]
 
 
 def board_version(conn) -> str:
     """Changes whenever a score is added (the board is cached on it)."""
-    n, last = conn.execute("SELECT count(*), max(id) FROM rb_submission WHERE status = 'scored' AND releasing").fetchone()
+    n, last = conn.execute("SELECT count(*), max(s.id) FROM rb_submission s WHERE s.status = 'scored' AND s.releasing "
+                           f"AND {REVEALED}").fetchone()
     return f"{n}:{last}"
 
 
@@ -340,6 +350,25 @@ def dangling(conn) -> list[int]:
     return [r[0] for r in conn.execute(
         "SELECT s.id FROM rb_submission s JOIN procrastinate_jobs j ON j.id = s.job_id WHERE s.status IN ('queued', 'running') "
         "AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')").fetchall()]
+
+
+def select(conn, team: Team, sid: int) -> None:
+    """The team's pick for the final run: one of its scored submissions; InputError otherwise."""
+    row = conn.execute("SELECT status FROM rb_submission WHERE id = %s AND team_id = %s", (sid, team.id)).fetchone()
+    if row is None:
+        raise InputError(f"no submission {sid} of team {team.name}")
+    if row[0] != "scored":
+        raise InputError(f"submission {sid} is {row[0]}: only a scored submission can be selected")
+    conn.execute("UPDATE rb_team SET selected = %s WHERE id = %s", (sid, team.id))
+
+
+def final_picks(conn) -> list[dict]:
+    """Each team's pick: its selected submission, else its best released one (the latest that set its released score)."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (t.id) s.id, s.name, s.archive, s.limits, t.name, t.released FROM rb_team t "
+        "JOIN rb_submission s ON s.team_id = t.id AND s.status = 'scored' AND (s.id = t.selected OR (t.selected IS NULL AND s.releasing)) "
+        "WHERE t.revoked IS NULL ORDER BY t.id, s.id DESC").fetchall()
+    return [{"id": i, "name": n, "archive": bytes(a), "limits": lim, "team": t, "released": r} for i, n, a, lim, t, r in rows]
 
 
 def orphans(conn, older_s: float) -> list[int]:
