@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import InputError
 from . import archive, board, pages, store
@@ -121,22 +122,49 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             conn.execute("SELECT 1")
         return {"ok": True}
 
-    @app.post("/api/submissions")
-    async def submit(request: Request):
+    def admit(request: Request):
+        """The uploading team, or the refusal (bad token, phase over)."""
         team = team_of(request)
         if team is None:
-            return _error(401, "a valid team token is needed (Authorization: Bearer TOKEN)")
+            return None, _error(401, "a valid team token is needed (Authorization: Bearer TOKEN)")
         with pool.connection() as conn:
             closed = store.get_meta(conn, "finalized")
         if closed:
-            return _error(409, f"the phase is over: it was finalized at {closed} (the final board is at /final)")
+            return None, _error(409, f"the phase is over: it was finalized at {closed} (the final board is at /final)")
+        return team, None
+
+    @app.post("/api/submissions")
+    async def submit(request: Request):
+        team, refusal = await run_in_threadpool(admit, request)
+        if refusal is not None:
+            return refusal
         cap = int(settings.limits.upload_mb * 2**20)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > cap:
                 return _error(413, f"the archive is more than the limit of {settings.limits.upload_mb:g} MiB")
-        data = _archive_field(request.headers.get("content-type", ""), bytes(body))
+        accepted = await run_in_threadpool(accept, team, request.headers.get("content-type", ""), bytes(body))
+        if isinstance(accepted, Response):
+            return accepted
+        sid, left = accepted
+        try:
+            job = await defer(queue_app, sid)
+        except Exception:  # a worker's watch defers it later (store.orphans)
+            job = None
+        position = await run_in_threadpool(queued, sid, job)
+        return JSONResponse({"id": sid, "status": "queued", "queue_position": position, "quota": left,
+                             "status_url": f"/submissions/{sid}"}, status_code=201)
+
+    def queued(sid: int, job) -> int | None:
+        with pool.connection() as conn:
+            if job is not None:
+                store.set_job(conn, sid, job)
+            return store.queue_position(conn, sid)
+
+    def accept(team, content_type: str, body: bytes):
+        """(id, quota left) of the queued submission, or the refusal: unpacking and checks off the event loop."""
+        data = _archive_field(content_type, body)
         if data is None:
             return _error(422, "a multipart/form-data upload needs a field named `archive` holding the .tar.gz or .zip")
         uploads.mkdir(parents=True, exist_ok=True)
@@ -160,19 +188,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             if other not in (None, team.name):
                 return _error(409, f"name {meta['name']!r} is taken by another team; choose another name in submission.toml")
             try:
-                sid, left = store.add_submission(conn, team, str(meta["name"]), data, meta, limits, settings.quota)
+                return store.add_submission(conn, team, str(meta["name"]), data, meta, limits, settings.quota)
             except store.QuotaExhausted as e:
                 return _error(429, str(e), quota=e.left)
-        try:
-            job = await defer(queue_app, sid)
-        except Exception:  # a worker's watch defers it later (store.orphans)
-            job = None
-        with pool.connection() as conn:
-            if job is not None:
-                store.set_job(conn, sid, job)
-            position = store.queue_position(conn, sid)
-        return JSONResponse({"id": sid, "status": "queued", "queue_position": position, "quota": left,
-                             "status_url": f"/submissions/{sid}"}, status_code=201)
 
     @app.get("/api/submissions")
     def mine(request: Request):
