@@ -3,10 +3,8 @@ loopback port in a temporary folder, stopped afterwards. A test that needs one s
 where the binaries are missing."""
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,30 +13,21 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ratspain_bench.errors import InputError
+from ratspain_bench.server.postgres import _as_postgres as as_postgres
+from ratspain_bench.server.postgres import free_port, server_binaries  # noqa: F401  (free_port: the tests' import)
 
 
 def _pg_bin() -> Path | None:
-    """Debian puts the server binaries under /usr/lib/postgresql/<version>/bin, off the PATH."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4]) if Path(p).parts[4].isdigit() else 0)
-    if found:
-        return Path(found[-1]).parent
-    pg_ctl = shutil.which("pg_ctl")
-    return Path(pg_ctl).parent if pg_ctl and shutil.which("initdb") else None
+    return server_binaries()
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its binaries as the `postgres` user."""
-    if os.geteuid() != 0:
-        return cmd
-    runuser = shutil.which("runuser")
-    if runuser is None:
-        pytest.skip("running as root without runuser: cannot start PostgreSQL as the postgres user")
-    return [runuser, "-u", "postgres", "--", *cmd]
+    """The package's rule (as root, PostgreSQL's binaries run as `postgres`); a skip where it cannot."""
+    try:
+        return as_postgres(cmd)
+    except InputError as e:
+        pytest.skip(str(e))
 
 
 def start_postgres():

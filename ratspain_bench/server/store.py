@@ -219,11 +219,8 @@ def set_job(conn, sid: int, job_id: int) -> None:
 
 
 def queue_position(conn, sid: int) -> int | None:
-    row = conn.execute("SELECT status, created FROM rb_submission WHERE id = %s", (sid,)).fetchone()
-    if row is None or row[0] != "queued":
-        return None
-    return conn.execute("SELECT count(*) FROM rb_submission WHERE status = 'queued' AND (created, id) <= (%s, %s)",
-                        (row[1], sid)).fetchone()[0]
+    row = conn.execute(f"SELECT {QUEUE_POSITION} FROM rb_submission s WHERE s.id = %s", (sid,)).fetchone()
+    return None if row is None else row[0]
 
 
 def start(conn, sid: int) -> dict | None:
@@ -270,10 +267,11 @@ def append_log(conn, sid: int, text: str) -> None:
     conn.execute("UPDATE rb_submission SET log = left(log || %s, 200000) WHERE id = %s", (text, sid))
 
 
+QUEUE_POSITION = ("CASE WHEN s.status = 'queued' THEN (SELECT count(*) FROM rb_submission q WHERE q.status = 'queued' "
+                  "AND (q.created, q.id) <= (s.created, s.id)) END")  # submission s's place in the queue, or null
 TEAM_FIELDS = ("s.id, t.name, s.name, s.created, s.status, s.reason, s.f1, s.accuracy, s.finished, s.charged, "
                "s.released, coalesce(s.limits->>'ladder', 'step'), s.started, now(), coalesce((s.limits->>'reveal_step')::float, 0), "
-               "CASE WHEN s.status = 'queued' THEN (SELECT count(*) FROM rb_submission q WHERE q.status = 'queued' "
-               "AND (q.created, q.id) <= (s.created, s.id)) END")
+               + QUEUE_POSITION)
 
 
 def _team_view(row) -> dict:
