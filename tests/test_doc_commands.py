@@ -153,12 +153,12 @@ def test_documented_command(lab, page, cmd):
         pytest.skip(f"{page}: {cmd.rsplit('# ', 1)[1]}")
     if cmd in ITSELF:
         pytest.skip(f"{page}: `{cmd}` runs {ITSELF[cmd]}")
+    if cmd.startswith("make ") and _stale():  # make docs-serve too: it would reinstall from the scratch folder
+        pytest.skip("the .venv is older than pyproject.toml: `make` would install again (into the scratch folder); "
+                    "`make install` first, as `make test` does")
     server = next((port for prefix, port in SERVERS.items() if cmd.startswith(prefix)), None)
     if server is not None:
         return _serve(cmd, server, lab, env)
-    if cmd.startswith("make ") and _stale():
-        pytest.skip("the .venv is older than pyproject.toml: `make` would install again (into the scratch folder); "
-                    "`make install` first, as `make test` does")
     if "my-predictions/" in cmd:
         _predictions_entry(lab)
     r = subprocess.run(["bash", "-c", cmd], cwd=lab, env=env, capture_output=True, text=True, timeout=900)
