@@ -35,7 +35,7 @@ def main() -> None:
     from ratspain_bench.evaluation.fold import FoldTask, image_size, read_fold, run_fold
     from ratspain_bench.methods.base import config_params
     from ratspain_bench.metrics import accuracy, confusion, f1
-    from ratspain_bench.protocol import leave_one_subject_out
+    from ratspain_bench.protocols import leave_one_subject_out
 
     dataset = api.load_dataset(args.data)
     spec = api.get_method(args.method)

@@ -27,7 +27,7 @@ from ratspain_bench.evaluation.fold import FoldTask, read_fold, run_fold
 from ratspain_bench.features.lbp import gray, grid_histograms
 from ratspain_bench.methods import lbp_svm
 from ratspain_bench.methods.base import config_params
-from ratspain_bench.protocol import leave_one_subject_out
+from ratspain_bench.protocols import leave_one_subject_out
 
 GRID = api.suites()["lbp"]
 

@@ -49,7 +49,7 @@ def main() -> None:
     from ratspain_bench.evaluation import outside, sandbox
     from ratspain_bench.evaluation.fold import split
     from ratspain_bench.methods.registry import submission_spec
-    from ratspain_bench.protocol import leave_one_subject_out
+    from ratspain_bench.protocols import leave_one_subject_out
 
     if sandbox.unavailable(args.kind):
         raise SystemExit(f"no {args.kind} here: {sandbox.unavailable(args.kind)}")

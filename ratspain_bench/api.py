@@ -174,8 +174,9 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
         jobs="auto", runs_dir="ratspain-runs", tracking_uri: str | None = None, set: dict | None = None,
         weights: str | None = None, finetune: str | None = None, sandbox: bool | str = True, time_limit: float = 1800.0,
         memory_mb: int = 8192, out_mb: int = 256, quiet: bool = True, include_low_confidence: bool = False, launcher: str = "local",
-        devices=None, task: str = "binary", **launch) -> Results:
-    """Run the LORO protocol for `methods` (names; default: `suite`, else the quick suite) on `data`.
+        devices=None, task: str = "binary", protocol: str = "loro", **launch) -> Results:
+    """Run `methods` (names; default: `suite`, else the quick suite) on `data` under `protocol` (default `loro`, the
+    paper's leave-one-rat-out; `pose-shift`, `leave-one-group-out:COLUMN`: see `ratspain_bench.protocols`).
 
     `jobs`: processes for the folds of trusted methods whose folds are light once their shared work is done
     (frozen deep heads): `auto` uses every core. Every run is tracked in MLflow (`runs_dir`/`tracking_uri`) and resumable; a configuration already
@@ -196,6 +197,9 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     if methods and suite:
         raise InputError("give methods or a suite, not both")
+    from .protocols import get_protocol
+
+    protocol = get_protocol(protocol).id  # an unknown name fails here, before any work
     names = list(methods) if methods else default_registry().suite(suite or DEFAULT_SUITE)
     if not names:
         raise InputError("no methods to run")
@@ -203,7 +207,7 @@ def run(methods=None, data=None, *, suite: str | None = None, profile: str = "qu
     opts = RunOptions(profile=profile, seed=seed, device=device, runs_dir=Path(runs_dir), tracking_uri=tracking_uri, jobs=jobs_count(jobs),
                       quiet=quiet, overrides=dict(set or {}), where_declared=declared,
                       sandbox=sandbox_settings(sandbox, time_limit=time_limit, memory_mb=memory_mb, out_mb=out_mb),
-                      launch=launch_settings(launcher, devices, **launch), task=task)
+                      launch=launch_settings(launcher, devices, **launch), task=task, protocol=protocol)
     broken = check_methods(names, opts)  # configuration errors before the dataset is read (or the replica rendered)
     dataset = load_dataset(data, include_low_confidence)
     kind = opts.sandbox.resolved(device) if any(not get_method(n).trusted for n in names) else "none"

@@ -18,7 +18,7 @@ from ratspain_bench.evaluation import record
 from ratspain_bench.evaluation.record import Store, Tag
 from ratspain_bench.methods import registry as reg
 from ratspain_bench.metrics import score
-from ratspain_bench.protocol import leave_one_subject_out
+from ratspain_bench.protocols import leave_one_subject_out
 
 SLOW_METHOD = '''
 import os, time

@@ -10,15 +10,19 @@ is written only when named with `--out leaderboard`, as `make demo` does):
   `DIR/index.html` linking them and `DIR/results.csv`/`DIR/results.json` holding every dataset's rows
   with a `dataset` column (ranks are within a dataset; leaderboards are never mixed);
 - the au task's board of a dataset is a leaderboard of its own, `DIR/<dataset>-au/` (`Leaderboard.name`);
-  the combined `results.csv` then has a `task` column (binary | au).
+  the combined `results.csv` then has a `task` column (binary | au);
+- where a dataset has runs of another protocol than loro, its robustness board (`robustness`) sits beside its
+  board: `robustness.md` and `robustness.html` in the same folder, linked from it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 from ..paths import atomic_write_text
+from . import robustness
 from .collect import fetch_runs, resolve_tracking_uri, shown_uri
 from .table import Leaderboard, build_leaderboard, build_leaderboards
 
@@ -77,4 +81,17 @@ def leaderboard_from_store(out=None, runs_dir="ratspain-runs", tracking_uri: str
     if not records:
         raise InputError(f"{uri}: no ratspain runs in this MLflow store (run `ratspain-bench run` first)")
     boards = build_leaderboards(records, shown_uri(uri, tracking_uri or runs_dir), n_resamples, bootstrap_seed, mlflow_ui)
-    return boards, (write_leaderboards(boards, out) if out is not None else [])
+    extra = {(b.dataset, b.fingerprint): b for b in robustness.build(records, n_resamples, bootstrap_seed)}
+    boards = [dataclasses.replace(lb, robustness=True) if lb.task == "binary" and (lb.dataset, lb.fingerprint) in extra else lb
+              for lb in boards]
+    if out is None:
+        return boards, []
+    written = write_leaderboards(boards, out)
+    for lb in boards:
+        if lb.robustness:  # beside its board: the board's own folder
+            folder = Path(out) if len(boards) == 1 else Path(out) / dataset_dir_name(lb.name)
+            b = extra[lb.dataset, lb.fingerprint]
+            for name, text in (("robustness.md", robustness.render_markdown(b)), ("robustness.html", robustness.render_html(b))):
+                atomic_write_text(folder / name, text)
+                written.append(folder / name)
+    return boards, written

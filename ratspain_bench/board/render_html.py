@@ -245,7 +245,9 @@ def render_html(lb: Leaderboard, with_figures: bool = True) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">', '<link rel="icon" href="data:,">',
         f"<title>Leaderboard: {title}</title>", f"<style>{CSS}</style></head><body>",
         f"<header><h1>Leaderboard: {title}</h1><p class=\"meta\">{meta}. "
-        f"Ranked by {render_au.RANKED_BY if au_board else 'pooled F1'}; click a column header to sort.</p></header><main>",
+        f"Ranked by {render_au.RANKED_BY if au_board else 'pooled F1'}; click a column header to sort."
+        + (' <a href="robustness.html">Robustness</a>: pose-shift and leave-one-site-out.' if lb.robustness else "")
+        + "</p></header><main>",
     ]
     for w in lb.warnings:
         parts.append(f'<p class="warn">Warning: {escape(w)}</p>')

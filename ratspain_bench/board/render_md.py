@@ -103,6 +103,9 @@ def render_markdown(lb: Leaderboard, html_name: str = "index.html") -> str:
     if lb.fingerprint:
         meta += f"; dataset fingerprint `{lb.fingerprint}`"
     out += [meta + ".", "", f"Figures, a sortable table and links to every MLflow run: [{html_name}]({html_name}).", ""]
+    if lb.robustness:
+        out += ["How each method holds up when the test faces move away from the training faces (pose-shift, "
+                "leave-one-site-out): [robustness.md](robustness.md).", ""]
     for w in lb.warnings:
         out += [f"> **Warning:** {w}", ""]
     out += ["## Results", ""]

@@ -145,6 +145,7 @@ class Leaderboard:
     task: str = "binary"                     # binary | au (`tasks.TASKS`)
     ceiling: dict | None = None              # au task: the raters' own agreement (`au.ceiling`), never ranked
     per_rat: bool = True                     # per-rat columns shown (a hosted board hides them: `server.board`)
+    robustness: bool = False                 # a robustness board sits beside it (`board.robustness`)
 
     @property
     def rat_columns(self) -> tuple[str, ...]:
@@ -546,6 +547,8 @@ def build_leaderboards(records: list[RunRecord], tracking_uri: str = "", n_resam
     name, binary before au. `lookup`: see `build_leaderboard`."""
     by_name: dict[tuple[str, str], dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
+        if r.protocol:  # another protocol than loro: the robustness board's (`board.robustness`)
+            continue
         by_name[(r.dataset, r.task or "binary")][r.fingerprint].append(r)
     out = []
     for name, task in sorted(by_name, key=lambda k: (k[0], k[1] != "binary", k[1])):

@@ -28,6 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("--task", choices=("binary", "au"), default="binary",
                    help="binary: pain / no pain (the paper's Table 3); au: the four action-unit grades 0/1/2 of each test image, "
                         "scored per AU (kappa) and as the RGS score (ICC), with the binary label derived the paper's way")
+    p.add_argument("--protocol", default="loro",
+                   help="how the data is cut into folds: loro (the paper's leave-one-rat-out, the default), pose-shift (LORO "
+                        "trained on frontal faces only, scored per pose bin; pose-shift:frontal+moderate to train on two bins), "
+                        "leave-one-group-out:COLUMN (one fold per value of a manifest column, e.g. site); see `ratspain-bench protocols`")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--weights", help="deep methods: none, hub (timm's pretrained, needs network), lite0 (the offline extra) or a local weights file")
     p.add_argument("--finetune", choices=("full", "frozen"), help="deep methods: train the whole network, or only the head on cached backbone features")
@@ -63,7 +67,7 @@ def run(args) -> int:
                       time_limit=args.time_limit, memory_mb=args.memory_limit, out_mb=args.out_limit, quiet=args.quiet, launcher=args.launcher,
                       devices=args.devices, cluster=args.cluster, partition=args.partition, time_min=args.time_min,
                       gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, array_parallelism=args.array_parallelism,
-                      folder=args.folder, task=args.task)
+                      folder=args.folder, task=args.task, protocol=args.protocol)
     print(results.markdown())
     print("Cells: F1 of the pain class / accuracy %. LORO (pooled): one confusion matrix summed over all folds "
           "(the paper's LORO column); mean over rats: the unweighted mean of the per-rat cells.")

@@ -14,6 +14,7 @@ def _common(p, method_default: str) -> None:
     p.add_argument("--profile", choices=("quick", "paper"), default="quick", help="quick: sized for a 2-core CPU; paper: the paper's settings")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="hold a config parameter at this value in every trial (repeatable)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--protocol", default="loro", help="loro (default), pose-shift, leave-one-group-out:COLUMN (see `ratspain-bench run --help`)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna storage shared by workers: sqlite:///x.db, postgresql://user:pw@host/db, journal:PATH, redis://... "
@@ -71,7 +72,8 @@ def _options(args) -> dict:
     return dict(profile=args.profile, fixed=parse_overrides(args.set), seed=args.seed, device=args.device, runs_dir=Path(args.runs_dir),
                 tracking_uri=args.tracking_uri, storage=args.storage, study_name=args.study_name,
                 out_dir=Path(args.out) if args.out else None, quiet=args.quiet, n_trials=args.n_trials,
-                sandbox=SandboxSettings(sandbox_kind(args), args.time_limit, args.memory_limit, out_mb=args.out_limit))
+                sandbox=SandboxSettings(sandbox_kind(args), args.time_limit, args.memory_limit, out_mb=args.out_limit),
+                protocol=args.protocol)
 
 
 def run_sensitivity(args) -> int:

@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..methods.base import Context, Method, Predictions, TestSet, TrainSet, make_config
 from ..methods.registry import MethodSpec
 from ..paths import atomic_write_text, cache_dir
-from ..protocol import Fold
+from ..protocols import Fold
 from ..tasks import AUS, BLANK, au_column, by_au
 from . import blind
 from .predictions import InvalidOutput, check_output

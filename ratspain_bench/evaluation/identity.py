@@ -10,7 +10,9 @@ are, for the `au` task, the AU grades it is scored on (`task_fingerprint`).
   `snapshot`: what runs is what is hashed); for a built-in or plugin, the package
   version plus the source of the method's module and of every module of the same package it imports,
   transitively (so an edit to the engine a method uses changes its hash); and the protocol version;
-- the dataset fingerprint (`Dataset.fingerprint`): labelled rows and image content.
+- the dataset fingerprint (`Dataset.fingerprint`): labelled rows and image content;
+- the protocol (`protocols`): another protocol than loro names itself in the job folders, the predictions file and
+  the MLflow experiment and tags, so results of two protocols never mix.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..errors import InputError
-from ..protocol import PROTOCOL_VERSION, Fold, fold_digest
+from ..protocols import PROTOCOL_VERSION, Fold, fold_digest
 
 SKIP_PARTS = {"__pycache__", ".git", ".ipynb_checkpoints"}
 
@@ -245,10 +247,11 @@ class JobKey:
     code_hash: str
     seed: int
     task: str = "binary"
+    protocol: str = ""  # `Protocol.key`: "" for loro (its results keep their paths)
 
     @property
     def _task_part(self) -> str:
-        return "" if self.task == "binary" else f"{self.task}-"
+        return ("" if self.task == "binary" else f"{self.task}-") + (f"{safe_name(self.protocol)}-" if self.protocol else "")
 
     def root(self, runs_dir) -> Path:
         return (Path(runs_dir) / "jobs" / f"{safe_name(self.dataset)}-{self.fingerprint}" / safe_name(self.method)

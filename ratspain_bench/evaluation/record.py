@@ -6,7 +6,8 @@ artifacts in `RUNS_DIR/artifacts` (`tracking_uri`, the only place this is decide
 Schema (names are the `Tag` constants; the contract's are `ratspain.role` and `ratspain.subject`):
 - experiment `ratspain/<dataset>` (studies: `ratspain-study/<dataset>`);
 - a parent run per (method, dataset, config, code, seed, task): tags `role=parent`, `method`, `dataset`,
-  `dataset_fingerprint`, `seed`, `config_hash`, `code_hash`, `task` (binary | au), `profile`, `source`, `sandbox`
+  `dataset_fingerprint`, `seed`, `config_hash`, `code_hash`, `task` (binary | au), `protocol` (another protocol
+  than loro, whose runs live in experiments `ratspain-protocols/<dataset>`), `profile`, `source`, `sandbox`
   (in-process | bwrap | none), `labels_public` (true | false: whether anyone can recompute the dataset's labels),
   `status` (running | complete | failed), `folds_expected`,
   `hardware`, `error`, `cite`; params `method`, `family`, `seed`, `profile`, `protocol`, `dataset`,
@@ -39,6 +40,7 @@ from ..errors import InputError
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 EXPERIMENT_PREFIX = "ratspain/"
+PROTOCOL_EXPERIMENT_PREFIX = "ratspain-protocols/"  # runs of another protocol than loro: never beside the board's
 STUDY_EXPERIMENT_PREFIX = "ratspain-study/"
 PACKAGES = ("ratspain_bench", "torch", "timm", "scikit-learn", "scikit-image", "numpy", "mlflow", "optuna")
 POOLED = ("f1", "accuracy", "balanced_accuracy", "mcc")
@@ -64,6 +66,7 @@ class Tag:
     WORKER = "ratspain.worker"
     WORKER_DEVICE = "ratspain.worker_device"
     TASK = "ratspain.task"
+    PROTOCOL = "ratspain.protocol"  # `Protocol.key`, on runs of another protocol than loro
     LABELS_PUBLIC = "ratspain.labels_public"
     PARENT = "mlflow.parentRunId"
     # studies (experiment `ratspain-study/<dataset>`; roles `study` and `trial`)
@@ -259,16 +262,17 @@ class ParentRun:
     def identity_tags(self) -> dict:
         k = self.key
         task = {Tag.TASK: k.task} if k.task != "binary" else {}  # binary parents from before the au task have no such tag
+        protocol = {Tag.PROTOCOL: k.protocol} if k.protocol else {}
         return {Tag.ROLE: PARENT, Tag.METHOD: k.method, Tag.FINGERPRINT: k.fingerprint, Tag.SEED: str(k.seed),
-                Tag.CONFIG_HASH: k.config_hash, Tag.CODE_HASH: k.code_hash, **task}
+                Tag.CONFIG_HASH: k.config_hash, Tag.CODE_HASH: k.code_hash, **task, **protocol}
 
 
 def open_parent(store: Store, run: ParentRun) -> tuple[str, str, bool]:
     """(experiment id, parent run id, already complete). A parent with the same identity is reused."""
-    from ..protocol import PROTOCOL_VERSION
+    from ..protocols import PROTOCOL_VERSION
 
     k = run.key
-    exp = store.experiment(EXPERIMENT_PREFIX + k.dataset)
+    exp = store.experiment((PROTOCOL_EXPERIMENT_PREFIX if k.protocol else EXPERIMENT_PREFIX) + k.dataset)
     existing = store.find(exp, **run.identity_tags())
     done = next((r for r in existing if r.data.tags.get(Tag.STATUS) == COMPLETE), None)
     if done is not None:
@@ -276,14 +280,15 @@ def open_parent(store: Store, run: ParentRun) -> tuple[str, str, bool]:
     if existing:
         parent_id = existing[0].info.run_id
     else:
-        name = f"{k.method} seed {k.seed}" + ("" if k.task == "binary" else f" ({k.task} task)")
+        name = (f"{k.method} seed {k.seed}" + ("" if k.task == "binary" else f" ({k.task} task)")
+                + (f" [{k.protocol}]" if k.protocol else ""))
         parent = store.client.create_run(exp, run_name=name, tags={Tag.TASK: k.task,
             **run.identity_tags(), Tag.DATASET: k.dataset, Tag.PROFILE: run.profile, Tag.SOURCE: run.source,
             Tag.SANDBOX: run.sandbox, Tag.FOLDS_EXPECTED: str(run.folds_expected), Tag.CITE: run.cite[:5000]})
         parent_id = parent.info.run_id
         try:
             store.log(parent_id, params={"method": k.method, "family": run.family, "seed": k.seed, "profile": run.profile,
-                                         "task": k.task, "protocol": PROTOCOL_VERSION, "dataset": k.dataset,
+                                         "task": k.task, "protocol": k.protocol or PROTOCOL_VERSION, "dataset": k.dataset,
                                          "dataset_fingerprint": k.fingerprint, "code_hash": k.code_hash, "git_commit": git_commit(),
                                          **versions(), **{f"cfg.{n}": v for n, v in run.params.items()}})
         except Exception as e:  # noqa: BLE001 - MLflow refused a parameter: this method fails, its parent is closed
@@ -373,6 +378,7 @@ class RunRecord:
     sandbox: str = ""
     task: str = "binary"
     labels_public: str = ""  # "true" | "false" | "" (recorded before the tag existed)
+    protocol: str = ""  # `Protocol.key`; "" for loro
 
     @property
     def complete_subjects(self) -> set[str]:
@@ -420,6 +426,10 @@ def _load_predictions(client, run, tmp: Path) -> tuple[pd.DataFrame | None, str]
     frame = t.drop(columns=["line"])
     if frame["image"].duplicated().any():
         return None, f"predictions.csv: image {frame.loc[frame['image'].duplicated(), 'image'].iloc[0]!r} appears twice"
+    if run.data.tags.get(Tag.PROTOCOL):  # another protocol's file also carries the columns its board breaks scores down by
+        raw = pd.read_csv(local, dtype=str, keep_default_na=False)
+        extra = [c for c in raw.columns if c not in frame.columns]
+        frame = frame.merge(raw[["image", *extra]], on="image", how="left") if extra else frame
     return frame, ""
 
 
@@ -446,7 +456,7 @@ def _record(run, exp_name: str, folds: list, predictions, problem: str) -> RunRe
                                dict(f.data.metrics)) for f in folds),
         predictions=predictions, error=tags.get(Tag.ERROR, ""), predictions_problem=problem,
         code_hash=tags.get(Tag.CODE_HASH, ""), sandbox=tags.get(Tag.SANDBOX, ""), task=tags.get(Tag.TASK, "binary"),
-        labels_public=tags.get(Tag.LABELS_PUBLIC, ""))
+        labels_public=tags.get(Tag.LABELS_PUBLIC, ""), protocol=tags.get(Tag.PROTOCOL, ""))
 
 
 def fetch_run(uri: str, run_id: str) -> RunRecord:

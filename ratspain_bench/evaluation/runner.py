@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..methods.base import Context, make_config
 from ..methods.registry import MethodSpec, get_method
 from ..paths import atomic_write_text, cache_dir
-from ..protocol import Fold, leave_one_subject_out
+from ..protocols import Fold, get_protocol
 from . import launch, outside, record, sandbox
 from .configure import configure, registered_hash, require_task
 from .fold import FoldError, FoldTask, check_image_size, image_size, read_fold, run_fold
@@ -52,6 +52,7 @@ class RunOptions:
     sandbox: SandboxSettings = SandboxSettings()
     launch: LaunchSettings = LaunchSettings()  # where the folds of trusted methods run (`launch`)
     task: str = "binary"  # `binary` (the paper's) or `au` (`ratspain_bench.tasks`)
+    protocol: str = "loro"  # how the data is cut into folds (`ratspain_bench.protocols`)
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,10 @@ def plan(name: str, dataset, opts: RunOptions) -> Plan:
         registered_hash(spec, opts.profile)
     else:  # the harness decodes the images an outside method asks for: never more than its worker may hold
         check_image_size(name, params, len(dataset), opts.sandbox.memory_mb)
+    protocol = get_protocol(opts.protocol)
     key = JobKey(dataset.name, task_fingerprint(dataset, opts.task), name, config_hash(spec.family, params), code_hash(spec),
-                 opts.seed, opts.task)
-    return Plan(spec, params, key, leave_one_subject_out(dataset.table["subject"], dataset.table["image"]))
+                 opts.seed, opts.task, protocol.key)
+    return Plan(spec, params, key, protocol.plan(dataset.table, dataset.table["image"]))
 
 
 # ---------------------------------------------------------------- progress
@@ -259,6 +261,9 @@ class MethodRun:
             frames.append(frame)
             summaries.append(summary)
         preds = pd.concat(frames, ignore_index=True).assign(method=name, seed=self.opts.seed)
+        by_image = self.dataset.table.set_index("image")
+        for column in get_protocol(self.opts.protocol).columns:  # what the protocol's board breaks the score down by
+            preds[column] = preds["image"].map(by_image[column])
         score = complete_parent(self.store, self.parent_id, key, self.dataset, preds, summaries, self.opts.runs_dir, self.opts.device)
         self.result = MethodResult(name, "complete", self.parent_id, self.pred_path, score, time.perf_counter() - self.start, "",
                                    key.config_hash, key.code_hash)
@@ -400,6 +405,7 @@ def run_methods(names: list[str], dataset, opts: RunOptions, broken: dict | None
     folds of trusted methods side by side in the local pool). An outside method that cannot be checked, planned or
     opened in MLflow fails alone, with its reason."""
     failed = dict(broken) if broken is not None else check_methods(names, opts)
+    get_protocol(opts.protocol).plan(dataset.table)  # a protocol the data cannot hold fails the command, before any work
     dataset.require_images()
     plans = []
     for n in names:

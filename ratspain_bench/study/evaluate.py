@@ -28,7 +28,7 @@ from ..evaluation.identity import JobKey, code_hash, config_hash
 from ..evaluation.sandbox import SandboxSettings
 from ..methods.base import make_config
 from ..methods.registry import MethodSpec
-from ..protocol import Fold, leave_one_subject_out
+from ..protocols import Fold, get_protocol
 from .workers import gone_here, worker_id
 
 STALE_CLAIM_SECONDS = 3600  # a claim of another host older than this is taken over (one of this host: when its process is gone)
@@ -48,12 +48,14 @@ class FoldSeen:
 
 class Evaluator:
     def __init__(self, dataset, runs_dir, seed: int = 0, device: str = "auto", profile: str = "quick",
-                 observer: Callable[[FoldSeen], None] | None = None, sandbox: SandboxSettings = SandboxSettings()):
+                 observer: Callable[[FoldSeen], None] | None = None, sandbox: SandboxSettings = SandboxSettings(),
+                 protocol: str = "loro"):
         dataset.require_images()
         self.dataset, self.runs_dir, self.seed, self.device, self.profile = dataset, runs_dir, seed, device, profile
         self.observer, self.sandbox = observer, sandbox
         self.fingerprint = dataset.fingerprint
-        self.folds = leave_one_subject_out(dataset.table["subject"], dataset.table["image"])
+        self.protocol = get_protocol(protocol)
+        self.folds = self.protocol.plan(dataset.table, dataset.table["image"])
         self._images: dict[int, tuple] = {}
         self._code: dict[str, str] = {}
         self._together: dict[tuple[str, str], tuple[str, list[dict]]] = {}  # (method, config hash) -> (group digest, configs)
@@ -84,7 +86,8 @@ class Evaluator:
             self._code[spec.name] = code_hash(spec)
         group = self._group(spec, params)
         named = {**params, "fitted_together": group[0]} if group else params
-        return JobKey(self.dataset.name, self.fingerprint, spec.name, config_hash(spec.family, named), self._code[spec.name], self.seed)
+        return JobKey(self.dataset.name, self.fingerprint, spec.name, config_hash(spec.family, named), self._code[spec.name], self.seed,
+                      protocol=self.protocol.key)
 
     def fold_predictions(self, spec: MethodSpec, params: dict, fold: Fold, stage: str = "loro", outer: str | None = None,
                          prefetch: bool = False) -> pd.DataFrame:

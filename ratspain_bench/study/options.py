@@ -22,6 +22,7 @@ class StudyOptions:
     out_dir: Path | None = None
     quiet: bool = False
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # outside methods
+    protocol: str = "loro"  # how the data is cut into folds (`ratspain_bench.protocols`); tuning nests it
 
     def log(self, msg: str) -> None:
         """A progress line on stderr, unless quiet."""

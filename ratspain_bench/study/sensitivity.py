@@ -172,7 +172,7 @@ def prepare_shared(spec, params: dict, ev: Evaluator, opts: SensitivityOptions) 
 
 def default_study_name(opts: SensitivityOptions, points: list[Point], fingerprint: str) -> str:
     text = json.dumps({"m": opts.method, "p": opts.profile, "f": opts.fixed, "g": [p.label for p in points], "s": opts.seed,
-                       "d": fingerprint}, sort_keys=True, default=str)
+                       "d": fingerprint, **({"protocol": opts.protocol} if opts.protocol != "loro" else {})}, sort_keys=True, default=str)
     return f"sensitivity-{safe_name(opts.method)}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
@@ -227,7 +227,7 @@ class _Sensitivity:
         self.base, self.points, self.notes = plan(opts)
         self.labels = [p.label for p in self.points]
         self.by_label = {p.label: p for p in self.points}
-        self.ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
+        self.ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox, opts.protocol)
         if self.ev.fit_together(self.spec, [p.params for p in self.points]):
             self.notes.append(f"{self.spec.name} fits the grid's configs together on each fold (frozen heads that differ only "
                               "in the loss: one stacked head, the same maths as separate fits with its own float rounding); "

@@ -3,7 +3,7 @@
 For each outer fold (one held-out rat):
 1. an Optuna study `<study-name>/outer-<rat>` searches the method's declared space; a trial's score
    is the pooled F1 of an inner LORO over the *training rats only* (the held-out rat is not in any
-   inner fold: `evaluate.inner_folds` asserts it, and tests check the indices the inner loop saw);
+   inner fold: `Protocol.inner` asserts it, and tests check the indices the inner loop saw);
    after each inner fold the running pooled F1 is reported, and Optuna's MedianPruner stops trials
    that fall below the median of earlier trials at the same inner fold;
 2. the best trial's config is fitted on all training rats and scores the held-out rat.
@@ -32,7 +32,6 @@ from ..evaluation.identity import config_hash, safe_name
 from ..evaluation.predictions import score_frame
 from ..evaluation.record import Store, Tag
 from ..methods.registry import get_method
-from ..protocol import inner_folds
 from . import report, runs
 from .evaluate import Evaluator
 from .options import StudyOptions
@@ -97,10 +96,10 @@ class _Tune:
         self.space, self.source = _search_space(self.spec, opts, base)
         if dataset.table["subject"].nunique() < 3:
             raise InputError(f"{dataset.source}: nested LORO needs at least 3 subjects (an inner LORO over at least 2 training rats)")
-        self.ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox)
+        self.ev = Evaluator(dataset, opts.runs_dir, opts.seed, opts.device, opts.profile, observer, opts.sandbox, opts.protocol)
         self.described = [d.describe() for d in self.space.values()]
         digest = hashlib.sha1(json.dumps({"m": opts.method, "p": opts.profile, "f": opts.fixed, "s": self.described, "seed": opts.seed,
-                                          "d": self.ev.fingerprint}, sort_keys=True, default=str).encode()).hexdigest()[:8]
+                                          "d": self.ev.fingerprint, **({"protocol": opts.protocol} if opts.protocol != "loro" else {})}, sort_keys=True, default=str).encode()).hexdigest()[:8]
         self.study_name = opts.study_name or f"tune-{safe_name(opts.method)}-{digest}"
         self.storage_url = opts.storage or default_storage_url(opts.runs_dir)
         self.storage = open_storage(self.storage_url, opts.runs_dir)
@@ -173,7 +172,7 @@ class _Tune:
     def run_outer(self, i: int, outer) -> None:
         """This worker's trials on one outer fold, then the best config scored on the held-out rat; logs the trials."""
         opts = self.opts
-        inner = inner_folds(self.dataset.table["subject"], outer, self.dataset.table["image"])
+        inner = self.ev.protocol.inner(self.dataset.table, outer)
         study = self.open_outer(i, outer, inner)
         fail_stale_trials(study)
         if opts.n_trials > 0:

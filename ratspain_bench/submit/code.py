@@ -24,7 +24,7 @@ from ..evaluation.predictions import score_frame
 from ..evaluation.outside import describe
 from ..evaluation.sandbox import settings as sandbox_settings
 from ..methods.registry import MethodSpec
-from ..protocol import leave_one_subject_out
+from ..protocols import leave_one_subject_out
 from .checks import FAIL, PASS, SKIP, Check, Report
 
 RATSPAIN_IMAGES = 1138  # the paper's dataset: what a submission's image_size must fit for
