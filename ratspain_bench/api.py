@@ -255,24 +255,28 @@ def imbalance(data=None, include_low_confidence: bool = False) -> dict:
 
 
 def synth(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None, jobs: int | None = None, progress=None,
-          low_confidence: int | None = None, hidden: bool = False, video: bool = False) -> Path:
+          low_confidence: int | None = None, hidden: bool = False, video: bool = False, sites: int | None = None) -> Path:
     """Render the synthetic replica into `out_dir` (manifest.csv, images/, au_regions.json, provenance.json); the
     manifest's path. `low_confidence`: images the two-stage rating leaves low-confidence (default 157 with the paper's
     counts, else 0). `hidden`: from a seed drawn from the operating system instead of `seed`, kept only in a file
     outside `out_dir` readable by its owner (`data.replica.hidden_replica`), so outside methods are ranked on it.
     `video`: short clips instead (`video.synth.render_videos`: 2 groups x 3 rats x pre/post, 60 s at 10 fps, pain
-    action units rising in the treated group's post sessions only); returns their sidecar `videos.csv`."""
+    action units rising in the treated group's post sessions only); returns their sidecar `videos.csv`.
+    `sites`: the rats recorded in this many labs (camera angle, lighting, background, white balance, JPEG quality per
+    lab; a `site` column), for `--protocol leave-one-group-out:site`; None: the replica as it has always been."""
     from .data.replica import hidden_replica
     from .data.synth import generate_replica
 
     if video:
         from .video.synth import render_videos
 
-        return render_videos(out_dir, seed=seed)
+        return render_videos(out_dir, seed=seed, sites=sites)
 
     if hidden:
-        return hidden_replica(out_dir, size=size, counts=counts, jobs=jobs, progress=progress, low_confidence=low_confidence)[0]
-    return generate_replica(out_dir, seed=seed, size=size, counts=counts, jobs=jobs, progress=progress, low_confidence=low_confidence)
+        return hidden_replica(out_dir, size=size, counts=counts, jobs=jobs, progress=progress, low_confidence=low_confidence,
+                              sites=sites)[0]
+    return generate_replica(out_dir, seed=seed, size=size, counts=counts, jobs=jobs, progress=progress, low_confidence=low_confidence,
+                            sites=sites)
 
 
 def frames(videos, out, per_minute: int = 5, min_sharpness: float | None = None, crop=None, subject: str | None = None,

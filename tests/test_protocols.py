@@ -187,3 +187,28 @@ def test_pose_shift_shows_a_drop_only_where_the_cues_hide(tmp_path, monkeypatch,
         assert row.drop.low > 0 and row.bins["frontal"].value > 0.6, row  # measured: +0.458 [0.212, 0.806]
     else:  # the cue survives the turn: no drop beyond the uncertainty of four rats
         assert row.drop.low <= 0 <= row.drop.high and min(c.value for c in row.bins.values()) > 0.6, row  # +0.062 [-0.044, 0.298]
+
+
+# ---------------------------------------------------------------- sites in the replica
+
+
+def test_a_replica_of_two_sites(tmp_path):
+    """Rats shared round-robin between two labs: the first lab is the replica as it is, byte for byte (its rats'
+    images equal the one-lab replica's); the second records the same rats' draws with its own camera, lighting,
+    background, white balance and JPEG quality; leave-one-site-out then holds each lab out in turn."""
+    counts = {r: {"no_pain": 4, "moderate": 4} for r in ("1", "2", "3", "4")}
+    one = rb.synth(tmp_path / "one", size=48, counts=counts, jobs=1).parent
+    two = rb.synth(tmp_path / "two", size=48, counts=counts, jobs=1, sites=2).parent
+    m1, m2 = pd.read_csv(one / "manifest.csv", dtype=str), pd.read_csv(two / "manifest.csv", dtype=str)
+    assert "site" not in m1.columns
+    assert dict(zip(m2["subject"], m2["site"])) == {"1": "site1", "2": "site2", "3": "site1", "4": "site2"}
+    for path, site in zip(m2["path"], m2["site"]):
+        same = (one / path).read_bytes() == (two / path).read_bytes()
+        assert same == (site == "site1"), path
+    at1 = (m2["site"] == "site1").to_numpy()
+    assert m1[at1].equals(m2.drop(columns="site")[at1])  # the first lab's rows: the one-lab replica's
+    assert m1[["path", "label", "level"]].equals(m2[["path", "label", "level"]])  # every image keeps its label
+    yaw = lambda m: m.loc[~at1, "pose_yaw"].astype(float).abs().mean()  # noqa: E731
+    assert yaw(m2) > 1.5 * yaw(m1)  # the second lab's camera sees the same rats' heads turned further
+    folds = get_protocol("leave-one-group-out:site").plan(rb.load_dataset(two).table)
+    assert [f.subject for f in folds] == ["site1", "site2"]

@@ -12,7 +12,8 @@ def add_parser(sub) -> None:
     p = command(sub, "synth", "render the synthetic RatsPain replica (manifest.csv + images/)", [
         "ratspain-bench synth out/", "ratspain-bench synth out/ --seed 1 --size 128",
         "ratspain-bench synth out/ --per-subject-counts '{\"a\": {\"no_pain\": 5, \"moderate\": 5}}'",
-        "ratspain-bench synth held-out/ --hidden", "ratspain-bench synth clips/ --video"])
+        "ratspain-bench synth held-out/ --hidden", "ratspain-bench synth clips/ --video",
+        "ratspain-bench synth two-labs/ --sites 2   # then: run --protocol leave-one-group-out:site"])
     p.add_argument("out_dir", type=Path)
     p.add_argument("--seed", type=int, default=None, help="the seed everything is drawn from (default 0, the built-in replica's)")
     p.add_argument("--hidden", action="store_true",
@@ -29,6 +30,10 @@ def add_parser(sub) -> None:
     p.add_argument("--video", action="store_true",
                    help="short synthetic videos instead: 2 groups x 3 rats x pre/post, 60 s at 10 fps, pain action units "
                         "rising in the treated group's post session only; OUT_DIR/videos/*.mp4 and the sidecar videos.csv")
+    p.add_argument("--sites", type=int, default=None,
+                   help="record the rats in this many labs (shared round-robin): each lab its own camera angle spread, lighting, "
+                        "background, white balance and JPEG quality, and a `site` column (with --video too); default: one lab, "
+                        "the replica as it has always been")
     p.set_defaults(func=run)
 
 
@@ -57,10 +62,16 @@ def run(args) -> int:
         raise InputError(f"{args.out_dir}: exists and is not empty (choose a new folder)")
     if args.hidden and args.seed is not None:
         raise InputError("--hidden draws its own seed: drop --seed")
+    if args.sites is not None:
+        from ..data.synth import PAPER_COUNTS
+
+        rats = 6 if args.video else len(counts or PAPER_COUNTS)
+        if not 2 <= args.sites <= rats:
+            raise InputError(f"--sites {args.sites}: want 2 or more labs (one lab is the default) and at most one per rat ({rats} rats)")
     if args.video:
         if args.hidden or counts is not None or args.low_confidence is not None:
             raise InputError("--video renders its own clips: drop --hidden, --per-subject-counts and --low-confidence")
-        sidecar = api.synth(args.out_dir, seed=args.seed or 0, video=True)
+        sidecar = api.synth(args.out_dir, seed=args.seed or 0, video=True, sites=args.sites)
         print(f"wrote {sidecar}")
         return 0
     from tqdm import tqdm
@@ -71,7 +82,8 @@ def run(args) -> int:
             bar.n = done
             bar.refresh()
 
-        options = dict(size=args.size, counts=counts, jobs=args.jobs, progress=progress, low_confidence=args.low_confidence)
+        options = dict(size=args.size, counts=counts, jobs=args.jobs, progress=progress, low_confidence=args.low_confidence,
+                       sites=args.sites)
         if args.hidden:
             from ..data.replica import hidden_replica
 

@@ -45,7 +45,8 @@ class Dataset:
     Table columns: `image` (id as written in the source, used in predictions files), `file`
     (absolute image path), `subject` (str), `level` (nullable 0/1/2), `label` (0/1), `confidence`,
     `where` (file:line of the row), plus any of the AU, pose and rater columns of the contract (rater
-    columns `rater_<id>_au_<name>` as nullable ints). `n_low_confidence_excluded` counts the
+    columns `rater_<id>_au_<name>` as nullable ints), and any other column of a manifest as text (site, strain,
+    camera, session: what `leave-one-group-out:COLUMN` holds out). `n_low_confidence_excluded` counts the
     `confidence=low` rows left out: all of them by default, only the unlabelled ones when included.
     `labels_public`: whether anyone can recompute the labels (the built-in replica, a replica whose seed is
     known; see `read_provenance`): outside methods are not ranked on such a dataset.
@@ -188,6 +189,9 @@ def _parse_row(raw: dict, line: int, path: Path) -> tuple[dict | None, list[Prob
         if v and v not in POSE_BINS:
             errs.append(Problem("error", at, f"unknown pose_bin {v!r} (expected {', '.join(POSE_BINS)})"))
         rec["pose_bin"] = v or None
+    for c in raw:  # any other column (site, strain, camera, session, ...): kept as text, for protocols to group by
+        if c and c not in rec and c not in ("path", "file"):
+            rec[c] = get(c) or None
     return (None if any(e.severity == "error" for e in errs) else rec), errs
 
 

@@ -50,6 +50,8 @@ class Look:
     pitch_sd: float
     roll_sd: float
     au_offset: tuple  # resting-face offsets of the four AU intensities (not pain)
+    white_balance: tuple = (1.0, 1.0, 1.0)  # the camera's RGB gains (a site's; neutral by default)
+    quality: tuple = (55, 93)  # JPEG quality drawn in [low, high)
 
 
 def _look(**kw) -> Look:
@@ -93,6 +95,34 @@ LOOKS = (
           yaw_sd=14, yaw_turned=0.30, yaw_turn=40, pitch_mu=4, pitch_sd=11, roll_sd=11,
           au_offset=(0.1, 0.2, 0.1, 0)),
 )
+
+
+# Labs other than the default one (`synth --sites`): each changes the camera's angle spread, the lighting, the
+# background, the white balance and the JPEG quality of every rat recorded there. Site 0 is the replica as it is.
+SITES = (
+    {},
+    dict(yaw_sd=1.8, yaw_turned=1.6, light=0.82, wall=(120, 150, 125), bedding=(140, 120, 95), white_balance=(1.08, 1.0, 0.88),
+         quality=(35, 70), bars=4),
+    dict(yaw_sd=0.7, yaw_turned=0.6, light=1.12, wall=(205, 200, 215), bedding=(225, 215, 190), white_balance=(0.92, 1.0, 1.1),
+         quality=(70, 96), bars=12),
+)
+
+
+def site_look(look: Look, site: int) -> Look:
+    """`look` as recorded at site `site` (0: unchanged); sites past the designed three reuse them with a jitter."""
+    change = SITES[site % len(SITES)]
+    if not change:
+        if site == 0:
+            return look
+        change = SITES[1 + site % (len(SITES) - 1)]
+    scale = {"yaw_sd", "yaw_turned", "light"}
+    out = {k: getattr(look, k) * v if k in scale else v for k, v in change.items()}
+    if site >= len(SITES):  # beyond the designed sites: a jittered copy, fixed per site
+        rng = np.random.default_rng(np.random.SeedSequence([0x517E, site]))
+        out["light"] *= float(rng.uniform(0.9, 1.1))
+        out["white_balance"] = tuple(float(v * rng.uniform(0.95, 1.05)) for v in out["white_balance"])
+    out["yaw_turned"] = min(out.get("yaw_turned", look.yaw_turned), 0.9)
+    return replace(look, **out)
 
 
 def look_for(subject_index: int) -> Look:
@@ -446,6 +476,8 @@ def draw_face(look: Look, au: dict, pose: tuple, rng: np.random.Generator, size:
     g = light * (1 + rng.uniform(-0.25, 0.25) * x[None, :] + rng.uniform(-0.25, 0.25) * x[:, None]
                  - 0.5 * (x[None, :] ** 2 + x[:, None] ** 2))
     tint = (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
+    if look.white_balance != (1.0, 1.0, 1.0):  # a site's camera (the default's arithmetic stays as it was)
+        tint = tint * np.asarray(look.white_balance, np.float32)
     a = a * g[..., None] * tint + rng.standard_normal((size, size, 1), np.float32) * np.float32(noise)  # luminance noise
     buf = io.BytesIO()
     Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=int(quality))

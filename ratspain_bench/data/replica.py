@@ -31,7 +31,7 @@ def default_replica(seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE) -> Path:
 
 
 def hidden_replica(out_dir, size: int = DEFAULT_SIZE, counts: dict | None = None, jobs: int | None = None, progress=None,
-                   low_confidence: int | None = None) -> tuple[Path, Path]:
+                   low_confidence: int | None = None, sites: int | None = None) -> tuple[Path, Path]:
     """A replica rendered from a 128-bit seed drawn from the operating system, so nobody can render its labels again:
     (its manifest, the file that keeps the seed). The seed is written only there, outside `out_dir`, readable by its
     owner alone (`paths.secrets_dir`); the folder's own `provenance.json` says its labels are not public."""
@@ -39,7 +39,7 @@ def hidden_replica(out_dir, size: int = DEFAULT_SIZE, counts: dict | None = None
 
     seed = secrets.randbits(128)
     manifest = generate_replica(out_dir, seed=seed, size=size, counts=counts, jobs=jobs, progress=progress,
-                                low_confidence=low_confidence, hidden=True)
+                                low_confidence=low_confidence, hidden=True, sites=sites)
     folder = secrets_dir()
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
@@ -47,5 +47,5 @@ def hidden_replica(out_dir, size: int = DEFAULT_SIZE, counts: dict | None = None
     fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump({"replica": str(Path(out_dir).resolve()), "seed": seed, "size": size, "counts": counts,
-                   "low_confidence": low_confidence}, f, indent=1)
+                   "low_confidence": low_confidence, "sites": sites}, f, indent=1)
     return manifest, kept

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..tasks import AUS, BLANK, round_half_up
 from .croissant import write_card
-from .rat_face import draw_face, look_for
+from .rat_face import draw_face, look_for, site_look
 from .raters import RATER_COLUMNS, STAGE_ONE, accepted_grades, image_confidence, image_level, settled_in_stage_one
 
 PAPER_COUNTS: dict[str, dict[str, int]] = {  # RatsPain Table 2 (1,138 high-confidence images)
@@ -103,12 +103,12 @@ def draw_rated(look, level: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     return intensity, pose, rate(intensity, pose[0], rng)
 
 
-def sample_image(seed: int, subject_index: int, image_index: int, target) -> dict:
+def sample_image(seed: int, subject_index: int, image_index: int, target, site: int | None = None) -> dict:
     """Per-image draws: latent AU intensities, pose and rater grades with the target outcome (a level of a
     high-confidence image, or `LOW`), the labels they give, camera settings, and the RNG (left where
     drawing continues). Everything comes from SeedSequence([seed, subject_index, image_index])."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, subject_index, image_index]))
-    look = look_for(subject_index)
+    look = look_for(subject_index) if site is None else site_look(look_for(subject_index), site)
     while True:
         level = target if target is not LOW else rng.choice(3, p=LOW_LEVEL_PROBS)
         intensity, pose, grades = draw_rated(look, level, rng)
@@ -118,8 +118,8 @@ def sample_image(seed: int, subject_index: int, image_index: int, target) -> dic
             break
     return {"rng": rng, "look": look, "intensity": dict(zip(AUS, intensity.tolist())), "pose": pose,
             "grades": grades, "accepted": accepted, "level": image_level(accepted), "confidence": confidence,
-            "quality": int(rng.integers(55, 93)), "blur": max(0.0, rng.normal(look.blur, 0.25)),
-            "noise": max(0.5, rng.normal(look.noise, 1.5)), "light": look.light * rng.uniform(0.85, 1.1)}
+            "quality": int(rng.integers(*look.quality)), "blur": max(0.0, rng.normal(look.blur, 0.25)),
+            "noise": max(0.5, rng.normal(look.noise, 1.5)), "light": look.light * rng.uniform(0.85, 1.1), "site": site}
 
 
 def _cell(grade) -> int | str:
@@ -131,17 +131,27 @@ def manifest_row(subject: str, image_index: int, p: dict) -> dict:
     label, as in the paper (Table 1: "N/A"), so the labelled rows are exactly Table 2 (the contract's counts)."""
     yaw, pitch, roll = p["pose"]
     level = p["level"] if p["confidence"] == "high" else BLANK
-    return {"path": f"images/{subject}/{subject}_{image_index:04d}.jpg", "subject": subject,
+    site = {} if p.get("site") is None else {"site": site_name(p["site"])}
+    return {**site, "path": f"images/{subject}/{subject}_{image_index:04d}.jpg", "subject": subject,
             "level": _cell(level), "label": "" if level == BLANK else int(level >= 1), "confidence": p["confidence"],
             **{f"au_{a}": _cell(g) for a, g in zip(AUS, p["accepted"])},
             "pose_yaw": yaw, "pose_pitch": pitch, "pose_roll": roll, "pose_bin": pose_bin(yaw),
             **{c: _cell(g) for c, g in zip(RATER_COLUMNS, p["grades"].T.ravel())}}
 
 
+def site_name(site: int) -> str:
+    return f"site{site + 1}"
+
+
+def site_of(subject_index: int, sites: int | None) -> int | None:
+    """The site a rat is recorded at: rats are shared round-robin among `sites` labs (None: no sites)."""
+    return None if not sites else subject_index % sites
+
+
 def render_one(job: tuple) -> tuple[dict, dict]:
     """Render image `image_index` of a subject into `root`; returns its manifest row and AU boxes."""
-    root, seed, size, subject, subject_index, image_index, target = job
-    p = sample_image(seed, subject_index, image_index, target)
+    root, seed, size, subject, subject_index, image_index, target, site = job
+    p = sample_image(seed, subject_index, image_index, target, site)
     data, boxes = draw_face(p["look"], p["intensity"], p["pose"], p["rng"], size, p["quality"],
                             p["blur"] * size / 256, p["noise"], p["light"])
     row = manifest_row(subject, image_index, p)
@@ -181,10 +191,10 @@ def _counts(counts: dict | None, low_confidence: int | None) -> tuple[dict, int]
     return counts, int(low_confidence)
 
 
-def plan_rows(seed: int = 0, counts: dict | None = None, low_confidence: int | None = None) -> list[dict]:
+def plan_rows(seed: int = 0, counts: dict | None = None, low_confidence: int | None = None, sites: int | None = None) -> list[dict]:
     """The manifest rows `generate_replica` would write, without drawing any image (seconds for 1,295)."""
     counts, low_confidence = _counts(counts, low_confidence)
-    return [manifest_row(subject, i, sample_image(int(seed), si, i, target))
+    return [manifest_row(subject, i, sample_image(int(seed), si, i, target, site_of(si, sites)))
             for subject, si, i, target in plan(int(seed), counts, low_confidence)]
 
 
@@ -212,25 +222,31 @@ def provenance(seed: int | None, size: int) -> dict:
 
 
 def generate_replica(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None,
-                     jobs: int | None = None, progress=None, low_confidence: int | None = None, hidden: bool = False) -> Path:
+                     jobs: int | None = None, progress=None, low_confidence: int | None = None, hidden: bool = False,
+                     sites: int | None = None) -> Path:
     """Render the replica into out_dir; returns the path of out_dir/manifest.csv.
 
     counts: {subject: {"no_pain": n0, "moderate": n1, "severe": n2}} high-confidence images (default
     `PAPER_COUNTS`); low_confidence: low-confidence images added (default 157 with the paper's counts, else 0).
     jobs: worker processes (default min(2, cpu count)); progress: optional callable(n_done, n_total).
     hidden: the seed is a secret (`provenance.json` then says the labels are not public and names no seed).
+    sites: the rats shared round-robin among this many labs (`rat_face.SITES`: camera angle spread, lighting,
+    background, white balance and JPEG quality per lab), with a `site` column; None (the default) renders the replica
+    byte for byte as before sites existed.
     Renders into a temporary sibling folder and renames it into place, so out_dir is complete or absent.
     Raises ValueError if out_dir exists and is not empty.
     """
     out_dir = Path(out_dir)
     counts, low_confidence = _counts(counts, low_confidence)
     _check(out_dir, size, counts, low_confidence)
+    if sites is not None and not 2 <= int(sites) <= len(counts):
+        raise ValueError(f"sites {sites}: want 2 or more, and at most one per rat ({len(counts)} rats)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         for subject in counts:
             (tmp / "images" / subject).mkdir(parents=True)
-        work = [(str(tmp), int(seed), int(size), *p) for p in plan(int(seed), counts, low_confidence)]
+        work = [(str(tmp), int(seed), int(size), *p, site_of(p[1], sites)) for p in plan(int(seed), counts, low_confidence)]
         n_jobs = max(1, min(jobs or min(2, os.cpu_count() or 1), len(work) or 1))
         results = []
         if n_jobs == 1:
@@ -245,7 +261,7 @@ def generate_replica(out_dir, seed: int = 0, size: int = 256, counts: dict | Non
                     if progress:
                         progress(len(results), len(work))
         with open(tmp / "manifest.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, FIELDS, lineterminator="\n")
+            w = csv.DictWriter(f, FIELDS + (["site"] if sites else []), lineterminator="\n")
             w.writeheader()
             w.writerows(row for row, _ in results)
         regions = {row["path"]: boxes for row, boxes in results}

@@ -95,11 +95,17 @@ def cached_codes(images: np.ndarray, keys, points: int, radius: float, variant: 
     return np.stack(out)
 
 
-def grid_histograms(codes: np.ndarray, grid: int, bins: int) -> np.ndarray:
-    """Concatenated per-cell histograms (N, grid*grid*bins), each cell L1-normalised.
+def cell_sizes(h: int, w: int, grid: int) -> np.ndarray:
+    """(grid*grid,) pixels in each cell of an H x W image split into `grid` near-equal rows and columns."""
+    rows = np.bincount(np.arange(h) * grid // h, minlength=grid)
+    cols = np.bincount(np.arange(w) * grid // w, minlength=grid)
+    return (rows[:, None] * cols[None, :]).ravel()
 
-    Cell boundaries split the H x W image into `grid` near-equal rows and columns (exact for 224/4, 8, 16).
-    """
+
+def grid_counts(codes: np.ndarray, grid: int, bins: int) -> np.ndarray:
+    """Concatenated per-cell histograms of pattern counts (N, grid*grid*bins), as float32 (exact integers: a cell of
+    fewer than 2^24 pixels). Cell boundaries split the H x W image into `grid` near-equal rows and columns (exact for
+    224/4, 8, 16)."""
     n, h, w = codes.shape
     rows = (np.arange(h) * grid // h)[:, None]
     cols = (np.arange(w) * grid // w)[None, :]
@@ -108,7 +114,29 @@ def grid_histograms(codes: np.ndarray, grid: int, bins: int) -> np.ndarray:
     for start in range(0, n, 64):  # bounded memory
         c = codes[start:start + 64].astype(np.int64)
         idx = (np.arange(len(c))[:, None, None] * (grid * grid) + cell[None]) * bins + c
-        counts = np.bincount(idx.ravel(), minlength=len(c) * grid * grid * bins).reshape(len(c), grid * grid, bins)
-        counts = counts / np.maximum(counts.sum(axis=2, keepdims=True), 1)
-        out[start:start + 64] = counts.reshape(len(c), -1)
+        out[start:start + 64] = np.bincount(idx.ravel(), minlength=len(c) * grid * grid * bins).reshape(len(c), -1)
+    return out
+
+
+def grid_histograms(codes: np.ndarray, grid: int, bins: int) -> np.ndarray:
+    """Concatenated per-cell histograms (N, grid*grid*bins), each cell L1-normalised (`grid_counts` over each
+    cell's pixel count)."""
+    n, h, w = codes.shape
+    return (grid_counts(codes, grid, bins) / np.repeat(cell_sizes(h, w, grid), bins)[None, :]).astype(np.float32)
+
+
+def exact_kernel(a: np.ndarray, b: np.ndarray, sizes: np.ndarray, bins: int) -> np.ndarray:
+    """The linear kernel of L1-normalised cell histograms, sum over cells of (a_c . b_c) / n_c^2, from the counts
+    `a` (N, F) and `b` (M, F), the same on every machine and in every order of images or features: the count products
+    are summed by BLAS in float64, where every partial sum is an integer below 2^53 and so exact in any order; each
+    group of cells of one size is then scaled once, and the groups added in a fixed order (at most four)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if int((sizes ** 2).sum()) >= 2 ** 53:  # a cell's products sum to at most n_c^2
+        raise ValueError("cells too large for an exact float64 kernel")
+    sizes = np.repeat(sizes, bins)
+    out = np.zeros((len(a), len(b)), np.float64)
+    for n in np.unique(sizes):  # ascending: a fixed order
+        cols = np.flatnonzero(sizes == n)
+        pa, pb = (a, b) if len(cols) == a.shape[1] else (a[:, cols], b[:, cols])
+        out += (pa.astype(np.float64) @ pb.astype(np.float64).T) / float(n * n)
     return out

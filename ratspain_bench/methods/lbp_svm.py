@@ -11,6 +11,9 @@ test to train and the kernel can be shared between folds.
 Speed without changing the arithmetic: code images are cached per (image, R); the linear kernel is
 computed as Gram blocks X_a X_b^T per pair of subjects, memoised in the process, so the six LORO
 folds share them; `SVC(kernel="precomputed")` then gives the same solution as `SVC(kernel="linear")`.
+The same on every machine: the features kept are the cells' pattern counts, and the kernel of the normalised
+histograms is computed from them exactly (`features.lbp.exact_kernel`: integer sums are exact in float64 in any
+order), so no BLAS kernel or order of images can flip a prediction.
 
 The `au` task: one SVC per action unit on the same shared Gram blocks, fitted on the rows graded for
 that AU (blank grades dropped): 3-class (scikit-learn's one-vs-one, decision values in its one-vs-rest
@@ -19,7 +22,7 @@ value predicts it. Grade probabilities are a softmax of the decision values over
 knows (for two grades: the logistic of the margin, as in the binary task), zero for grades it never
 saw. Like the binary score they are monotone in the margins, not calibrated.
 
-A saved model (`save`/`load`) is the fitted SVC(s) and the histograms of the support vectors (joblib): the
+A saved model (`save`/`load`) is the fitted SVC(s) and the pattern counts of the support vectors (joblib): the
 kernel of a new image needs no other training image, and nothing is memoised per image it scores.
 """
 from __future__ import annotations
@@ -32,12 +35,12 @@ import numpy as np
 from sklearn.svm import SVC
 
 from ..errors import InputError
-from ..features.lbp import cached_codes, gray, grid_histograms, n_bins
+from ..features.lbp import cached_codes, cell_sizes, exact_kernel, gray, grid_counts, n_bins
 from ..tasks import AUS, BLANK, GRADES
 from .base import Context, Method, Predictions, TestSet, TrainSet
 
-_FEATURES: dict[tuple, np.ndarray] = {}  # (setting, image key) -> feature vector
-_GRAM: dict[tuple, np.ndarray] = {}  # (setting, block digest a, block digest b) -> X_a X_b^T
+_FEATURES: dict[tuple, np.ndarray] = {}  # (setting, image key) -> its cells' pattern counts
+_GRAM: dict[tuple, np.ndarray] = {}  # (setting, block digest a, block digest b) -> the kernel block K(X_a, X_b)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class LbpSvm(Method):
 
     def __init__(self, config, context=None):
         super().__init__(config, context)
-        self._support_x: np.ndarray | None = None  # a loaded model: histograms of the support vectors only
+        self._support_x: np.ndarray | None = None  # a loaded model: pattern counts of the support vectors only
         self._au: dict[str, SVC | int] = {}  # `au` task: per AU its SVC, or the one grade its training rows hold
         # `au` task: per AU, the test kernel's column of each row its SVC was fitted on (training rows; a loaded
         # model: rows of the saved support histograms, -1 for a row that is no support vector)
@@ -76,19 +79,24 @@ class LbpSvm(Method):
         return (c.variant, c.points, float(c.radius), c.grid, c.image_size)
 
     def features(self, images: np.ndarray, keys) -> np.ndarray:
-        """(N, grid*grid*bins) histograms, memoised per image key (a loaded model memoises nothing)."""
+        """(N, grid*grid*bins) pattern counts per cell, memoised per image key (a loaded model memoises nothing)."""
         c = self.config
         if self._support_x is not None:  # gray in slices: no float copy of the whole batch
             g = np.concatenate([gray(np.asarray(images[s:s + 64])) for s in range(0, len(images), 64)])
             codes = cached_codes(g, list(keys), c.points, c.radius, c.variant, None)
-            return grid_histograms(codes, c.grid, n_bins(c.points, c.variant))
+            return grid_counts(codes, c.grid, n_bins(c.points, c.variant))
         s = self._setting()
         todo = [i for i, k in enumerate(keys) if (s, k) not in _FEATURES]
         if todo:
             codes = cached_codes(np.asarray(images)[todo], [keys[i] for i in todo], c.points, c.radius, c.variant, self.context.cache_dir)
-            for i, f in zip(todo, grid_histograms(codes, c.grid, n_bins(c.points, c.variant))):
+            for i, f in zip(todo, grid_counts(codes, c.grid, n_bins(c.points, c.variant))):
                 _FEATURES[(s, keys[i])] = f
         return np.stack([_FEATURES[(s, k)] for k in keys])
+
+    def kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """k(x, y) = x^T y of the L1-normalised histograms, from their counts, exactly (`exact_kernel`)."""
+        c = self.config
+        return exact_kernel(a, b, cell_sizes(c.image_size, c.image_size, c.grid), n_bins(c.points, c.variant))
 
     def _blocks(self, images, keys, subjects) -> list[tuple[str, np.ndarray]]:
         """Rows grouped by subject, each with a digest of its image keys; rows in key order, so a test set in the
@@ -108,7 +116,7 @@ class LbpSvm(Method):
             for db, ib in b_blocks:
                 key = (s, da, db)
                 if key not in _GRAM:
-                    _GRAM[key] = a_feats(ia).astype(np.float64) @ b_feats(ib).astype(np.float64).T
+                    _GRAM[key] = self.kernel(a_feats(ia), b_feats(ib))
                 g[np.ix_(ia, ib)] = _GRAM[key]
         return g
 
@@ -142,7 +150,7 @@ class LbpSvm(Method):
         keys = list(test.keys)
         xt = self.features(test.images, keys)
         if self._support_x is not None:
-            return xt.astype(np.float64) @ self._support_x.astype(np.float64).T
+            return self.kernel(xt, self._support_x)
         x = self._train_x
         blocks = self._blocks(test.images, keys, np.asarray(test.subjects))
         return self._gram(blocks, self._train_blocks, lambda i: xt[i], lambda i: x[i], len(xt), len(x))
@@ -176,7 +184,7 @@ class LbpSvm(Method):
         return out
 
     def save(self, folder: Path) -> None:
-        """The fitted SVC(s) and the support vectors' histograms, with joblib (scikit-learn's own format)."""
+        """The fitted SVC(s) and the support vectors' pattern counts, with joblib (scikit-learn's own format)."""
         import joblib
 
         if self.context.task == "au":  # support rows of every AU's SVC, once; `rows` maps each SVC's onto them
@@ -185,9 +193,9 @@ class LbpSvm(Method):
             rows = {a: np.full(self._au[a].shape_fit_[0], -1) for a in support}
             for a, r in support.items():
                 rows[a][self._au[a].support_] = np.searchsorted(union, r)
-            state = {"task": "au", "svms": self._au, "rows": rows, "support_x": self._train_x[union]}
+            state = {"task": "au", "svms": self._au, "rows": rows, "support_x": self._train_x[union], "features": "counts"}
         else:
-            state = {"svm": self._svm, "support_x": self._train_x[self._svm.support_]}
+            state = {"svm": self._svm, "support_x": self._train_x[self._svm.support_], "features": "counts"}
         joblib.dump(state, Path(folder) / self.MODEL_FILE)
 
     @classmethod
@@ -202,6 +210,10 @@ class LbpSvm(Method):
         else:
             method._svm = state["svm"]
         method._support_x = state["support_x"]
+        if state.get("features") != "counts":  # saved before counts were kept: normalised histograms, counts / n_c
+            c = config
+            sizes = np.repeat(cell_sizes(c.image_size, c.image_size, c.grid), n_bins(c.points, c.variant))
+            method._support_x = np.rint(method._support_x.astype(np.float64) * sizes).astype(np.float32)
         return method
 
     def input_spec(self) -> dict:

@@ -29,7 +29,7 @@ import av
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..data.rat_face import draw_face, look_for
+from ..data.rat_face import draw_face, look_for, site_look
 from ..errors import InputError
 from ..tasks import AUS
 
@@ -47,7 +47,7 @@ TRUTH_FIELDS = ("video", "frame", "time_s", "blurred", "turned", "pose_yaw", "po
 
 def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 3, seconds: float = 60, fps: float = 10,
                   size=(160, 120), seed: int = 0, treated: str = "treated", effect: float = 1.0, key_fps: float = 2.0,
-                  blur: float = BLUR_RADIUS, codec: str = "libx264") -> Path:
+                  blur: float = BLUR_RADIUS, codec: str = "libx264", sites: int | None = None) -> Path:
     """Render one clip per rat and session into `out_dir/videos/<subject>_<session>.mp4`; returns `out_dir/videos.csv`.
 
     `videos.csv`: `video,subject,session,group` (video relative to the CSV), the sidecar `frames.extract` reads.
@@ -55,8 +55,11 @@ def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 
     Subjects are `<group><n>` (control1, ...), the i-th rat over all groups having look `look_for(i)`.
     size: (width, height) of the frames; the face is a square of the height. `effect`: the rise of every AU
     intensity in the treated group's post session. blur: the Gaussian radius of the blurred stretches (px of a
-    120 px high frame). Written in a temporary sibling, renamed when complete.
+    120 px high frame). `sites`: the rats recorded in this many labs (`data.rat_face.SITES`, rats shared round-robin;
+    a `site` column in `videos.csv`). Written in a temporary sibling, renamed when complete.
     """
+    from ..data.synth import site_name, site_of
+
     out_dir = Path(out_dir)
     width, height = (int(v) for v in size)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -78,11 +81,13 @@ def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 
                 for s, session in enumerate(SESSIONS):
                     rise = gain if group == treated and session == "post" else 0.0
                     name = f"videos/{subject}_{session}.mp4"
+                    site = site_of(index, sites)
                     rows = render_clip(tmp / name, seed, index, s, rise, seconds, fps, (width, height), key_fps,
-                                       blur, codec)
-                    videos.append({"video": name, "subject": subject, "session": session, "group": group})
+                                       blur, codec, site)
+                    videos.append({"video": name, "subject": subject, "session": session, "group": group,
+                                   **({} if site is None else {"site": site_name(site)})})
                     truth += [{"video": name, **row} for row in rows]
-        _write_csv(tmp / "videos.csv", VIDEO_FIELDS, videos)
+        _write_csv(tmp / "videos.csv", VIDEO_FIELDS + (("site",) if sites else ()), videos)
         _write_csv(tmp / "truth.csv", TRUTH_FIELDS, truth)
         os.chmod(tmp, 0o755)
         if out_dir.exists():
@@ -101,9 +106,14 @@ def _write_csv(path: Path, fields, rows) -> None:
         w.writerows(rows)
 
 
-def timeline(seed: int, index: int, session: int, rise: float, n_keys: int, key_fps: float) -> dict:
+def rat_look(index: int, site: int | None = None):
+    """The i-th rat's replica look, as recorded at `site` (None: the default lab)."""
+    return look_for(index) if site is None else site_look(look_for(index), site)
+
+
+def timeline(seed: int, index: int, session: int, rise: float, n_keys: int, key_fps: float, site: int | None = None) -> dict:
     """Per keyframe: pose (n, 3) degrees, AU intensities (n, 4), blurred (n,) and the light level (n,)."""
-    look = look_for(index)
+    look = rat_look(index, site)
     rng = np.random.default_rng(np.random.SeedSequence([seed, index, session]))
     dt = 1.0 / key_fps
     mu = np.array([0.0, look.pitch_mu, 0.0])
@@ -146,21 +156,22 @@ def timeline(seed: int, index: int, session: int, rise: float, n_keys: int, key_
 
 
 def render_clip(path: Path, seed: int, index: int, session: int, rise: float, seconds: float, fps: float, size,
-                key_fps: float = 2.0, blur: float = BLUR_RADIUS, codec: str = "libx264") -> list[dict]:
+                key_fps: float = 2.0, blur: float = BLUR_RADIUS, codec: str = "libx264", site: int | None = None) -> list[dict]:
     """Encode one clip; returns its truth rows (without `video`)."""
     width, height = size
     n_frames = max(1, int(round(seconds * fps)))
     n_keys = int(np.floor((n_frames - 1) / fps * key_fps)) + 1
-    tl = timeline(seed, index, session, rise, n_keys, key_fps)
-    look = look_for(index)
+    tl = timeline(seed, index, session, rise, n_keys, key_fps, site)
+    look = rat_look(index, site)
     rng = np.random.default_rng(np.random.SeedSequence([seed, index, session, 1]))
     radius = blur * height / 120
+    quality = 92 if site is None else sum(look.quality) // 2  # a site's camera compresses as its images do
 
     def face(k: int) -> np.ndarray:
         # A fresh draw per keyframe, as the replica's images: fur strokes, camera jitter and the cage behind the head
         # change with it (draw_face paints them from one generator), so no one draw decides how a rat looks to a model.
         draw = np.random.default_rng(np.random.SeedSequence([seed, index, session, 2, k]))
-        data, _ = draw_face(look, dict(zip(AUS, tl["au"][k])), tuple(tl["pose"][k]), draw, height, 92,
+        data, _ = draw_face(look, dict(zip(AUS, tl["au"][k])), tuple(tl["pose"][k]), draw, height, quality,
                             look.blur * height / 256, 1.0, float(tl["light"][k]))
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
