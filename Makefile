@@ -1,5 +1,5 @@
 # make demo: install into .venv (once) and run the CPU-sized benchmark on the synthetic replica
-# (the binary task, then the action-unit track of the au suite).
+# (the binary task, the same methods under the pose-shift protocol, then the action-unit track of the au suite).
 # make test: install into .venv (once) and run the tests.
 # make docs: build the documentation site into site/ (mkdocs, strict); make docs-serve: serve it on 127.0.0.1:8000.
 VENV ?= .venv
@@ -18,7 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BENCH) data imbalance
-	$(BENCH) run --suite quick
+	$(BENCH) run --suite quick --protocol loro,pose-shift
 	$(BENCH) run --suite au --task au
 	$(BENCH) leaderboard --out leaderboard
 

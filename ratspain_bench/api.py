@@ -41,6 +41,13 @@ def list_methods(pattern: str | None = None) -> list[MethodSpec]:
     return [s for s in specs if pattern is None or fnmatch.fnmatch(s.name, pattern)]
 
 
+def list_protocols() -> list[dict]:
+    """The evaluation protocols `run(protocol=...)` takes: name, usage, the question each answers (`protocols`)."""
+    from .protocols import describe
+
+    return describe()
+
+
 def get_method(name: str) -> MethodSpec:
     """A method by name (including parametric names such as `timm:efficientnet_b0`); InputError with a hint."""
     return default_registry().get(name)

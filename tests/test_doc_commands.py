@@ -8,8 +8,8 @@ environment's .venv). The built-in replica there is a tiny one (3 rats) rendered
 so at the end of its line (`# needs a GPU`, `# needs a cluster`; the hosted board's `# runs until stopped`, `# needs a
 running server`, which tests/test_server.py runs) and is only checked to parse; the two
 commands that are these tests (`make test`, `make test-all`) are not run again; servers (`mlflow ui`,
-`make docs-serve`) are started, asked for a page, and stopped. The benchmarks' commands take minutes each: they are
-`slow` (`make test-all` runs them).
+`make docs-serve`) are started, asked for a page, and stopped. The benchmarks' commands take minutes each, and a few
+commands half a minute of what other tests already run (`SLOW`): they are `slow` (`make test-all` runs them).
 """
 from __future__ import annotations
 
@@ -137,9 +137,13 @@ def test_every_command_is_run_or_marked():
 
 
 BENCHMARKS = ("make bench", "python benchmarks/", ".venv/bin/python benchmarks/")  # minutes each: run by `make test-all`
+# Half a minute or more each, and what they do other tests do (test_runner, test_study, test_protocols): `make test-all`
+# runs them, so `make test` stays within its time.
+SLOW = ("ratspain-bench run --methods lbp-r3p8-4x4,timm:efficientnet_b0", "ratspain-bench run --methods painseeker --set",
+        "ratspain-bench study sensitivity --finetune frozen", "ratspain-bench synth two-labs/", "ratspain-bench run --data two-labs/")
 
 
-@pytest.mark.parametrize("page,cmd", [pytest.param(p, c, marks=[pytest.mark.slow] if c.startswith(BENCHMARKS) else [])
+@pytest.mark.parametrize("page,cmd", [pytest.param(p, c, marks=[pytest.mark.slow] if c.startswith(BENCHMARKS + SLOW) else [])
                                       for p, c in COMMANDS], ids=[c for _, c in COMMANDS])
 def test_documented_command(lab, page, cmd):
     lab, env = lab

@@ -28,6 +28,18 @@ def test_every_protocol_is_registered_by_its_file():
     assert get_protocol().id == "loro" and get_protocol("leave-one-group-out:site").id == "leave-one-group-out:site"
 
 
+def test_the_protocols_command_lists_what_run_takes(capsys):
+    import json
+
+    from ratspain_bench.cli import main
+
+    assert main(["protocols", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["protocols"]
+    assert [r["usage"] for r in rows] == ["leave-one-group-out:COLUMN", "loro", "pose-shift[:BINS]"]
+    assert all("?" in r["question"] for r in rows)
+    assert rb.list_protocols() == rows
+
+
 def test_loro_folds():
     assert _sets(get_protocol("loro").plan(TABLE)) == {
         "a": ({"b0", "b1", "b2", "c0", "c1", "c2"}, {"a0", "a1", "a2"}),
@@ -212,3 +224,36 @@ def test_a_replica_of_two_sites(tmp_path):
     assert yaw(m2) > 1.5 * yaw(m1)  # the second lab's camera sees the same rats' heads turned further
     folds = get_protocol("leave-one-group-out:site").plan(rb.load_dataset(two).table)
     assert [f.subject for f in folds] == ["site1", "site2"]
+
+
+# ---------------------------------------------------------------- the robustness page
+
+
+def test_the_robustness_page_in_headless_chromium(tmp_path):
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    from ratspain_bench.board.robustness import Board, Cell, Row, render_html, render_markdown
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium")
+    c = lambda v: Cell(v, v - 0.1, v + 0.05, 100)  # noqa: E731
+    rows = (Row("painseeker", c(0.81), {"frontal": c(0.8), "moderate": c(0.7), "extreme": c(0.6)}, Cell(0.2, 0.05, 0.4, 200),
+                {"leave-one-group-out:site": c(0.7)}),
+            Row("lbp-r1p8-8x8", c(0.76), {"frontal": c(0.78), "moderate": c(0.75), "extreme": c(0.74)}, Cell(0.04, -0.1, 0.2, 200),
+                {"leave-one-group-out:site": c(0.72)}),
+            Row("resnet18<script>", c(0.70)))
+    board = Board("replica", "fp", rows, "pose-shift", ("leave-one-group-out:site",), "every distinct resample of 6 rats")
+    (tmp_path / "robustness.html").write_text(render_html(board))
+    md = render_markdown(board)
+    assert "| 1 | painseeker | 0.810 [0.710, 0.860] | 0.800 [0.700, 0.850] |" in md and "+0.200 [+0.050, +0.400]" in md
+    spec = importlib.util.spec_from_file_location("check_page", Path(__file__).parent / "browser" / "check_page.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    result = check.check_page(tmp_path / "robustness.html", chromium=chromium, table="robustness-table", column="LORO F1")
+    assert result["console_errors"] == [] and result["rows"] == 3
+    assert result["sorted_by_method"] and result["order_changed_by_click"]
+    assert result["sorted_descending"] and result["sorted_ascending"]
+    assert "<script>" not in render_html(board).split("<tbody>")[1].split("</tbody>")[0].replace("&lt;script&gt;", "")

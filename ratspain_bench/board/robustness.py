@@ -163,7 +163,7 @@ def definitions(b: Board) -> list[str]:
     return [f"Cells: pooled F1 of the pain class [{LEVEL:.0%} interval: percentile bootstrap over rats, {b.resamples}]; "
             "the drop's interval is paired (the same rats drawn for both bins).",
             "pose-shift: each fold trains on the other rats' frontal faces only (|yaw| < 15°) and scores every face of the "
-            "held-out rat; the bins are the test faces' (moderate: 15-45°, extreme: beyond). A method that is pose-invariant "
+            "held-out rat; the bins are the test faces' (moderate: 15-40°, extreme: beyond). A method that is pose-invariant "
             "shows a drop whose interval holds 0.",
             "leave-one-group-out:COLUMN: one fold per value of COLUMN (leave-one-site-out with `site`); a method that "
             "transfers between labs scores near its LORO figure.",

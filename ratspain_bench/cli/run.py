@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("--protocol", default="loro",
                    help="how the data is cut into folds: loro (the paper's leave-one-rat-out, the default), pose-shift (LORO "
                         "trained on frontal faces only, scored per pose bin; pose-shift:frontal+moderate to train on two bins), "
-                        "leave-one-group-out:COLUMN (one fold per value of a manifest column, e.g. site); see `ratspain-bench protocols`")
+                        "leave-one-group-out:COLUMN (one fold per value of a manifest column, e.g. site); several, comma-separated, "
+                        "run one after the other in this process (loro,pose-shift); see `ratspain-bench protocols`")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--weights", help="deep methods: none, hub (timm's pretrained, needs network), lite0 (the offline extra) or a local weights file")
     p.add_argument("--finetune", choices=("full", "frozen"), help="deep methods: train the whole network, or only the head on cached backbone features")
@@ -57,8 +58,21 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import api
     from ..evaluation.record import tracking_uri
+    from ..protocols import get_protocol
+
+    protocols = [get_protocol(p.strip()).id for p in args.protocol.split(",") if p.strip()]  # unknown names fail first
+    failed = 0
+    for i, protocol in enumerate(protocols):  # one process: imports, the store and in-process caches are shared
+        if len(protocols) > 1:
+            print(("\n" if i else "") + f"## Protocol {protocol}\n")
+        failed |= _run_one(args, protocol)
+    print(f"\nPredictions: {Path(args.runs_dir) / 'predictions'}   MLflow: {tracking_uri(args.runs_dir, args.tracking_uri)}")
+    return failed
+
+
+def _run_one(args, protocol: str) -> int:
+    from .. import api
 
     methods = [n.strip() for n in args.methods.split(",") if n.strip()] if args.methods else None
     results = api.run(methods, args.data, include_low_confidence=args.include_low_confidence, suite=args.suite, profile=args.profile,
@@ -67,7 +81,7 @@ def run(args) -> int:
                       time_limit=args.time_limit, memory_mb=args.memory_limit, out_mb=args.out_limit, quiet=args.quiet, launcher=args.launcher,
                       devices=args.devices, cluster=args.cluster, partition=args.partition, time_min=args.time_min,
                       gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, array_parallelism=args.array_parallelism,
-                      folder=args.folder, task=args.task, protocol=args.protocol)
+                      folder=args.folder, task=args.task, protocol=protocol)
     print(results.markdown())
     print("Cells: F1 of the pain class / accuracy %. LORO (pooled): one confusion matrix summed over all folds "
           "(the paper's LORO column); mean over rats: the unweighted mean of the per-rat cells.")
@@ -80,5 +94,4 @@ def run(args) -> int:
         print(f"FAILED {r.method}: {r.error}")
     for name, why in results.not_ranked().items():
         print(f"{name}: {why}")
-    print(f"\nPredictions: {Path(args.runs_dir) / 'predictions'}   MLflow: {tracking_uri(args.runs_dir, args.tracking_uri)}")
     return 1 if results.failed else 0

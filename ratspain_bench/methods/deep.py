@@ -35,6 +35,8 @@ from ..errors import InputError
 from ..tasks import AUS, BLANK, GRADES, by_au, grades_matrix
 from .base import Context, Method, Predictions, TestSet, TrainSet
 
+_PREFLIGHTED: set[tuple] = set()  # (model, weights, crop size) whose starting weights were had in this process
+
 
 class Standardized(nn.Module):
     """A head behind a fixed per-channel standardisation of its (B, K, C) region features.
@@ -152,8 +154,10 @@ class DeepMethod(Method):
     def preflight(cls, config) -> None:
         """The config's settings are valid and its starting weights can be had (hub reachable or cached, file readable)."""
         config.validate()
-        if config.weights != "none":
+        key = (config.model, str(config.weights), config.crop_size)
+        if config.weights != "none" and key not in _PREFLIGHTED:  # once a process (`run --protocol loro,pose-shift`)
             create_backbone(config.model, config.weights, **input_size_kwargs(config.model, config.crop_size))
+            _PREFLIGHTED.add(key)
 
     # ------------------------------------------------------------ what subclasses give
 

@@ -41,6 +41,11 @@ def protocols() -> dict[str, type[Protocol]]:
     return dict(sorted(out.items()))
 
 
+def describe() -> list[dict]:
+    """Each protocol: `name`, `usage` (how `--protocol` names it), `question` (what it answers), `takes`."""
+    return [{"name": c.name, "usage": c.usage or c.name, "question": c.question, "takes": c.takes} for c in protocols().values()]
+
+
 def get_protocol(spec: str | Protocol | None = None) -> Protocol:
     """`loro`, `pose-shift`, `pose-shift:frontal+moderate`, `leave-one-group-out:site` (None: the default)."""
     if isinstance(spec, Protocol):
@@ -48,7 +53,7 @@ def get_protocol(spec: str | Protocol | None = None) -> Protocol:
     name, _, arg = (spec or DEFAULT).strip().partition(":")
     known = protocols()
     if name not in known:
-        raise InputError(f"protocol {spec!r}: expected one of {', '.join(c.name + (':' + c.takes.split(',')[0] if c.takes.startswith('COLUMN') else '') for c in known.values())}")
+        raise InputError(f"protocol {spec!r}: expected one of {', '.join(c.usage or c.name for c in known.values())}")
     cls = known[name]
     if arg and not cls.takes:
         raise InputError(f"protocol {name} takes no argument (given {arg!r})")

@@ -87,6 +87,7 @@ class Protocol:
     version: ClassVar[int] = 1
     question: ClassVar[str] = ""  # what it answers, in one line (`ratspain-bench protocols`)
     takes: ClassVar[str] = ""  # what `arg` is ("" when it takes none)
+    usage: ClassVar[str] = ""  # how `--protocol` names it, argument included (default: `name`)
 
     @property
     def columns(self) -> tuple[str, ...]:

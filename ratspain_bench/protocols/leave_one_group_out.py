@@ -1,6 +1,7 @@
 """`leave-one-group-out:COLUMN`: one fold per value of a manifest column (site, strain, camera, session)."""
 from __future__ import annotations
 
+from ..errors import InputError
 from .base import Protocol, leave_one_group_out, require_column
 
 
@@ -12,6 +13,7 @@ class LeaveOneGroupOut(Protocol):
     name = "leave-one-group-out"
     question = "how well does a method trained elsewhere score a new site, strain, camera or session?"
     takes = "COLUMN, a manifest column"
+    usage = "leave-one-group-out:COLUMN"
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -19,8 +21,6 @@ class LeaveOneGroupOut(Protocol):
 
     def folds(self, table):
         if not self.arg:
-            from ..errors import InputError
-
             raise InputError("protocol leave-one-group-out needs a column: leave-one-group-out:COLUMN, e.g. leave-one-group-out:site")
         require_column(self.id, table, self.arg)
         return leave_one_group_out(table[self.arg], table["image"], what=self.arg)

@@ -1,7 +1,7 @@
 """`loro`: leave-one-rat-out, the paper's protocol and the default."""
 from __future__ import annotations
 
-from .base import PROTOCOL_VERSION, Protocol, leave_one_subject_out, require_column
+from .base import Protocol, leave_one_subject_out, require_column
 
 
 class Loro(Protocol):
@@ -14,10 +14,6 @@ class Loro(Protocol):
     @property
     def key(self) -> str:
         return ""
-
-    @property
-    def version_text(self) -> str:
-        return PROTOCOL_VERSION
 
     def folds(self, table):
         require_column(self.id, table, "subject")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..errors import InputError
 from .base import Fold, Protocol, leave_one_subject_out, require_column
 
-BINS = ("frontal", "moderate", "extreme")  # the replica's and `frames`' pose bins (|yaw| < 15, < 45, else; degrees)
+BINS = ("frontal", "moderate", "extreme")  # the replica's and `frames`' pose bins (|yaw| < 15, < 40, else; degrees)
 
 
 class PoseShift(Protocol):
@@ -16,6 +16,7 @@ class PoseShift(Protocol):
     name = "pose-shift"
     question = "trained on faces seen from the front, how well does a method score faces seen from the side?"
     takes = "the pose bins to train on, joined by + (default frontal)"
+    usage = "pose-shift[:BINS]"
 
     @property
     def bins(self) -> tuple[str, ...]:
