@@ -257,3 +257,16 @@ def test_the_robustness_page_in_headless_chromium(tmp_path):
     assert result["sorted_by_method"] and result["order_changed_by_click"]
     assert result["sorted_descending"] and result["sorted_ascending"]
     assert "<script>" not in render_html(board).split("<tbody>")[1].split("</tbody>")[0].replace("&lt;script&gt;", "")
+
+
+def test_video_clips_of_two_sites(tmp_path):
+    from ratspain_bench.video.synth import render_videos
+
+    one = render_videos(tmp_path / "one", rats_per_group=1, seconds=2, fps=5, key_fps=1, seed=1)
+    two = render_videos(tmp_path / "two", rats_per_group=1, seconds=2, fps=5, key_fps=1, seed=1, sites=2)
+    side = pd.read_csv(two, dtype=str)
+    assert "site" not in pd.read_csv(one, dtype=str).columns
+    assert dict(zip(side["subject"], side["site"])) == {"control1": "site1", "treated1": "site2"}
+    for video, site in zip(side["video"], side["site"]):
+        same = (one.parent / video).read_bytes() == (two.parent / video).read_bytes()
+        assert same == (site == "site1"), video

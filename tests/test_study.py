@@ -406,3 +406,28 @@ def test_cli_errors_exit_2(env, capsys):
     assert "NAME=v1,v2" in capsys.readouterr().err
     assert main(["study", "tune", "--data", str(data), "--method", "bright", "--space", "nope=1..2", "--runs-dir", str(root / "runs")]) == 2
     assert "no parameter 'nope'" in capsys.readouterr().err
+
+
+def test_tuning_nests_the_protocol(env):
+    """`study tune --protocol pose-shift`: every fold it fits, outer or inner, trains on frontal faces only, and the
+    outer folds score every pose of their rat."""
+    import pandas as pd
+
+    from ratspain_bench.data import load_dataset
+    from ratspain_bench.study import TuneOptions, run_tune
+
+    root, data = env
+    manifest = Path(data) / "manifest.csv" if Path(data).is_dir() else Path(data)
+    t = pd.read_csv(manifest, dtype=str)
+    t["pose_bin"] = ["frontal", "frontal", "moderate", "frontal", "extreme", "frontal"] * (len(t) // 6)
+    t.to_csv(manifest, index=False)
+    seen = []
+    opts = TuneOptions(method="bright", n_trials=2, runs_dir=root / "runs", quiet=True, startup_trials=1, protocol="pose-shift")
+    run_tune(load_dataset(str(data)), opts, observer=seen.append)
+    pose = load_dataset(str(data)).table["pose_bin"].to_numpy()
+    assert {s.stage for s in seen} == {"inner", "outer"}
+    for s in seen:
+        assert set(pose[list(s.fold.train_idx)]) == {"frontal"}, s.stage
+    outer_tested = set().union(*(set(pose[list(s.fold.test_idx)]) for s in seen if s.stage == "outer"))
+    assert outer_tested == {"frontal", "moderate", "extreme"}
+    assert any("pose-shift-v1" in p.name for p in (root / "runs" / "jobs").rglob("*") if p.is_dir())

@@ -165,7 +165,7 @@ def render_clip(path: Path, seed: int, index: int, session: int, rise: float, se
     look = rat_look(index, site)
     rng = np.random.default_rng(np.random.SeedSequence([seed, index, session, 1]))
     radius = blur * height / 120
-    quality = 92 if site is None else sum(look.quality) // 2  # a site's camera compresses as its images do
+    quality = 92 if not site else sum(look.quality) // 2  # another lab's camera compresses as its images do
 
     def face(k: int) -> np.ndarray:
         # A fresh draw per keyframe, as the replica's images: fur strokes, camera jitter and the cage behind the head
