@@ -287,6 +287,8 @@ class _Face:
         self.head_pts = np.vstack([self.skull_c + SPHERE * self.skull_r, self.snout_c + SPHERE * self.snout_r])
         self.hull = convex_hull(self.cam.project(self.head_pts))
         self.boxes = {k: [] for k in AUS}
+        self.ear_centres: dict[int, np.ndarray] = {}  # side -> the drawn ear's centre (drawing pixels)
+        self.ear_outlines: list[np.ndarray] = []
 
     def box(self, key: str, pts: np.ndarray, behind: bool = False, pad: float = 0.0) -> None:
         """Record the box of `pts`; parts drawn behind the head count only outside its outline."""
@@ -346,6 +348,8 @@ class _Face:
             nrm, w = nrm * np.cos(phi) + w * np.sin(phi), w * np.cos(phi) - nrm * np.sin(phi)
             a, nrm = a * np.cos(psi) - nrm * np.sin(psi), nrm * np.cos(psi) + a * np.sin(psi)
             outer = cam.project(anchor + r * (np.outer(u, w) + np.outer(v, a)))
+            self.ear_centres[s] = outer.mean(0)
+            self.ear_outlines.append(outer)
             face = cam.facing(nrm)
             _poly(d, outer, _shade(look.fur, 0.95 + 0.1 * abs(face)), outline=_shade(look.fur, 0.7), width=SS)
             if face > 0.05:
@@ -417,6 +421,29 @@ class _Face:
         if parts:
             self.box("nose", np.vstack(parts), pad=SS * 2)
 
+    def landmarks(self) -> dict[str, tuple[float, float, bool]]:
+        """{part: (x, y, in view)} in pixels of the saved image: the nose tip, the eyes' centres and the ears' centres,
+        the rat's own left and right (its left eye is on the image's right of a frontal face). An eye turned away, a nose
+        facing away or an ear hidden behind the head is not in view (what a tracker scores with a low likelihood)."""
+        cam = self.cam
+        tip, tn = _ellipsoid(self.snout_c, self.snout_r, [0, 0.2, 1.0])
+        out = {"nose": (*(cam.project(tip)[0] / SS), cam.facing(tn) > -0.3)}
+        for s, side in ((1, "left"), (-1, "right")):
+            c, nn = _ellipsoid(self.skull_c, self.skull_r, [0.62 * s, -0.18, 0.76])
+            out[f"{side}_eye"] = (*(cam.project(c)[0] / SS), cam.facing(nn) > 0.12)
+            ear = self.ear_centres.get(s)
+            if ear is not None:
+                out[f"{side}_ear"] = (*(ear / SS), not bool(inside(self.hull, ear[None])[0]))
+        return {k: (float(x), float(y), bool(v)) for k, (x, y, v) in out.items()}
+
+    def face_box(self) -> list[float]:
+        """The face's true box x, y, w, h (pixels of the saved image): the square around the head's outline and its
+        ears, centred on their bounding box."""
+        pts = np.vstack([self.hull, *self.ear_outlines]) / SS
+        lo, hi = pts.min(0), pts.max(0)
+        side, c = float((hi - lo).max()), (lo + hi) / 2
+        return [float(c[0] - side / 2), float(c[1] - side / 2), side, side]
+
     def eyes(self, d) -> None:
         """Orbital tightening: 0 open, 1 half closed, 2 a slit with creases."""
         look, io_, cam = self.look, self.io, self.cam
@@ -443,8 +470,10 @@ class _Face:
 
 
 def draw_face(look: Look, au: dict, pose: tuple, rng: np.random.Generator, size: int, quality: int,
-              blur: float, noise: float, light: float) -> tuple[bytes, dict]:
-    """Render one JPEG of `size` px; returns its bytes and the visible AU boxes {au: [[x0, y0, x1, y1], ...]}.
+              blur: float, noise: float, light: float, landmarks: bool = False) -> tuple:
+    """Render one JPEG of `size` px; returns its bytes and the visible AU boxes {au: [[x0, y0, x1, y1], ...]}, and with
+    `landmarks` also {"parts": the keypoints a tracker would label (`_Face.landmarks`), "face": the true face box
+    (`_Face.face_box`)}, computed after drawing from no random draw: the image is the same either way.
 
     au: continuous intensities in [0, 2] keyed by `AUS`; pose: (yaw, pitch, roll) degrees.
     Boxes are in pixels of the saved image, x1/y1 exclusive, clipped to the frame.
@@ -481,4 +510,6 @@ def draw_face(look: Look, au: dict, pose: tuple, rng: np.random.Generator, size:
     a = a * g[..., None] * tint + rng.standard_normal((size, size, 1), np.float32) * np.float32(noise)  # luminance noise
     buf = io.BytesIO()
     Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=int(quality))
+    if landmarks:
+        return buf.getvalue(), face.boxes, {"parts": face.landmarks(), "face": face.face_box()}
     return buf.getvalue(), face.boxes

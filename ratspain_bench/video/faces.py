@@ -1,0 +1,242 @@
+"""Where the face is on each frame, from keypoints a lab already tracks (issue 33, first step).
+
+Sources: a DeepLabCut CSV (three header rows: scorer, bodyparts, coords x/y/likelihood; one row per frame) and a
+SLEAP analysis HDF5 (`tracks` (tracks, 2, nodes, frames), `node_names`, `track_occupancy` (frames, tracks) and, where
+present, `point_scores` (tracks, nodes, frames)). Both become a `Track`: per frame and body part, x, y and a
+likelihood (SLEAP's point score; 1 where the file has none; NaN x/y where the part is untracked).
+
+The face needs five parts, the rat's own left and right: `nose`, `left_eye`, `right_eye`, `left_ear`, `right_ear`,
+mapped from the file's names by `--keypoints nose=snout,left_eye=eyeL,...` or found among common spellings.
+From the parts above `min_likelihood` on a frame:
+- the face box: a square, its side `scale` x (WIDE x the parts' width + TALL x their height), centred on their bounding
+  box moved back by LAG of the nose's offset from the middle of the ears (a turned head's outline lags behind its
+  nose) and up by RAISE of the extent; NaN where fewer than 3 parts are seen. The constants are fitted on the
+  replica renderer's rats (the box around the head and ears, `rat_face._Face.face_box`), a lab's own rats may want
+  another `scale`;
+- the head's yaw and roll: roll is the angle of the line between the eyes (or the ears); yaw is atan(dx / (DEPTH x
+  spread)), dx the nose's offset from the middle of the ears and spread the ears' distance apart: a nose DEPTH ear
+  spreads ahead of the ears (the renderer's rats: 1.4) moves sideways by DEPTH x spread x tan(yaw) over a spread
+  shrinking by cos(yaw). Signed as the renderer's pose (positive: the nose to the image's right).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+PARTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+ALIASES = {
+    "nose": ("nose", "snout", "nose_tip", "nosetip", "tip"),
+    "left_eye": ("left_eye", "lefteye", "eye_left", "l_eye", "leye", "eyel"),
+    "right_eye": ("right_eye", "righteye", "eye_right", "r_eye", "reye", "eyer"),
+    "left_ear": ("left_ear", "leftear", "ear_left", "l_ear", "lear", "earl"),
+    "right_ear": ("right_ear", "rightear", "ear_right", "r_ear", "rear", "earr"),
+}
+SCALE = 1.0
+WIDE, TALL = 0.59, 0.97  # the face's side from the parts' width and height (fitted on the renderer's rats)
+LAG, RAISE = 0.171, -0.043  # the face's centre from the parts' box: back from the nose's offset, up (renderer's rats)
+DEPTH = 1.4  # how far the nose sits ahead of the ears, over the ears' spread (the renderer's rats)
+
+
+@dataclass(frozen=True)
+class Track:
+    """Keypoints of one animal: `xy` (frames, parts, 2) pixels, NaN where untracked; `likelihood` (frames, parts)."""
+
+    parts: tuple[str, ...]
+    xy: np.ndarray
+    likelihood: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+
+# ---------------------------------------------------------------- reading and writing
+
+
+def read_dlc_csv(path) -> Track:
+    """A DeepLabCut CSV: rows 1-3 scorer / bodyparts / coords, then one row per frame (its index first)."""
+    path = Path(path)
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot be read as a DeepLabCut CSV ({e})") from None
+    if len(rows) < 4 or not rows[0] or rows[0][0].strip().lower() != "scorer":
+        raise InputError(f"{path}:1: not a DeepLabCut CSV (expected the header rows scorer, bodyparts, coords)")
+    if rows[1] and rows[1][0].strip().lower() == "individuals":
+        raise InputError(f"{path}:2: a multi-animal DeepLabCut file (an `individuals` row): export one animal's CSV")
+    parts_row, coords = rows[1], rows[2]
+    if parts_row[0].strip().lower() != "bodyparts" or coords[0].strip().lower() != "coords":
+        raise InputError(f"{path}:2: expected the rows bodyparts and coords under scorer")
+    names = list(dict.fromkeys(p.strip() for p in parts_row[1:]))
+    col = {}
+    for j, (p, c) in enumerate(zip(parts_row[1:], coords[1:]), start=1):
+        col[(p.strip(), c.strip().lower())] = j
+    missing = [f"{p}.{c}" for p in names for c in ("x", "y", "likelihood") if (p, c) not in col]
+    if missing:
+        raise InputError(f"{path}:3: no column for {', '.join(missing[:4])}")
+    data = rows[3:]
+    xy = np.full((len(data), len(names), 2), np.nan)
+    lk = np.zeros((len(data), len(names)))
+    for i, r in enumerate(data):
+        if len(r) != len(parts_row):
+            raise InputError(f"{path}:{i + 4}: {len(r)} fields, the header has {len(parts_row)}")
+        for k, p in enumerate(names):
+            try:
+                x, y, q = (float(r[col[(p, c)]]) if r[col[(p, c)]].strip() else np.nan for c in ("x", "y", "likelihood"))
+            except ValueError:
+                raise InputError(f"{path}:{i + 4}: {p}: x, y and likelihood must be numbers") from None
+            xy[i, k] = (x, y)
+            lk[i, k] = 0.0 if np.isnan(q) else q
+    return Track(tuple(names), xy, lk, str(path))
+
+
+def write_dlc_csv(path, track: Track, scorer: str = "synthetic") -> None:
+    """`track` as DeepLabCut writes it (three header rows, the frame index first)."""
+    parts = [p for p in track.parts for _ in range(3)]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["scorer", *[scorer] * len(parts)])
+        w.writerow(["bodyparts", *parts])
+        w.writerow(["coords", *["x", "y", "likelihood"] * len(track.parts)])
+        for i in range(len(track)):
+            vals = []
+            for k in range(len(track.parts)):
+                x, y = track.xy[i, k]
+                vals += ["" if np.isnan(x) else f"{x:.3f}", "" if np.isnan(y) else f"{y:.3f}", f"{track.likelihood[i, k]:.4f}"]
+            w.writerow([i, *vals])
+
+
+def read_sleap_h5(path, track: int | None = None) -> Track:
+    """A SLEAP analysis HDF5: `track` (an index) or its one track."""
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise InputError(f"{path}: not a SLEAP analysis HDF5 ({e})") from None
+    with f:
+        for name in ("tracks", "node_names"):
+            if name not in f:
+                raise InputError(f"{path}: not a SLEAP analysis file (no dataset {name!r}; has {', '.join(sorted(f))})")
+        tracks = np.asarray(f["tracks"], dtype=float)  # (tracks, 2, nodes, frames)
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in f["node_names"][()])
+        scores = np.asarray(f["point_scores"], dtype=float) if "point_scores" in f else None
+        occupancy = np.asarray(f["track_occupancy"], dtype=bool) if "track_occupancy" in f else None
+    if tracks.ndim != 4 or tracks.shape[1] != 2 or tracks.shape[2] != len(names):
+        raise InputError(f"{path}: tracks has shape {tracks.shape}; expected (tracks, 2, {len(names)} nodes, frames)")
+    n = tracks.shape[0]
+    if track is None:
+        if n != 1:
+            raise InputError(f"{path}: {n} tracks; name one with --track N (0 to {n - 1})")
+        track = 0
+    if not 0 <= track < n:
+        raise InputError(f"{path}: no track {track} (the file has {n}: 0 to {n - 1})")
+    xy = np.transpose(tracks[track], (2, 1, 0))  # (frames, nodes, 2)
+    lk = np.transpose(scores[track]) if scores is not None else np.where(np.isnan(xy[..., 0]), 0.0, 1.0)
+    if occupancy is not None:
+        xy = np.where(occupancy[:, track][:, None, None], xy, np.nan)
+    lk = np.where(np.isnan(xy[..., 0]), 0.0, np.nan_to_num(lk))
+    return Track(names, xy, lk, str(path))
+
+
+def write_sleap_h5(path, tracks: list[Track]) -> None:
+    """`tracks` (one per animal, the same parts and frames) as a SLEAP analysis HDF5."""
+    import h5py
+
+    parts = tracks[0].parts
+    with h5py.File(path, "w") as f:
+        f["tracks"] = np.stack([np.transpose(t.xy, (2, 1, 0)) for t in tracks]).astype(np.float64)
+        f["point_scores"] = np.stack([t.likelihood.T for t in tracks]).astype(np.float64)
+        f["track_occupancy"] = np.stack([~np.all(np.isnan(t.xy[..., 0]), axis=1) for t in tracks], axis=1).astype(np.uint8)
+        f["node_names"] = np.array([p.encode() for p in parts])
+        f["track_names"] = np.array([f"track_{i}".encode() for i in range(len(tracks))])
+
+
+# ---------------------------------------------------------------- the five parts, the box, the pose
+
+
+def parse_mapping(text: str | None) -> dict[str, str]:
+    """`nose=snout,left_eye=eyeL,...` -> {part: the file's name}."""
+    out = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in PARTS or not value.strip():
+            raise InputError(f"--keypoints {text!r}: want PART=NAME pairs, PART one of {', '.join(PARTS)}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def select(track: Track, mapping: dict[str, str] | None = None) -> Track:
+    """The five face parts of `track`, in `PARTS` order (named by `mapping`, else by common spellings)."""
+    mapping = dict(mapping or {})
+    lower = {p.lower().replace("-", "_").replace(" ", "_"): p for p in track.parts}
+    chosen = []
+    for part in PARTS:
+        name = mapping.get(part) or next((lower[a] for a in ALIASES[part] if a in lower), None)
+        if name is None or name not in track.parts:
+            given = f"--keypoints {part}={name}" if part in mapping else f"no body part named like {part}"
+            raise InputError(f"{track.source}: {given}; its body parts are {', '.join(track.parts)} "
+                             f"(map them with --keypoints {','.join(f'{p}=NAME' for p in PARTS)})")
+        chosen.append(track.parts.index(name))
+    return Track(PARTS, track.xy[:, chosen], track.likelihood[:, chosen], track.source)
+
+
+def _seen(track: Track, min_likelihood: float) -> np.ndarray:
+    return (track.likelihood >= min_likelihood) & ~np.isnan(track.xy[..., 0])
+
+
+def face_boxes(track: Track, min_likelihood: float = 0.6, scale: float = SCALE) -> np.ndarray:
+    """(frames, 4) square boxes x, y, w, h (pixels, floats) around the parts seen; NaN rows with fewer than 3."""
+    seen = _seen(track, min_likelihood)
+    out = np.full((len(track), 4), np.nan)
+    nose, _, _, lear, rear = range(5)
+    for i in np.flatnonzero(seen.sum(axis=1) >= 3):
+        pts = track.xy[i, seen[i]]
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        extent = float((hi - lo).max())
+        c = (lo + hi) / 2
+        if seen[i, nose]:  # a turned head's outline lags behind its nose: shift back by a share of the nose's offset
+            mid = (track.xy[i, lear, 0] + track.xy[i, rear, 0]) / 2 if seen[i, lear] and seen[i, rear] else c[0]
+            c[0] -= LAG * (track.xy[i, nose, 0] - mid)
+        c[1] += RAISE * extent
+        side = scale * float(WIDE * (hi - lo)[0] + TALL * (hi - lo)[1])
+        out[i] = (c[0] - side / 2, c[1] - side / 2, side, side)
+    return out
+
+
+def head_pose(track: Track, min_likelihood: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """(yaw, roll) in degrees per frame (NaN where the parts needed are not seen); see the module doc."""
+    seen = _seen(track, min_likelihood)
+    xy = track.xy
+    n = len(track)
+    yaw, roll = np.full(n, np.nan), np.full(n, np.nan)
+    nose, le, re, lear, rear = range(5)
+    for i in range(n):
+        s = seen[i]
+        for a, b in ((le, re), (lear, rear)):
+            if s[a] and s[b]:
+                d = xy[i, a] - xy[i, b]
+                roll[i] = float(np.degrees(np.arctan2(d[1], d[0])))
+                break
+        if s[nose] and s[lear] and s[rear]:
+            dx = xy[i, nose, 0] - (xy[i, lear, 0] + xy[i, rear, 0]) / 2
+            spread = abs(xy[i, lear, 0] - xy[i, rear, 0])
+            yaw[i] = float(np.degrees(np.arctan2(dx, DEPTH * spread)))
+    return yaw, roll
+
+
+def iou(a, b) -> np.ndarray:
+    """Intersection over union of boxes x, y, w, h (arrays (N, 4)); NaN where either is NaN."""
+    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+    x0, y0 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
+    x1, y1 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]), np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    return inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter)

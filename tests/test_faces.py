@@ -1,0 +1,145 @@
+"""Where the face is, from tracked keypoints (issue 33, first step): DeepLabCut and SLEAP files read and written, the
+five face parts found, the face box and the head pose measured against what the replica's renderer drew."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ratspain_bench.data.rat_face import draw_face, look_for
+from ratspain_bench.errors import InputError
+from ratspain_bench.tasks import AUS
+from ratspain_bench.video.faces import (
+    PARTS,
+    Track,
+    face_boxes,
+    head_pose,
+    iou,
+    parse_mapping,
+    read_dlc_csv,
+    read_sleap_h5,
+    select,
+    write_dlc_csv,
+    write_sleap_h5,
+)
+
+
+def _track(n=5, names=("snout", "eyeL", "eyeR", "earL", "earR", "tailbase"), seed=0) -> Track:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 200, (n, len(names), 2)).round(3)
+    lk = rng.uniform(0, 1, (n, len(names))).round(4)
+    xy[1, 2] = np.nan  # an untracked point
+    lk[1, 2] = 0.0
+    return Track(tuple(names), xy, lk, "test")
+
+
+def test_a_deeplabcut_csv_round_trip(tmp_path):
+    t = _track()
+    write_dlc_csv(tmp_path / "v.csv", t)
+    lines = (tmp_path / "v.csv").read_text().splitlines()
+    assert lines[0].startswith("scorer,") and lines[1].startswith("bodyparts,snout,snout,snout,eyeL") and lines[2].startswith("coords,x,y,likelihood")
+    back = read_dlc_csv(tmp_path / "v.csv")
+    assert back.parts == t.parts
+    np.testing.assert_allclose(back.xy, t.xy, atol=1e-3)
+    np.testing.assert_allclose(back.likelihood, t.likelihood, atol=1e-4)
+
+
+def test_a_sleap_analysis_file_round_trip_and_its_tracks(tmp_path):
+    a, b = _track(seed=1), _track(seed=2)
+    b.xy[3] = np.nan  # track 1 absent on frame 3
+    write_sleap_h5(tmp_path / "two.h5", [a, b])
+    with pytest.raises(InputError, match=r"2 tracks; name one with --track N \(0 to 1\)"):
+        read_sleap_h5(tmp_path / "two.h5")
+    with pytest.raises(InputError, match="no track 5"):
+        read_sleap_h5(tmp_path / "two.h5", track=5)
+    got = read_sleap_h5(tmp_path / "two.h5", track=1)
+    assert got.parts == b.parts
+    np.testing.assert_allclose(got.xy, b.xy)
+    assert (got.likelihood[3] == 0).all() and np.isnan(got.xy[3]).all()
+    write_sleap_h5(tmp_path / "one.h5", [a])
+    np.testing.assert_allclose(read_sleap_h5(tmp_path / "one.h5").likelihood, a.likelihood)
+
+
+def test_the_five_parts_by_common_names_or_a_mapping():
+    t = select(_track(names=("Nose", "left-eye", "right eye", "ear_left", "ear_right", "neck")))
+    assert t.parts == PARTS
+    mapped = select(_track(), parse_mapping("nose=snout,left_eye=eyeL,right_eye=eyeR,left_ear=earL,right_ear=earR"))
+    np.testing.assert_array_equal(mapped.xy[:, 0], _track().xy[:, 0])
+
+
+@pytest.mark.parametrize("names,mapping,message", [
+    (("snout", "eyeL", "eyeR", "earL", "earR"), "nose=muzzle",
+     "test: --keypoints nose=muzzle; its body parts are snout, eyeL, eyeR, earL, earR (map them with --keypoints"),
+    (("a", "b", "c", "d", "e"), None, "test: no body part named like nose; its body parts are a, b, c, d, e"),
+])
+def test_body_parts_that_do_not_match_are_one_line(names, mapping, message):
+    with pytest.raises(InputError) as e:
+        select(_track(names=names), parse_mapping(mapping))
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_bad_files_are_one_line_naming_the_file_and_row(tmp_path):
+    (tmp_path / "not.csv").write_text("frame,x,y\n0,1,2\n")
+    with pytest.raises(InputError, match=r"not\.csv:1: not a DeepLabCut CSV"):
+        read_dlc_csv(tmp_path / "not.csv")
+    write_dlc_csv(tmp_path / "v.csv", _track())
+    text = (tmp_path / "v.csv").read_text().splitlines()
+    text[5] = text[5] + ",9"
+    (tmp_path / "bad.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(InputError, match=r"bad\.csv:6: 20 fields, the header has 19"):
+        read_dlc_csv(tmp_path / "bad.csv")
+    (tmp_path / "x.h5").write_bytes(b"not hdf5")
+    with pytest.raises(InputError, match=r"x\.h5: not a SLEAP analysis HDF5"):
+        read_sleap_h5(tmp_path / "x.h5")
+    with pytest.raises(InputError, match="want PART=NAME pairs"):
+        parse_mapping("snout")
+
+
+def test_iou_by_hand():
+    np.testing.assert_allclose(iou([[0, 0, 10, 10]], [[5, 0, 10, 10]]), [50 / 150])
+    np.testing.assert_allclose(iou([[0, 0, 10, 10], [0, 0, 2, 2]], [[0, 0, 10, 10], [5, 5, 1, 1]]), [1.0, 0.0])
+
+
+def _drawn(n=120, seed=3):
+    """Faces drawn by the replica's renderer at random poses: (their true parts as a Track, true boxes, poses)."""
+    rng = np.random.default_rng(seed)
+    xy, lk, boxes, poses = [], [], [], []
+    for i in range(n):
+        pose = (rng.uniform(-60, 60), rng.uniform(-15, 15), rng.normal(0, 8))
+        _, _, marks = draw_face(look_for(i % 6), {a: rng.uniform(0, 2) for a in AUS}, pose, np.random.default_rng(i), 96, 90,
+                                0.5, 2, 1.0, landmarks=True)
+        parts = marks["parts"]
+        xy.append([parts[p][:2] if p in parts else (np.nan, np.nan) for p in PARTS])
+        lk.append([0.99 if p in parts and parts[p][2] else 0.05 for p in PARTS])
+        boxes.append(marks["face"])
+        poses.append(pose)
+    return Track(PARTS, np.array(xy, float), np.array(lk, float), "drawn"), np.array(boxes), np.array(poses)
+
+
+def test_the_box_and_pose_from_keypoints_match_what_the_renderer_drew():
+    track, truth, poses = _drawn()
+    got = face_boxes(track)
+    overlap = iou(got, truth)
+    assert np.mean(overlap >= 0.8) >= 0.9 and np.nanmin(overlap) > 0.5, np.sort(overlap)[:10]  # measured: 0.933, min 0.565
+    yaw, roll = head_pose(track)
+    front = np.abs(poses[:, 0]) <= 45
+    err = np.abs(yaw[front] - poses[front, 0])
+    assert np.nanmedian(err) < 6 and np.nanmax(err) < 16, err  # measured: median about 4.5, max 14.3 degrees
+    assert np.nanmedian(np.abs(roll[np.abs(poses[:, 0]) <= 30] - poses[np.abs(poses[:, 0]) <= 30, 2])) < 5
+
+
+def test_parts_under_the_likelihood_threshold_are_not_used():
+    track, truth, _ = _drawn(n=10)
+    lk = track.likelihood.copy()
+    lk[:, 1:] = 0.1  # only the nose is trusted
+    boxes = face_boxes(Track(PARTS, track.xy, lk, "drawn"))
+    assert np.isnan(boxes).all()
+    yaw, _ = head_pose(Track(PARTS, track.xy, lk, "drawn"))
+    assert np.isnan(yaw).all()
+
+
+def test_landmarks_leave_the_image_as_it_was():
+    args = (look_for(2), {a: 1.0 for a in AUS}, (30.0, 5.0, -4.0))
+    plain = draw_face(*args, np.random.default_rng(9), 64, 85, 0.4, 2.0, 1.0)
+    marked = draw_face(*args, np.random.default_rng(9), 64, 85, 0.4, 2.0, 1.0, landmarks=True)
+    assert plain[0] == marked[0] and plain[1] == marked[1]
+    assert set(marked[2]["parts"]) == set(PARTS) and len(marked[2]["face"]) == 4
