@@ -287,15 +287,20 @@ def synth(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None, j
 
 
 def frames(videos, out, per_minute: int = 5, min_sharpness: float | None = None, crop=None, subject: str | None = None,
-           session: str | None = None, sidecar=None, progress: bool = False) -> Path:
+           session: str | None = None, sidecar=None, progress: bool = False, faces: str | None = None, keypoints: str | None = None,
+           min_likelihood: float = 0.6, track: int | None = None) -> Path:
     """Face frames from `videos` (a file, a list, or None for every video of `sidecar`) into `out`: at most
     `per_minute` a minute (the paper's five), sharp (variance of the Laplacian >= `min_sharpness`, default 60), no
     near-duplicates; returns `out/manifest.csv` (path,subject,session,time_s,sharpness,video + the sidecar's columns),
-    which a trained model's `predict(..., by=["subject", "session"])` scores. See `video.frames.extract`."""
+    which a trained model's `predict(..., by=["subject", "session"])` scores. See `video.frames.extract`.
+    `faces`: `dlc:PATH`, `sleap:PATH` (keypoints per frame: each frame cropped to its face, the box and head pose in
+    the manifest; `keypoints` maps the file's body parts, `min_likelihood` drops uncertain ones, `track` picks a SLEAP
+    track) or `fixed:x,y,w,h` (`crop`); see `video.faces`."""
+    from .video.faces import parse_source
     from .video.frames import MIN_SHARPNESS, extract
 
     return extract(videos, out, per_minute, MIN_SHARPNESS if min_sharpness is None else min_sharpness, crop, subject, session,
-                   sidecar, progress)
+                   sidecar, progress, faces=parse_source(faces, keypoints, min_likelihood, track))
 
 
 def groups(summary, group: str = "group", value: str | None = None, **options):

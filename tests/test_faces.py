@@ -2,6 +2,8 @@
 five face parts found, the face box and the head pose measured against what the replica's renderer drew."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,76 @@ def test_landmarks_leave_the_image_as_it_was():
     marked = draw_face(*args, np.random.default_rng(9), 64, 85, 0.4, 2.0, 1.0, landmarks=True)
     assert plain[0] == marked[0] and plain[1] == marked[1]
     assert set(marked[2]["parts"]) == set(PARTS) and len(marked[2]["face"]) == 4
+
+
+# ---------------------------------------------------------------- frames --faces on synthetic clips
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    from ratspain_bench.video.synth import render_videos
+
+    return render_videos(tmp_path_factory.mktemp("clips") / "c", rats_per_group=1, seconds=20, fps=10, key_fps=2, seed=0)
+
+
+def _truth_boxes(sidecar, manifest):
+    import json
+
+    import pandas as pd
+
+    coco = json.loads((sidecar.parent / "faces.json").read_text())
+    ids = {(im["video"], round(im["time_s"], 3)): im["id"] for im in coco["images"]}
+    boxes = {a["image_id"]: a["bbox"] for a in coco["annotations"]}
+    m = pd.read_csv(manifest)
+    return m, np.array([boxes[ids[(v, round(t, 3))]] for v, t in zip(m["video"], m["time_s"])])
+
+
+@pytest.mark.parametrize("kind", ["dlc", "sleap"])
+def test_frames_crop_each_face_from_its_keypoints(clips, tmp_path, kind):
+    import ratspain_bench as rb
+    from PIL import Image
+
+    manifest = rb.frames(None, tmp_path / "f", per_minute=60, sidecar=clips, faces=f"{kind}:{clips.parent / 'keypoints'}")
+    m, truth = _truth_boxes(clips, manifest)
+    got = m[["box_x", "box_y", "box_w", "box_h"]].to_numpy(float)
+    overlap = iou(got, truth)
+    seen = m["pose_bin"].isin(["frontal", "moderate"]).to_numpy()
+    assert len(m) > 60 and np.mean(overlap[seen] >= 0.8) >= 0.85 and overlap[seen].min() > 0.6  # measured 0.908, min 0.74
+    assert {Image.open(manifest.parent / p).size for p in m["path"][:5]} == {(int(w), int(h)) for w, h in zip(m["box_w"][:5], m["box_h"][:5])}
+    assert set(m["pose_bin"].dropna()) <= {"frontal", "moderate", "extreme"}
+
+
+def test_the_fixed_crop_loses_what_the_keypoints_find(clips, tmp_path):
+    """The clips' head sways across the frame: today's fixed crop (the middle of the frame, the face's size) holds less
+    of the face than the keypoint boxes do."""
+    import ratspain_bench as rb
+
+    m, truth = _truth_boxes(clips, rb.frames(None, tmp_path / "k", per_minute=60, sidecar=clips, faces=f"dlc:{clips.parent / 'keypoints'}"))
+    side = int(np.median(truth[:, 2]))
+    fixed = np.tile([(160 - side) // 2, (120 - side) // 2, side, side], (len(truth), 1))
+    assert np.mean(iou(fixed, truth) >= 0.8) < np.mean(iou(m[["box_x", "box_y", "box_w", "box_h"]].to_numpy(float), truth) >= 0.8)
+
+
+def test_keypoints_that_do_not_fit_the_video_are_one_line(clips, tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    short = tmp_path / "short"
+    short.mkdir()
+    for f in (clips.parent / "keypoints").glob("*.csv"):
+        lines = f.read_text().splitlines()
+        (short / f.name).write_text("\n".join(lines[:-5]) + "\n")  # five frames missing
+    first = pd.read_csv(clips, dtype=str)["video"].iloc[0]
+    for args, message in [
+        (["--faces", f"dlc:{short}"], "keypoints for 195 frames, the video"),
+        (["--faces", f"dlc:{clips.parent / 'keypoints'}", "--keypoints", "nose=muzzle"], "--keypoints nose=muzzle; its body parts are nose,"),
+        (["--faces", f"dlc:{tmp_path / 'none'}"], "no such file or folder"),
+        (["--faces", "fixed:1,2,3"], "want fixed:x,y,w,h"),
+        (["--faces", f"sleap:{clips.parent / 'keypoints' / Path(first).with_suffix('.h5').name}", "--track", "3"], "no track 3"),
+    ]:
+        out = subprocess.run([sys.executable, "-m", "ratspain_bench", "frames", "--sidecar", str(clips), "--out", str(tmp_path / "o"), *args],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
+    assert not (tmp_path / "o" / "manifest.csv").exists()

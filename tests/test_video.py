@@ -82,8 +82,9 @@ def test_rendering_is_deterministic_and_the_sidecar_lists_every_clip(tmp_path):
     b = render_videos(tmp_path / "b", rats_per_group=1, seconds=6, fps=5, key_fps=1, seed=3)
     c = render_videos(tmp_path / "c", rats_per_group=1, seconds=6, fps=5, key_fps=1, seed=4)
     files = sorted(str(p.relative_to(a.parent)) for p in a.parent.rglob("*") if p.is_file())
-    assert files == sorted(["truth.csv", "videos.csv", *(f"videos/{s}_{t}.mp4" for s in ("control1", "treated1")
-                                                                    for t in ("post", "pre"))])
+    clips = [f"{s}_{t}" for s in ("control1", "treated1") for t in ("post", "pre")]
+    assert files == sorted(["truth.csv", "videos.csv", "faces.json", *(f"videos/{c}.mp4" for c in clips),
+                            *(f"keypoints/{c}.{x}" for c in clips for x in ("csv", "h5"))])
     assert all((a.parent / f).read_bytes() == (b.parent / f).read_bytes() for f in files)
     assert (a.parent / "videos/control1_pre.mp4").read_bytes() != (c.parent / "videos/control1_pre.mp4").read_bytes()
     side = pd.read_csv(a)

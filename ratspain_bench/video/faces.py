@@ -240,3 +240,84 @@ def iou(a, b) -> np.ndarray:
     x1, y1 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]), np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     return inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter)
+
+
+# ---------------------------------------------------------------- `frames --faces SOURCE`
+
+POSE_FRONTAL, POSE_MODERATE = 15.0, 40.0  # |yaw| bins of the replica (`data.synth.pose_bin`)
+
+
+@dataclass(frozen=True)
+class FaceSource:
+    """Where `frames` finds the face: `fixed` (one rectangle, today's `--crop`), or keypoints per frame from `dlc` or
+    `sleap` files: `path` is the file (one video) or a folder holding `<video stem>.csv` / `.h5` per video."""
+
+    kind: str
+    path: Path | None = None
+    box: tuple[int, int, int, int] | None = None
+    mapping: tuple = ()
+    min_likelihood: float = 0.6
+    track: int | None = None
+
+    def file_for(self, video: Path) -> Path:
+        if self.path is None:
+            raise ValueError("a fixed source has no file")
+        if self.path.is_file():
+            return self.path
+        f = self.path / f"{Path(video).stem}{'.csv' if self.kind == 'dlc' else '.h5'}"
+        if not f.is_file():
+            raise InputError(f"--faces {self.kind}:{self.path}: no {f.name} for the video {video}")
+        return f
+
+    def frames_of(self, video: Path) -> dict:
+        """Per frame of `video`: `box` (F, 4) squares, NaN where the face is not found, `yaw` and `roll` (F,)."""
+        f = self.file_for(video)
+        track = read_dlc_csv(f) if self.kind == "dlc" else read_sleap_h5(f, self.track)
+        track = select(track, dict(self.mapping))
+        yaw, roll = head_pose(track, self.min_likelihood)
+        return {"box": face_boxes(track, self.min_likelihood), "yaw": yaw, "roll": roll, "file": f, "n": len(track)}
+
+    def stamp(self) -> dict:
+        return {"kind": self.kind, "path": str(self.path) if self.path else None, "box": list(self.box) if self.box else None,
+                "mapping": list(self.mapping), "min_likelihood": self.min_likelihood, "track": self.track}
+
+
+def parse_source(text: str | None, keypoints: str | None = None, min_likelihood: float = 0.6, track: int | None = None):
+    """`dlc:PATH`, `sleap:PATH` or `fixed:x,y,w,h` (None: no source) as a FaceSource; InputError in one line."""
+    if text is None:
+        return None
+    kind, sep, rest = str(text).partition(":")
+    if not sep or kind not in ("dlc", "sleap", "fixed", "detector"):
+        raise InputError(f"--faces {text!r}: expected dlc:PATH, sleap:PATH or fixed:x,y,w,h")
+    if kind == "detector":
+        raise InputError("--faces detector: not available yet (a trained face detector is the next step of this feature); "
+                         "use dlc:, sleap: or fixed:")
+    if not 0 <= min_likelihood <= 1:
+        raise InputError(f"--min-likelihood {min_likelihood}: want a number between 0 and 1")
+    if kind == "fixed":
+        try:
+            box = tuple(int(v) for v in rest.split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 4 or box[0] < 0 or box[1] < 0 or box[2] < 3 or box[3] < 3:
+            raise InputError(f"--faces {text!r}: want fixed:x,y,w,h, four integers, x, y >= 0 and w, h >= 3")
+        return FaceSource("fixed", box=box)
+    path = Path(rest).expanduser()
+    if not path.exists():
+        raise InputError(f"--faces {text!r}: no such file or folder")
+    return FaceSource(kind, path, mapping=tuple(sorted(parse_mapping(keypoints).items())), min_likelihood=float(min_likelihood),
+                      track=track)
+
+
+def pose_bin(yaw: float) -> str:
+    if np.isnan(yaw):
+        return ""
+    a = abs(yaw)
+    return "frontal" if a < POSE_FRONTAL else "moderate" if a < POSE_MODERATE else "extreme"
+
+
+def square_in_frame(box, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """The integer square of `box` (x, y, w, h) cut to the frame; None where nothing of it is inside."""
+    x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
+    x1, y1 = min(width, int(round(box[0] + box[2]))), min(height, int(round(box[1] + box[3])))
+    return (x0, y0, x1 - x0, y1 - y0) if x1 - x0 >= 3 and y1 - y0 >= 3 else None

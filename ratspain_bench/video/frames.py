@@ -52,6 +52,7 @@ SHARPNESS_SIDE = 120  # px: frames are binned to about this short side before th
 PROBE_S = 0.2  # while a slot has no frame yet, examine a frame every 0.2 s of video
 VERSION = 1  # of the per-video outputs; part of `done.json`, so a change redoes every video
 FIELDS = ("path", "subject", "session", "time_s", "sharpness", "video")
+FACE_FIELDS = ("box_x", "box_y", "box_w", "box_h", "pose_yaw", "pose_roll", "pose_bin")  # with `faces`: where, and the pose
 PLANAR_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv411p", "yuv410p",
                "nv12", "nv21", "gray"}
 
@@ -83,14 +84,18 @@ def frame_sharpness(frame: av.VideoFrame, crop=None) -> float:
 
 
 def extract(videos, out_dir, per_minute: int = 5, min_sharpness: float = MIN_SHARPNESS, crop=None, subject: str | None = None,
-            session: str | None = None, sidecar=None, progress: bool = True, on_error=None, quality: int = 95) -> Path:
+            session: str | None = None, sidecar=None, progress: bool = True, on_error=None, quality: int = 95,
+            faces=None) -> Path:
     """Extract face frames from `videos` into `out_dir`; returns `out_dir/manifest.csv`.
 
     videos: a video file, a list of them, or None for every video of `sidecar`. per_minute: the most frames kept
     per minute of video (the paper: five), one per slot of 60/per_minute s. crop: (x, y, w, h) in frame pixels,
     applied before judging and saving. subject, session: the same for every video (default: from `sidecar`, else
     the video's file name and blank). sidecar: a CSV `video,subject,session,...` (video relative to the CSV); its
-    other columns are carried into the manifest. progress: a tqdm bar per video on a terminal.
+    other columns are carried into the manifest. progress: a tqdm bar per video on a terminal. faces: where the face
+    is (`faces.FaceSource`, from `faces.parse_source("dlc:PATH")`): per frame from keypoints, each kept frame the
+    square around its face, with `box_x,box_y,box_w,box_h` (video pixels) and the head's `pose_yaw,pose_roll,pose_bin`
+    in the manifest; a frame whose face is not found is not kept. `fixed:x,y,w,h` is `crop`.
     min_sharpness: frames below it are blurred (`frame_sharpness`); the default 60 lies between the synthetic videos'
     motion-blurred frames (at most 15.5) and their sharp ones (at least 282), and drops a Gaussian blur of 1.5 px or
     more (measured numbers beside `MIN_SHARPNESS`). quality: JPEG quality of the saved frames.
@@ -100,17 +105,26 @@ def extract(videos, out_dir, per_minute: int = 5, min_sharpness: float = MIN_SHA
     """
     if per_minute < 1:
         raise InputError(f"per_minute {per_minute}: must be at least 1")
+    if faces is not None and faces.kind == "fixed":
+        crop, faces = faces.box, None
     crop = _crop(crop)
     jobs = plan(videos, sidecar, subject, session)
+    tracked = {job.file: faces.frames_of(job.file) for job in jobs} if faces is not None else {}  # bad files: before any work
+    for job in jobs if faces is not None else ():
+        n = _frame_count(job.file)
+        if n and tracked[job.file]["n"] != n:
+            raise InputError(f"{tracked[job.file]['file']}: keypoints for {tracked[job.file]['n']} frames, the video "
+                             f"{job.meta['video']} has {n}")
     out_dir = Path(out_dir)
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)
     settings = {"version": VERSION, "per_minute": int(per_minute), "min_sharpness": float(min_sharpness),
-                "crop": list(crop) if crop else None, "quality": int(quality), "probe_s": PROBE_S}
+                "crop": list(crop) if crop else None, "quality": int(quality), "probe_s": PROBE_S,
+                **({"faces": faces.stamp()} if faces is not None else {})}
     report = on_error or (lambda line: print(line, file=sys.stderr))
     rows, failed = [], []
     for job in jobs:
         try:
-            frames = extract_one(job, out_dir, settings, progress)
+            frames = extract_one(job, out_dir, settings, progress, tracked.get(job.file))
         except (av.error.FFmpegError, ValueError, OSError, EOFError) as e:
             line = f"{job.meta['video']}: cannot decode this video ({_one_line(e)}); skipped"
             failed.append(line)
@@ -119,9 +133,10 @@ def extract(videos, out_dir, per_minute: int = 5, min_sharpness: float = MIN_SHA
         rows += [{**f, **job.meta} for f in frames]  # columns put in order by the CSV writer
     if failed and len(failed) == len(jobs):
         raise InputError(f"no video could be decoded ({len(failed)} of {len(jobs)}); first: {failed[0]}")
-    extras = [k for k in jobs[0].meta if k not in FIELDS]
+    fields = [*FIELDS, *(FACE_FIELDS if faces is not None else ())]
+    extras = [k for k in jobs[0].meta if k not in fields]
     manifest = out_dir / "manifest.csv"
-    atomic_write_text(manifest, _csv_text([*FIELDS, *extras], rows))
+    atomic_write_text(manifest, _csv_text([*fields, *extras], rows))
     return manifest
 
 
@@ -195,11 +210,15 @@ def _crop(crop):
     return x, y, w, h
 
 
-def extract_one(job: Job, out_dir: Path, settings: dict, progress: bool) -> list[dict]:
-    """The kept frames of one video ({path, time_s, sharpness}), reused when its folder is complete and current."""
+def extract_one(job: Job, out_dir: Path, settings: dict, progress: bool, face: dict | None = None) -> list[dict]:
+    """The kept frames of one video ({path, time_s, sharpness}), reused when its folder is complete and current.
+    `face`: its keypoints' boxes and pose per frame (`faces.FaceSource.frames_of`)."""
     folder = out_dir / "frames" / job.name
     st = job.file.stat()
     stamp = {"video": str(job.file.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, **settings}
+    if face is not None:
+        fs = face["file"].stat()
+        stamp["faces_file"] = [str(face["file"].resolve()), fs.st_size, fs.st_mtime_ns]
     done = folder / "done.json"
     if done.is_file():
         saved = json.loads(done.read_text(encoding="utf-8"))
@@ -209,7 +228,7 @@ def extract_one(job: Job, out_dir: Path, settings: dict, progress: bool) -> list
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        frames = scan(job, tmp, folder.name, settings, progress)
+        frames = scan(job, tmp, folder.name, settings, progress, face)
         (tmp / "done.json").write_text(json.dumps({"stamp": stamp, "frames": frames}, indent=1) + "\n", encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -219,8 +238,10 @@ def extract_one(job: Job, out_dir: Path, settings: dict, progress: bool) -> list
     return frames
 
 
-def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool) -> list[dict]:
+def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool, face: dict | None = None) -> list[dict]:
     """Decode the video once, keeping the first acceptable frame of each slot; JPEGs written into `tmp`."""
+    from .faces import pose_bin, square_in_frame
+
     per_minute, floor, crop = settings["per_minute"], settings["min_sharpness"], settings["crop"]
 
     kept, hashes = [], []
@@ -234,6 +255,8 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool) -> list
             raise ValueError(f"crop {tuple(crop)} outside the {width}x{height} frame")
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         total = stream.frames or (int(float(stream.duration * stream.time_base) * rate) if stream.duration else None)
+        if face is not None and total and face["n"] != total:
+            raise InputError(f"{face['file']}: keypoints for {face['n']} frames, the video {job.meta['video']} has {total}")
         with tqdm(total=total, desc=name, unit="frame", disable=None if progress else True, leave=False) as bar:
             slot_done, searching, next_probe = -1, -1, 0.0
             for i, frame in enumerate(container.decode(stream)):
@@ -247,12 +270,17 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool) -> list
                 if t < next_probe - 1e-6:
                     continue
                 next_probe = t + PROBE_S
-                s = frame_sharpness(frame, crop)
+                where_ = crop
+                if face is not None:  # this frame's face, from its keypoints
+                    where_ = square_in_frame(face["box"][i], width, height) if i < face["n"] and not np.isnan(face["box"][i, 0]) else None
+                    if where_ is None:
+                        continue
+                s = frame_sharpness(frame, where_)
                 if s < floor:
                     continue
                 image = frame.to_image()
-                if crop:
-                    image = image.crop((crop[0], crop[1], crop[0] + crop[2], crop[1] + crop[3]))
+                if where_:
+                    image = image.crop((where_[0], where_[1], where_[0] + where_[2], where_[1] + where_[3]))
                 h = perceptual_hashes(image)
                 if any(_distance(h, o) <= HASH_THRESHOLD for o in hashes):
                     continue
@@ -260,8 +288,21 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool) -> list
                 image.save(tmp / file, "JPEG", quality=settings["quality"])
                 hashes.append(h)
                 kept.append({"path": f"frames/{name}/{file}", "time_s": round(float(t), 3), "sharpness": round(s, 2)})
+                if face is not None:
+                    yaw, roll = face["yaw"][i], face["roll"][i]
+                    kept[-1].update(zip(("box_x", "box_y", "box_w", "box_h"), where_), pose_yaw="" if np.isnan(yaw) else round(float(yaw), 1),
+                                    pose_roll="" if np.isnan(roll) else round(float(roll), 1), pose_bin=pose_bin(yaw))
                 slot_done = slot
     return kept
+
+
+def _frame_count(file: Path) -> int | None:
+    """The video's frame count as its container states it (None where it does not, or it cannot be read)."""
+    try:
+        with av.open(str(file)) as c:
+            return int(c.streams.video[0].frames) or None if c.streams.video else None
+    except (av.error.FFmpegError, OSError):
+        return None
 
 
 def _luma(frame: av.VideoFrame, crop) -> np.ndarray:

@@ -51,7 +51,8 @@ def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 
     """Render one clip per rat and session into `out_dir/videos/<subject>_<session>.mp4`; returns `out_dir/videos.csv`.
 
     `videos.csv`: `video,subject,session,group` (video relative to the CSV), the sidecar `frames.extract` reads.
-    `truth.csv`: one row per frame (`video,frame,time_s,blurred,turned,pose_*,au_*`): what the renderer drew.
+    `truth.csv`: one row per frame (`video,frame,time_s,blurred,turned,pose_*,au_*`): what the renderer drew;
+    `faces.json`, `keypoints/<clip>.csv` and `.h5`: the true face boxes and a tracker's keypoints (`write_faces`).
     Subjects are `<group><n>` (control1, ...), the i-th rat over all groups having look `look_for(i)`.
     size: (width, height) of the frames; the face is a square of the height. `effect`: the rise of every AU
     intensity in the treated group's post session. blur: the Gaussian radius of the blurred stretches (px of a
@@ -72,7 +73,7 @@ def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         (tmp / "videos").mkdir()
-        videos, truth = [], []
+        videos, truth, faces = [], [], {}
         for g, group in enumerate(groups):
             for r in range(rats_per_group):
                 index = g * rats_per_group + r
@@ -82,13 +83,16 @@ def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 
                     rise = gain if group == treated and session == "post" else 0.0
                     name = f"videos/{subject}_{session}.mp4"
                     site = site_of(index, sites)
+                    marks: list = []
                     rows = render_clip(tmp / name, seed, index, s, rise, seconds, fps, (width, height), key_fps,
-                                       blur, codec, site)
+                                       blur, codec, site, marks)
+                    faces[name] = (marks, [r["time_s"] for r in rows], (seed, index, s))
                     videos.append({"video": name, "subject": subject, "session": session, "group": group,
                                    **({} if site is None else {"site": site_name(site)})})
                     truth += [{"video": name, **row} for row in rows]
         _write_csv(tmp / "videos.csv", VIDEO_FIELDS + (("site",) if sites else ()), videos)
         _write_csv(tmp / "truth.csv", TRUTH_FIELDS, truth)
+        write_faces(tmp, faces, (width, height))
         os.chmod(tmp, 0o755)
         if out_dir.exists():
             out_dir.rmdir()
@@ -97,6 +101,51 @@ def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir / "videos.csv"
+
+
+def tracked(marks: list, rng: np.random.Generator):
+    """What a keypoint tracker would give for a clip's true keypoints: (xy (frames, 5, 2), likelihood (frames, 5)).
+    A part in view: jitter of 1 px, likelihood 0.85-1; hidden (turned away, behind the head): a guess 6 px off,
+    likelihood 0-0.3; 3% of the seen parts a glitch (8 px off, likelihood 0.1-0.5)."""
+    from .faces import PARTS
+
+    n = len(marks)
+    true = np.array([[m["parts"].get(p, (np.nan, np.nan, False))[:2] for p in PARTS] for m in marks], float)
+    seen = np.array([[bool(m["parts"].get(p, (0, 0, False))[2]) for p in PARTS] for m in marks])
+    glitch = seen & (rng.random((n, len(PARTS))) < 0.03)
+    sd = np.where(seen & ~glitch, 1.0, np.where(glitch, 8.0, 6.0))[..., None]
+    xy = true + rng.standard_normal((n, len(PARTS), 2)) * sd
+    lk = np.where(seen & ~glitch, rng.uniform(0.85, 1.0, (n, len(PARTS))),
+                  np.where(glitch, rng.uniform(0.1, 0.5, (n, len(PARTS))), rng.uniform(0.0, 0.3, (n, len(PARTS)))))
+    return xy.round(2), lk.round(4)
+
+
+def write_faces(root: Path, faces: dict, size) -> None:
+    """The ground truth for finding faces, beside `videos.csv`: `faces.json` (COCO boxes of every frame's face, each
+    image naming its video, frame and `time_s`), and per clip what trackers would give for its keypoints:
+    `keypoints/<clip>.csv` (DeepLabCut's CSV) and `keypoints/<clip>.h5` (SLEAP's analysis file)."""
+    import json
+
+    from .faces import PARTS, Track, write_dlc_csv, write_sleap_h5
+
+    width, height = size
+    images, annotations = [], []
+    (root / "keypoints").mkdir()
+    for video, (marks, times, key) in faces.items():
+        for i, (m, t) in enumerate(zip(marks, times)):
+            images.append({"id": len(images) + 1, "file_name": video, "video": video, "frame": i, "time_s": t,
+                           "width": width, "height": height})
+            x, y, w, h = (round(float(v), 2) for v in m["face"])
+            annotations.append({"id": len(annotations) + 1, "image_id": len(images), "category_id": 1, "bbox": [x, y, w, h],
+                                "area": round(w * h, 2), "iscrowd": 0})
+        xy, lk = tracked(marks, np.random.default_rng(np.random.SeedSequence([*key, 3])))
+        track = Track(PARTS, xy, lk, video)
+        stem = Path(video).stem
+        write_dlc_csv(root / "keypoints" / f"{stem}.csv", track)
+        write_sleap_h5(root / "keypoints" / f"{stem}.h5", [track])
+    coco = {"info": {"description": "ratspain_bench synthetic clips: the true face box of every frame"},
+            "images": images, "annotations": annotations, "categories": [{"id": 1, "name": "face"}]}
+    (root / "faces.json").write_text(json.dumps(coco, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 def _write_csv(path: Path, fields, rows) -> None:
@@ -156,8 +205,10 @@ def timeline(seed: int, index: int, session: int, rise: float, n_keys: int, key_
 
 
 def render_clip(path: Path, seed: int, index: int, session: int, rise: float, seconds: float, fps: float, size,
-                key_fps: float = 2.0, blur: float = BLUR_RADIUS, codec: str = "libx264", site: int | None = None) -> list[dict]:
-    """Encode one clip; returns its truth rows (without `video`)."""
+                key_fps: float = 2.0, blur: float = BLUR_RADIUS, codec: str = "libx264", site: int | None = None,
+                marks: list | None = None) -> list[dict]:
+    """Encode one clip; returns its truth rows (without `video`). `marks`, where given, gets one entry a frame: the
+    true face box and keypoints in the frame's pixels (`rat_face._Face.landmarks`, `face_box`)."""
     width, height = size
     n_frames = max(1, int(round(seconds * fps)))
     n_keys = int(np.floor((n_frames - 1) / fps * key_fps)) + 1
@@ -171,17 +222,17 @@ def render_clip(path: Path, seed: int, index: int, session: int, rise: float, se
         # A fresh draw per keyframe, as the replica's images: fur strokes, camera jitter and the cage behind the head
         # change with it (draw_face paints them from one generator), so no one draw decides how a rat looks to a model.
         draw = np.random.default_rng(np.random.SeedSequence([seed, index, session, 2, k]))
-        data, _ = draw_face(look, dict(zip(AUS, tl["au"][k])), tuple(tl["pose"][k]), draw, height, quality,
-                            look.blur * height / 256, 1.0, float(tl["light"][k]))
-        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        data, _, drawn = draw_face(look, dict(zip(AUS, tl["au"][k])), tuple(tl["pose"][k]), draw, height, quality,
+                                   look.blur * height / 256, 1.0, float(tl["light"][k]), landmarks=True)
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), drawn
 
-    first = face(0)
+    first, first_marks = face(0)
     canvas = np.asarray(Image.fromarray(first).resize((width, height), Image.BILINEAR).filter(ImageFilter.GaussianBlur(6)))
     span = (width - height) / 2
     phase, period = rng.uniform(0, 2 * np.pi, 2), rng.uniform(9, 23, 2)
     # sensor noise from a bank of fields taken in turn: consecutive frames never share one, and 7 draws are cheap
     noise = (rng.standard_normal((7, height, width, 3), np.float32) * NOISE_SD).round().astype(np.int16)
-    rows, key, current = [], -1, first
+    rows, key, current, drawn = [], -1, first, first_marks
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=_rate(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -191,7 +242,7 @@ def render_clip(path: Path, seed: int, index: int, session: int, rise: float, se
             t = i / fps
             k = min(n_keys - 1, int(np.floor(t * key_fps + 1e-9)))
             if k != key:
-                key, current = k, face(k) if k else first
+                key, (current, drawn) = k, face(k) if k else (first, first_marks)
             x = int(round(span + span * 0.5 * (np.sin(2 * np.pi * t / period[0] + phase[0]) * 0.6
                                                 + np.sin(2 * np.pi * t / period[1] + phase[1]) * 0.4)))
             frame = canvas.copy()
@@ -203,6 +254,10 @@ def render_clip(path: Path, seed: int, index: int, session: int, rise: float, se
             vf.pts = i
             for packet in stream.encode(vf):
                 out.mux(packet)
+            if marks is not None:  # the face pasted at x: its box and keypoints, moved with it
+                fx, fy, fw, fh = drawn["face"]
+                marks.append({"face": [fx + x, fy, fw, fh],
+                              "parts": {p: (px + x, py, seen) for p, (px, py, seen) in drawn["parts"].items()}})
             yaw, pitch, roll = tl["pose"][k]
             rows.append({"frame": i, "time_s": round(t, 4), "blurred": int(tl["blurred"][k]),
                          "turned": int(abs(yaw) >= TURNED_YAW), "pose_yaw": yaw, "pose_pitch": pitch, "pose_roll": roll,
