@@ -171,8 +171,9 @@ def _truth_boxes(sidecar, manifest):
 
 @pytest.mark.parametrize("kind", ["dlc", "sleap"])
 def test_frames_crop_each_face_from_its_keypoints(clips, tmp_path, kind):
-    import ratspain_bench as rb
     from PIL import Image
+
+    import ratspain_bench as rb
 
     manifest = rb.frames(None, tmp_path / "f", per_minute=60, sidecar=clips, faces=f"{kind}:{clips.parent / 'keypoints'}")
     m, truth = _truth_boxes(clips, manifest)
