@@ -7,7 +7,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ratspain_bench"
 LAYERS = [
     {"errors", "paths", "tasks"},
-    {"data", "protocol", "metrics", "metrics_au"},
+    {"data", "protocols", "metrics", "metrics_au"},
     {"features", "engine", "attention", "plots"},
     {"methods"},
     {"evaluation"},
