@@ -11,8 +11,9 @@ the rest of the slot is decoded and skipped without touching its pixels. A frame
 - it is not a near-duplicate of a frame already kept from the same video: summed dHash + pHash Hamming
   distance above `data.check.HASH_THRESHOLD` (the threshold of `data check`), hashes of the saved crop.
 
-A video that fails part-way (a decoder error) is reported and its frames are dropped. Head pose is not judged
-(there is no face detector here): turned-away frames are kept when sharp.
+A video that fails part-way (a decoder error) is reported and its frames are dropped. Where the face is: one fixed
+rectangle (`crop`), or per frame from a lab's keypoints (`faces`, `video.faces`): a frame whose face is not found is
+not kept, and the manifest gains the box and the head pose estimated from the keypoints.
 
 Output: `OUT/frames/<video>/<video>_<frame>.jpg` and `OUT/manifest.csv` (`path,subject,session,time_s,sharpness,
 video` + the sidecar's other columns; `path` relative to the manifest), which `predict` and `summary.join` read.
@@ -270,17 +271,17 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool, face: d
                 if t < next_probe - 1e-6:
                     continue
                 next_probe = t + PROBE_S
-                where_ = crop
+                region = crop
                 if face is not None:  # this frame's face, from its keypoints
-                    where_ = square_in_frame(face["box"][i], width, height) if i < face["n"] and not np.isnan(face["box"][i, 0]) else None
-                    if where_ is None:
+                    region = square_in_frame(face["box"][i], width, height) if i < face["n"] and not np.isnan(face["box"][i, 0]) else None
+                    if region is None:
                         continue
-                s = frame_sharpness(frame, where_)
+                s = frame_sharpness(frame, region)
                 if s < floor:
                     continue
                 image = frame.to_image()
-                if where_:
-                    image = image.crop((where_[0], where_[1], where_[0] + where_[2], where_[1] + where_[3]))
+                if region:
+                    image = image.crop((region[0], region[1], region[0] + region[2], region[1] + region[3]))
                 h = perceptual_hashes(image)
                 if any(_distance(h, o) <= HASH_THRESHOLD for o in hashes):
                     continue
@@ -290,7 +291,7 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool, face: d
                 kept.append({"path": f"frames/{name}/{file}", "time_s": round(float(t), 3), "sharpness": round(s, 2)})
                 if face is not None:
                     yaw, roll = face["yaw"][i], face["roll"][i]
-                    kept[-1].update(zip(("box_x", "box_y", "box_w", "box_h"), where_), pose_yaw="" if np.isnan(yaw) else round(float(yaw), 1),
+                    kept[-1].update(zip(("box_x", "box_y", "box_w", "box_h"), region), pose_yaw="" if np.isnan(yaw) else round(float(yaw), 1),
                                     pose_roll="" if np.isnan(roll) else round(float(roll), 1), pose_bin=pose_bin(yaw))
                 slot_done = slot
     return kept
