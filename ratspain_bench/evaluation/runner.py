@@ -101,7 +101,8 @@ def preflight(name: str, opts: RunOptions) -> dict:
     return params
 
 
-def plan(name: str, dataset, opts: RunOptions) -> Plan:
+def plan(name: str, dataset, opts: RunOptions, folds: tuple[Fold, ...] | None = None) -> Plan:
+    """A method's Plan; `folds`: the protocol's folds of `dataset` when the caller planned them already."""
     spec = get_method(name)
     params = configure(spec, opts.profile, opts.overrides, opts.where_declared, opts.sandbox)
     if spec.trusted:  # kept on disk: the leaderboard reads it back without importing the method
@@ -111,7 +112,7 @@ def plan(name: str, dataset, opts: RunOptions) -> Plan:
     protocol = get_protocol(opts.protocol)
     key = JobKey(dataset.name, task_fingerprint(dataset, opts.task), name, config_hash(spec.family, params), code_hash(spec),
                  opts.seed, opts.task, protocol.key)
-    return Plan(spec, params, key, protocol.plan(dataset.table, dataset.table["image"]))
+    return Plan(spec, params, key, folds if folds is not None else protocol.plan(dataset.table, dataset.table["image"]))
 
 
 # ---------------------------------------------------------------- progress
@@ -405,14 +406,14 @@ def run_methods(names: list[str], dataset, opts: RunOptions, broken: dict | None
     folds of trusted methods side by side in the local pool). An outside method that cannot be checked, planned or
     opened in MLflow fails alone, with its reason."""
     failed = dict(broken) if broken is not None else check_methods(names, opts)
-    get_protocol(opts.protocol).plan(dataset.table)  # a protocol the data cannot hold fails the command, before any work
-    dataset.require_images()
+    folds = get_protocol(opts.protocol).plan(dataset.table, dataset.table["image"])  # a protocol the data cannot hold
+    dataset.require_images()  # fails the command before any work; every method's plan shares these folds
     plans = []
     for n in names:
         if n in failed:
             continue
         try:
-            plans.append(plan(n, dataset, opts))
+            plans.append(plan(n, dataset, opts, folds))
         except InputError as e:
             if get_method(n).trusted:
                 raise

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -79,7 +80,7 @@ def require_column(protocol: str, table, column: str, values: int = 2) -> None:
                          f"{'' if present.nunique() == 1 else 's'} ({counts_text(present) or 'none'}); it needs {values} or more")
 
 
-class Protocol:
+class Protocol(ABC):
     """A way to cut a dataset into folds. A subclass sets `name` (and `version`, `question`) and writes `folds`;
     `arg` is what follows the name after a colon (`leave-one-group-out:site`)."""
 
@@ -100,12 +101,6 @@ class Protocol:
     def __repr__(self) -> str:
         return f"<protocol {self.id}>"
 
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Protocol) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
     @property
     def id(self) -> str:
         """The protocol as named: `loro`, `pose-shift`, `leave-one-group-out:site`."""
@@ -116,8 +111,9 @@ class Protocol:
         """The part of a result's identity (job folders, predictions file, MLflow tag) that names the protocol."""
         return f"{self.id}-v{self.version}"
 
+    @abstractmethod
     def folds(self, table) -> tuple[Fold, ...]:
-        raise NotImplementedError
+        """The folds of `table` (rows of the dataset table), before `plan`'s checks."""
 
     def plan(self, table, images=None) -> tuple[Fold, ...]:
         """The folds of `table`, refused (InputError, one line) where a fold would train on one class only."""

@@ -255,9 +255,7 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool, face: d
         if crop and (crop[0] + crop[2] > width or crop[1] + crop[3] > height):
             raise ValueError(f"crop {tuple(crop)} outside the {width}x{height} frame")
         rate = float(stream.average_rate or stream.guessed_rate or 25)
-        total = stream.frames or (int(float(stream.duration * stream.time_base) * rate) if stream.duration else None)
-        if face is not None and total and face["n"] != total:
-            raise InputError(f"{face['file']}: keypoints for {face['n']} frames, the video {job.meta['video']} has {total}")
+        total = _frame_total(stream)
         with tqdm(total=total, desc=name, unit="frame", disable=None if progress else True, leave=False) as bar:
             slot_done, searching, next_probe = -1, -1, 0.0
             for i, frame in enumerate(container.decode(stream)):
@@ -297,11 +295,17 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool, face: d
     return kept
 
 
+def _frame_total(stream) -> int | None:
+    """A video stream's frame count: as its container states it, else from its duration (None where neither is known)."""
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    return stream.frames or (int(float(stream.duration * stream.time_base) * rate) if stream.duration else None)
+
+
 def _frame_count(file: Path) -> int | None:
-    """The video's frame count as its container states it (None where it does not, or it cannot be read)."""
+    """`_frame_total` of a video file's first video stream (None where it cannot be read)."""
     try:
         with av.open(str(file)) as c:
-            return int(c.streams.video[0].frames) or None if c.streams.video else None
+            return _frame_total(c.streams.video[0]) if c.streams.video else None
     except (av.error.FFmpegError, OSError):
         return None
 
