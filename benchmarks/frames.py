@@ -6,7 +6,9 @@
    `--fps`. In this process and alternating, best of `--repeats`: (a) a bare loop `for f in container.decode(stream)`
    with FFmpeg's threaded decoding (`thread_type = "AUTO"`, as `extract` uses), (b) the same loop single-threaded
    (for reference), (c) `extract` into a fresh folder (five frames a minute, default sharpness floor). Printed:
-   frames/s of each, (c)/(a) (target >= 0.8), (c)/(b), and (c)'s multiple of real time (target >= 10).
+   frames/s of each, (c)/(a) (target >= 0.8), (c)/(b), and (c)'s multiple of real time (target >= 10). Then where
+   the face is (issue 33): (d) `extract` with `--faces fixed:` (the true boxes' median square at their mean place)
+   and (e) with `--faces dlc:` (the clip's tracker keypoints, `video.synth.tracked`): (e)/(d) (target >= 0.8).
 2. The sharpness floor: 160x120 clips whose blurred stretches use Gaussian radii 0.5 to 3 px; per radius, the
    largest sharpness of a blurred frame, against the smallest of a sharp one and `MIN_SHARPNESS`.
 """
@@ -23,8 +25,9 @@ import av
 import numpy as np
 import pandas as pd
 
+from ratspain_bench.video.faces import PARTS, Track, parse_source, write_dlc_csv
 from ratspain_bench.video.frames import MIN_SHARPNESS, extract, frame_sharpness
-from ratspain_bench.video.synth import render_clip
+from ratspain_bench.video.synth import render_clip, tracked
 
 
 def bare_decode(path: Path, threaded: bool) -> int:
@@ -46,13 +49,20 @@ def timed(fn) -> tuple[float, object]:
 
 def speed(root: Path, seconds: float, fps: float, repeats: int) -> None:
     clip = root / "clip640.mp4"
-    t, _ = timed(lambda: render_clip(clip, 0, 1, 0, 0.0, seconds, fps, (640, 480)))
+    marks: list = []
+    t, _ = timed(lambda: render_clip(clip, 0, 1, 0, 0.0, seconds, fps, (640, 480), marks=marks))
+    write_dlc_csv(root / "clip640.csv", Track(PARTS, *tracked(marks, np.random.default_rng(0)), "clip640"))
+    boxes = np.array([m["face"] for m in marks])
+    side = float(np.median(boxes[:, 2]))
+    x, y = (boxes[:, :2] + boxes[:, 2:] / 2).mean(axis=0) - side / 2
+    fixed = parse_source(f"fixed:{int(x)},{int(y)},{int(side)},{int(side)}")
+    dlc = parse_source(f"dlc:{root / 'clip640.csv'}")
     with av.open(str(clip)) as c:
         s = c.streams.video[0]
         info = f"{s.codec_context.name} {s.codec_context.width}x{s.codec_context.height} {s.codec_context.pix_fmt}"
     n = bare_decode(clip, True)
     print(f"clip: {info}, {seconds:g} s at {fps:g} fps = {n} frames, {clip.stat().st_size / 1e6:.1f} MB (rendered in {t:.1f} s)")
-    best = {"bare, threaded": np.inf, "bare, one thread": np.inf, "extract": np.inf}
+    best = {"bare, threaded": np.inf, "bare, one thread": np.inf, "extract": np.inf, "faces fixed:": np.inf, "faces dlc:": np.inf}
     kept = 0
     for r in range(repeats):
         best["bare, threaded"] = min(best["bare, threaded"], timed(lambda: bare_decode(clip, True))[0])
@@ -62,11 +72,15 @@ def speed(root: Path, seconds: float, fps: float, repeats: int) -> None:
         best["extract"] = min(best["extract"], t)
         kept = len(pd.read_csv(manifest))
         shutil.rmtree(out)
+        for name, source in (("faces fixed:", fixed), ("faces dlc:", dlc)):
+            best[name] = min(best[name], timed(lambda out=out, source=source: extract(clip, out, progress=False, faces=source))[0])
+            shutil.rmtree(out)
     for k, v in best.items():
         print(f"  {k:17s} {v:6.2f} s  {n / v:7.1f} frames/s  {seconds / v:6.1f}x real time")
     print(f"extract / bare threaded decode: {best['bare, threaded'] / best['extract']:.3f} (target >= 0.8); "
           f"extract / bare one-thread decode: {best['bare, one thread'] / best['extract']:.3f}; "
           f"extract {seconds / best['extract']:.1f}x real time (target >= 10); kept {kept} frames")
+    print(f"--faces dlc: / --faces fixed: {best['faces fixed:'] / best['faces dlc:']:.3f} (target >= 0.8)")
 
 
 def blur_sweep(root: Path) -> None:

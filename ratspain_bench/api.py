@@ -288,19 +288,25 @@ def synth(out_dir, seed: int = 0, size: int = 256, counts: dict | None = None, j
 
 def frames(videos, out, per_minute: int = 5, min_sharpness: float | None = None, crop=None, subject: str | None = None,
            session: str | None = None, sidecar=None, progress: bool = False, faces: str | None = None, keypoints: str | None = None,
-           min_likelihood: float = 0.6, track: int | None = None) -> Path:
+           min_likelihood: float = 0.6, track: int | None = None, min_face: int | None = None,
+           max_yaw: float | None = None, margin: float | None = None) -> Path:
     """Face frames from `videos` (a file, a list, or None for every video of `sidecar`) into `out`: at most
     `per_minute` a minute (the paper's five), sharp (variance of the Laplacian >= `min_sharpness`, default 60), no
     near-duplicates; returns `out/manifest.csv` (path,subject,session,time_s,sharpness,video + the sidecar's columns),
     which a trained model's `predict(..., by=["subject", "session"])` scores. See `video.frames.extract`.
     `faces`: `dlc:PATH`, `sleap:PATH` (keypoints per frame: each frame cropped to its face, the box and head pose in
     the manifest; `keypoints` maps the file's body parts, `min_likelihood` drops uncertain ones, `track` picks a SLEAP
-    track) or `fixed:x,y,w,h` (`crop`); see `video.faces`."""
+    track), `detector:MODEL` (a model of `detector_train`) or `fixed:x,y,w,h` (`crop`); see `video.faces`.
+    Every frame examined gets `scorable` and a `reason` in `out/quality.csv` (`min_face` px, default 32; `max_yaw`
+    degrees, default 60); only scorable frames are kept, each a found face's box grown by `margin` (default 0.17) of
+    its side on each side. See `video.frames.judge`."""
     from .video.faces import parse_source
-    from .video.frames import MIN_SHARPNESS, extract
+    from .video.frames import MARGIN, MAX_YAW, MIN_FACE, MIN_SHARPNESS, extract
 
     return extract(videos, out, per_minute, MIN_SHARPNESS if min_sharpness is None else min_sharpness, crop, subject, session,
-                   sidecar, progress, faces=parse_source(faces, keypoints, min_likelihood, track))
+                   sidecar, progress, faces=parse_source(faces, keypoints, min_likelihood, track),
+                   min_face=MIN_FACE if min_face is None else min_face, max_yaw=MAX_YAW if max_yaw is None else max_yaw,
+                   margin=MARGIN if margin is None else margin)
 
 
 def groups(summary, group: str = "group", value: str | None = None, **options):
@@ -409,3 +415,28 @@ def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, d
 
     return _load_model(uri, runs_dir, tracking_uri, device, sandbox_settings(sandbox, time_limit=time_limit, memory_mb=memory_mb,
                                                                                    out_mb=out_mb))
+
+
+def detector_train(boxes, images=None, *, out, holdout=(), folds: bool = True, animal: str | None = None,
+                   runs_dir="ratspain-runs", tracking_uri: str | None = None, quiet: bool = True, **settings) -> dict:
+    """Train a face detector on the COCO boxes `boxes` (image files under `images`, default the COCO file's folder;
+    `synth --video`'s `faces.json` works as is) and save it in the model folder `out`, logged to MLflow (experiment
+    `ratspain-detector`). Leave-one-animal-out first, unless `folds=False`; `holdout` (animal names): that one fold
+    only, and the model saved is the one trained without them. `animal`: a regex whose first group names an image's
+    animal (default: its `subject`/`animal` key, else its first folder). `settings`: the fields of
+    `video.detector.Settings` (image_size, epochs, batch_size, lr, seed, min_score). Returns the model's
+    `detector.json` (settings, per-animal metrics, MLflow run). Load it with `video.detector.load(out)`."""
+    from .video.detector import train as _train
+
+    return _train(boxes, images, out, holdout=holdout, folds=folds, animal=animal, runs_dir=runs_dir,
+                  tracking_uri=tracking_uri, quiet=quiet, **settings)
+
+
+def detector_predict(model, source, out, *, images_dir=None, animal: str | None = None, min_score: float | None = None) -> dict:
+    """The best face box of each image of `source` (a folder of images, or a COCO file whose images are under
+    `images_dir`) found by the detector folder `model`, written to `out` as COCO JSON (bbox and score per face);
+    returns {"out", "images", "found", "metrics"}, `metrics` (AP@0.5, mean IoU, share with IoU >= 0.7) where the
+    COCO file has true boxes."""
+    from .video.detector import predict as _predict
+
+    return _predict(model, source, out, images_dir=images_dir, animal=animal, min_score=min_score)

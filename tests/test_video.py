@@ -18,7 +18,8 @@ from ratspain_bench.errors import InputError
 from ratspain_bench.model.saved import SyntheticDataWarning
 from ratspain_bench.tasks import AUS
 from ratspain_bench.video import frames as frames_mod
-from ratspain_bench.video.frames import MIN_SHARPNESS, extract
+from ratspain_bench.video.faces import parse_source
+from ratspain_bench.video.frames import MARGIN, MIN_SHARPNESS, extract
 from ratspain_bench.video.groups import (
     compare,
     hedges_g,
@@ -31,17 +32,20 @@ from ratspain_bench.video.summary import join, summarise
 from ratspain_bench.video.synth import render_videos
 
 SECONDS, FPS, KEY_FPS = 75, 5, 1  # 75 s: a whole minute and a part of the next
-FACE = (20, 0, 120, 120)  # the face square of a 160x120 frame (the head sways about 10 px around it)
 PER_MINUTE = 20  # 3 s slots: 25 frames per session of 75 s
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """2 groups x 3 rats x pre/post, 75 s at 5 fps, the face square extracted at 20 frames a minute."""
+    """2 groups x 3 rats x pre/post, 75 s at 5 fps, the face found from the clips' keypoints at 20 frames a minute."""
     root = tmp_path_factory.mktemp("video")
     sidecar = render_videos(root / "videos", seconds=SECONDS, fps=FPS, key_fps=KEY_FPS, seed=0)
-    manifest = extract(None, root / "frames", per_minute=PER_MINUTE, crop=FACE, sidecar=sidecar, progress=False)
+    manifest = extract(None, root / "frames", per_minute=PER_MINUTE, faces=dlc(sidecar), sidecar=sidecar, progress=False)
     return root, sidecar, manifest
+
+
+def dlc(sidecar):
+    return parse_source(f"dlc:{sidecar.parent / 'keypoints'}")
 
 
 def truth_of(sidecar) -> pd.DataFrame:
@@ -115,21 +119,26 @@ def test_pain_rises_only_after_treatment(study):
 def test_extract_keeps_at_most_n_per_minute_one_per_slot_and_no_blurred_frame(study):
     _, sidecar, manifest = study
     m = with_truth(manifest, sidecar)
-    assert list(m.columns[:7]) == ["path", "subject", "session", "time_s", "sharpness", "video", "group"]
+    assert list(pd.read_csv(manifest, nrows=1).columns) == ["path", "subject", "session", "time_s", "sharpness", "video", "box_x", "box_y", "box_w",
+                                    "box_h", "pose_yaw", "pose_roll", "pose_bin", "scorable", "reason", "group"]
     slot = np.floor(m["time_s"] * PER_MINUTE / 60).astype(int)
     assert not slot.groupby(m["video"]).apply(lambda s: s.duplicated().any()).any()  # one frame per slot at most
     per_minute = m.groupby([m["video"], m["time_s"] // 60]).size()
     assert per_minute.max() <= PER_MINUTE and per_minute.xs(0.0, level=1).min() >= PER_MINUTE - 2
     assert m["blurred"].eq(0).all() and m["sharpness"].ge(MIN_SHARPNESS).all()
     assert m["subject"].str.fullmatch(r"(control|treated)[123]").all()
-    assert {Image.open(manifest.parent / p).size for p in m["path"]} == {(120, 120)}  # the crop
+    sizes = [Image.open(manifest.parent / p).size for p in m["path"]]
+    grown = (1 + 2 * MARGIN) * m["box_w"]  # each frame's face square and its margin, cut to the frame
+    assert all(w <= g + 1 and h <= g + 1 for (w, h), g in zip(sizes, grown))
+    assert np.mean([w == h and abs(w - g) <= 1 for (w, h), g in zip(sizes, grown)]) > 0.5  # the rest: cut by the frame (0.65)
 
 
 def test_the_sharpness_floor_is_what_drops_the_blurred_frames(study, tmp_path):
     _, sidecar, _ = study
     side = pd.read_csv(sidecar)
     videos = [sidecar.parent / v for v in side["video"]]
-    loose = extract(videos, tmp_path / "loose", per_minute=PER_MINUTE, min_sharpness=0, crop=FACE, sidecar=sidecar, progress=False)
+    loose = extract(videos, tmp_path / "loose", per_minute=PER_MINUTE, min_sharpness=0, faces=dlc(sidecar), sidecar=sidecar,
+                    progress=False)
     m = with_truth(loose, sidecar)
     assert m["blurred"].sum() >= 5  # slots that start blurred: the default floor skipped to a sharp frame
     assert m.loc[m["blurred"] == 1, "sharpness"].max() < MIN_SHARPNESS / 2 < m.loc[m["blurred"] == 0, "sharpness"].min() / 4
@@ -158,7 +167,9 @@ def test_crop_sidecar_columns_and_arguments(tmp_path, study):
     side["video"] = side["video"].str.replace("videos/", "v/")
     side.to_csv(tmp_path / "side.csv", index=False)
     m = pd.read_csv(extract(None, tmp_path / "o", per_minute=2, crop=(10, 5, 64, 48), sidecar=tmp_path / "side.csv", progress=False))
-    assert list(m.columns) == ["path", "subject", "session", "time_s", "sharpness", "video", "group", "cage"]
+    assert list(m.columns) == ["path", "subject", "session", "time_s", "sharpness", "video", "box_x", "box_y", "box_w", "box_h",
+                               "pose_yaw", "pose_roll", "pose_bin", "scorable", "reason", "group", "cage"]
+    assert (m[["box_x", "box_y", "box_w", "box_h"]] == (10, 5, 64, 48)).all().all() and m["scorable"].all()
     assert m.groupby("video")["cage"].first().to_dict() == dict(zip(side["video"], side["cage"]))
     assert {Image.open(tmp_path / "o" / p).size for p in m["path"]} == {(64, 48)}
     m2 = pd.read_csv(extract(tmp_path / "v" / "control1_pre.mp4", tmp_path / "o2", per_minute=2, subject="R9", session="day3",
@@ -246,7 +257,8 @@ def test_summary_numbers_are_the_groupby_means(tmp_path):
     man, scores = hand_made(tmp_path)
     s = summarise(scores, tmp_path / "manifest.csv", n_boot=500)
     assert list(s.columns) == ["subject", "session", "group", "frames", "unscored", "mean_pain_prob", "mean_pain_prob_ci_low",
-                               "mean_pain_prob_ci_high", "pain_share", "mean_rgs", *(f"mean_au_{a}" for a in AUS)]
+                               "mean_pain_prob_ci_high", "pain_share", "mean_rgs", *(f"mean_au_{a}" for a in AUS),
+                               "scorable_share", "high_share", "high_threshold"]
     ok = scores[scores["error"] == ""].merge(man, left_on="image", right_on="path")
     ok["rgs"] = ok[[f"au_{a}" for a in AUS]].astype(float).mean(axis=1)
     ref = ok.groupby(["subject", "session"]).agg(frames=("image", "size"), mean_pain_prob=("pain_probability", "mean"),
@@ -263,6 +275,54 @@ def test_summary_numbers_are_the_groupby_means(tmp_path):
     pd.testing.assert_frame_equal(s, summarise(scores, tmp_path / "manifest.csv", n_boot=500))  # deterministic
     by_animal = summarise(scores, tmp_path / "manifest.csv", by="subject")
     assert by_animal["frames"].tolist() == [5, 3] and by_animal["group"].tolist() == ["ctl", "trt"]
+
+
+def write_quality(tmp_path, rows) -> pd.DataFrame:
+    """quality.csv beside the manifest: (subject, session, group, scorable) per candidate frame, every 0.2 s."""
+    q = pd.DataFrame([{"video": f"{s}_{t}.mp4", "frame": 2 * i, "time_s": 0.2 * i, "scorable": ok, "reason": "" if ok == "true" else "blurred",
+                       "sharpness": 100.0, "light": 120.0, "box_x": 10, "box_y": 10, "box_w": 50, "box_h": 50, "pose_yaw": "",
+                       "file": f"/videos/{s}_{t}.mp4", "subject": s, "session": t, "group": g}
+                      for i, (s, t, g, ok) in enumerate(rows)])
+    q.to_csv(tmp_path / "quality.csv", index=False)
+    return q
+
+
+def test_scorable_and_high_grimace_shares_are_hand_computed(tmp_path):
+    man, scores = hand_made(tmp_path)
+    plain = summarise(scores, tmp_path / "manifest.csv", n_boot=10)
+    assert plain["scorable_share"].isna().all()  # no quality.csv
+    cands = [("a", "pre", "ctl", "true")] * 2 + [("a", "pre", "ctl", "false")] * 2 + [("a", "post", "ctl", "true")] * 3 \
+        + [("a", "post", "ctl", "false")] * 2 + [("b", "pre", "trt", "true")] * 3 + [("b", "post", "trt", "false")] * 3 \
+        + [("b", "post", "trt", "true")]
+    q = write_quality(tmp_path, cands)
+    ok = scores[scores["error"] == ""].merge(man, left_on="image", right_on="path")
+    ok["rgs"] = ok[[f"au_{a}" for a in AUS]].astype(float).mean(axis=1)
+    for by in (["subject", "session"], ["subject"]):
+        share = q.groupby(by)["scorable"].apply(lambda v: (v == "true").mean())
+        above = ok.groupby(by)["rgs"].apply(lambda r: (r > 0.67).mean())  # an AU model: the RGS, default 0.67
+        got = summarise(scores, tmp_path / "manifest.csv", by=by, n_boot=10).set_index(by)
+        assert got["scorable_share"].to_dict() == pytest.approx(share.to_dict())
+        assert got["high_share"].to_dict() == pytest.approx(above.to_dict()) and (got["high_threshold"] == 0.67).all()
+    got = summarise(scores, tmp_path / "manifest.csv", n_boot=10, high=1.0).set_index(["subject", "session"])
+    assert got["high_share"].tolist() == [2 / 3, 0.0, 1.0, 0.0]  # a post, a pre, b post, b pre; b pre's RGS 1.0 is not above
+    pain_model = scores.drop(columns=[f"au_{a}" for a in AUS])
+    for high in (None, 0.3):
+        got = summarise(pain_model, tmp_path / "manifest.csv", n_boot=10, high=high).set_index(["subject", "session"])
+        cut = 0.5 if high is None else high
+        above = ok.assign(high=ok["pain_probability"] > cut).groupby(["subject", "session"])["high"].mean()
+        assert got["high_share"].to_dict() == pytest.approx(above.to_dict()) and (got["high_threshold"] == cut).all()
+    with pytest.raises(InputError, match="high threshold 1.5: P.pain. lies between 0 and 1"):
+        summarise(pain_model, tmp_path / "manifest.csv", high=1.5)
+    with pytest.raises(InputError, match="quality.csv: no column varies to group its frames by"):
+        summarise(scores, tmp_path / "manifest.csv", by=["varies"])
+    (tmp_path / "crop").mkdir()  # a fixed crop's manifest: the per-frame columns are constant, and still not a group's
+    crop = man.assign(box_x=20, box_y=0, box_w=120, box_h=120, scorable="true", reason="")
+    crop.to_csv(tmp_path / "crop" / "manifest.csv", index=False)
+    assert list(summarise(scores, tmp_path / "crop" / "manifest.csv").columns) == list(plain.columns)
+    q.loc[3, "scorable"] = "maybe"
+    q.to_csv(tmp_path / "quality.csv", index=False)
+    with pytest.raises(InputError, match=r"quality.csv:5: scorable is not true or false"):
+        summarise(scores, tmp_path / "manifest.csv")
 
 
 def test_join_matches_the_manifest_path_or_the_file_and_refuses_strangers(tmp_path):

@@ -24,7 +24,7 @@ def pipeline(tmp_path_factory):
     mp.chdir(root)
     try:
         steps = [["synth", "clips/", "--video"],
-                 ["frames", "--sidecar", "clips/videos.csv", "--per-minute", "20", "--crop", "20,0,120,120", "--out", "frames/",
+                 ["frames", "--sidecar", "clips/videos.csv", "--per-minute", "20", "--faces", "dlc:clips/keypoints", "--out", "frames/",
                   "--quiet"],
                  ["synth", "faces/", "--size", "64", "--per-subject-counts", COUNTS],
                  ["train", "--method", "lbp-r1p8-8x8", "--data", "faces/", "--set", "image_size=64", "--out", "m/"],
@@ -91,7 +91,7 @@ def test_python_api_gives_what_the_commands_wrote(pipeline, tmp_path):
     """rb.frames, load_model(...).predict(..., by=...) and rb.groups: the same frames, summary and comparison."""
     import ratspain_bench as rb
 
-    manifest = rb.frames(None, tmp_path / "frames", per_minute=20, crop=(20, 0, 120, 120),
+    manifest = rb.frames(None, tmp_path / "frames", per_minute=20, faces=f"dlc:{pipeline / 'clips' / 'keypoints'}",
                          sidecar=pipeline / "clips" / "videos.csv")
     cli_manifest = pd.read_csv(pipeline / "frames" / "manifest.csv")
     assert pd.read_csv(manifest)[["path", "subject", "time_s"]].equals(cli_manifest[["path", "subject", "time_s"]])

@@ -35,6 +35,11 @@ def add_parser(sub) -> None:
                                                       "left_ear=...,right_ear=... (default: common names)")
     p.add_argument("--min-likelihood", type=float, default=0.6, help="keypoints below this likelihood are ignored (default 0.6)")
     p.add_argument("--track", type=int, default=None, help="sleap: the track of the animal (default: the file's only track)")
+    p.add_argument("--min-face", type=int, default=None, help="a face smaller than this (px, its box's side) is not scorable (default 32)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="a found face is cropped to its box grown by this share of its side on each side (default 0.17)")
+    p.add_argument("--max-yaw", type=float, default=None,
+                   help="a head turned further than this (degrees, from keypoints) is not scorable (default 60)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -53,6 +58,7 @@ def parse_crop(text: str | None):
 
 def run(args) -> int:
     from .. import api
+    from ..video.frames import quality_lines
 
     if not args.videos and args.sidecar is None:
         raise InputError("frames: give VIDEO files or --sidecar CSV")
@@ -61,7 +67,10 @@ def run(args) -> int:
     manifest = api.frames(args.videos or None, args.out, per_minute=args.per_minute, min_sharpness=args.min_sharpness,
                           crop=parse_crop(args.crop), subject=args.subject, session=args.session, sidecar=args.sidecar,
                           progress=not args.quiet, faces=args.faces, keypoints=args.keypoints, min_likelihood=args.min_likelihood,
-                          track=args.track)
+                          track=args.track, min_face=args.min_face, max_yaw=args.max_yaw,
+                          margin=args.margin)
+    for line in quality_lines(manifest.parent / "quality.csv"):
+        print(line)
     n = len(manifest.read_text(encoding="utf-8").splitlines()) - 1
-    print(f"wrote {n} frames -> {manifest}")
+    print(f"wrote {n} frames -> {manifest} (every frame examined, with why it is or is not scorable: quality.csv)")
     return 0

@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
         "ratspain-bench predict m/ a.jpg b.png manifest.csv             # files and manifests (a `path` column)",
         "ratspain-bench predict models:/rat-pain/1 faces/ --out s.csv   # from the MLflow model registry",
         "ratspain-bench predict ps/ faces/ --explain beta/              # PainSeeker: a beta heatmap per image",
-        "ratspain-bench predict m/ frames/manifest.csv --by subject,session --out scores/scores.csv   # per animal and session"],
+        "ratspain-bench predict m/ frames/manifest.csv --by subject,session --out scores/scores.csv   # per animal and session",
+        "ratspain-bench predict m/ frames/manifest.csv --by subject,session --overlay --out scores/scores.csv   # + annotated videos"],
         description="Writes CSV columns image, pain_probability, pain (0/1 at the model's threshold), the action-unit grades "
                     "when the model has them, and error (why an image could not be scored; the others still are). Exit 0 "
                     "with a warning line when some images failed, 2 when all did. A model of an outside method (trained "
@@ -28,7 +29,16 @@ def add_parser(sub) -> None:
     p.add_argument("--by", metavar="COLUMNS",
                    help="with one manifest (e.g. from `frames`) and --out DIR/scores.csv: also write DIR/summary.csv (per group "
                         "of these columns, e.g. subject,session: frames, mean P(pain) with a bootstrap interval over frames, "
-                        "share called pain, mean RGS and AU grades for an au model), a time course per animal and report.html")
+                        "share called pain, mean RGS and AU grades for an au model, the share of candidate frames that were "
+                        "scorable, the share of frames in high grimace), a time course per animal and report.html")
+    p.add_argument("--high", type=float, metavar="THRESHOLD",
+                   help="with --by: a frame is in high grimace when its score is above this: P(pain), default 0.5 (the model's "
+                        "call); the RGS (mean AU grade, 0-2) for an au model, default 0.67 (the published analgesic "
+                        "intervention score). summary.csv's high_share and high_threshold")
+    p.add_argument("--overlay", action="store_true",
+                   help="with --by: also write DIR/overlay/<video>.mp4, each video with the face box frames found (green: "
+                        "scorable, red: not), why a frame was not scorable and the latest score drawn in (needs the "
+                        "quality.csv that frames writes beside the manifest)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runs_dir_option(p)
     add_sandbox_options(p)
@@ -69,6 +79,12 @@ def run(args) -> int:
     by = [c.strip() for c in args.by.split(",") if c.strip()] if args.by else None
     if by is not None and (args.out is None or len(args.inputs) != 1 or Path(args.inputs[0]).suffix.lower() != ".csv"):
         raise InputError("--by needs one manifest CSV as input and --out DIR/scores.csv (the summary goes beside it)")
+    if by is None and (args.high is not None or args.overlay):
+        raise InputError("--high and --overlay need --by (and one manifest CSV from frames)")
+    if args.overlay:
+        from ..video.summary import read_quality
+
+        read_quality(Path(args.inputs[0]), required=True)  # checked before any work
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = api.load_model(args.model, args.runs_dir, args.tracking_uri, args.device, sandbox=sandbox_kind(args),
@@ -77,6 +93,10 @@ def run(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     if model.synthetic:
         print(f"WARNING: {model.meta['method']}: {SYNTHETIC_NOTE}", file=sys.stderr)
+    if args.high is not None:
+        from ..video.summary import high_threshold
+
+        high_threshold(args.high, "rgs" if model.meta.get("task") == "au" else "pain_probability")  # before scoring
     tmp = None if args.out is None else args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
     if tmp is not None:
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +145,10 @@ def run(args) -> int:
 
         scores = pd.concat(kept, ignore_index=True).reindex(columns=columns)
         paths, groups = write_report(scores, Path(args.inputs[0]), by, args.out.parent,
-                                     on_warning=lambda line: print(f"warning: {line}", file=sys.stderr))
+                                     on_warning=lambda line: print(f"warning: {line}", file=sys.stderr), high=args.high,
+                                     overlay=args.overlay)
         print(f"summary of {groups} groups -> {paths['summary']}; report -> {paths['report']}", file=sys.stderr)
+        if args.overlay:
+            print(f"overlay of {sum(k.startswith('overlay/') for k in paths)} video(s) -> {args.out.parent / 'overlay'}", file=sys.stderr)
     return 0
 

@@ -160,24 +160,36 @@ class TrainedModel:
             if sandboxed:
                 self.method.finish()
 
-    def predict(self, images, batch_size: int | None = None, explain=None, by=None):
+    def predict(self, images, batch_size: int | None = None, explain=None, by=None, high: float | None = None, overlay=None):
         """One row per image: `image`, `pain_probability`, `pain` (0/1, the method's decision: p > 0.5),
         `au_<name>` when the method grades action units, `error` (empty when scored), `explain` (with
         `explain=DIR`: the attention picture written there), `warning` (models trained on the replica).
         `images`: a file, a folder (recursive), a manifest CSV, a list of those, or a DataFrame with `path`.
         `by` (columns of a manifest, e.g. ["subject", "session"]): also summarise per group; returns
         `Grouped(scores, summary, frames)` (`video.summary.summarise`: frames scored, mean P(pain) with a bootstrap
-        interval over frames, share called pain, mean RGS and AU grades; `frames`: the manifest joined to the scores)."""
-        scores = pd.concat(list(self.batches(images, batch_size, explain)), ignore_index=True)
+        interval over frames, share called pain, mean RGS and AU grades, the share of candidate frames that were
+        scorable (from the manifest's quality.csv), the share of frames above `high`; `frames`: the manifest joined
+        to the scores). `overlay` (a folder, with `by`): also write each video annotated there, `<video stem>.mp4`
+        (`video.overlay.write_overlays`; needs the quality.csv that `frames` writes beside the manifest)."""
         if by is None:
-            return scores
-        from ..video.summary import join, summarise
+            if high is not None or overlay is not None:
+                raise InputError("predict: high and overlay need by (and one manifest)")
+            return pd.concat(list(self.batches(images, batch_size, explain)), ignore_index=True)
+        from ..video.summary import high_threshold, join, read_quality, summarise
 
         manifest = images if isinstance(images, pd.DataFrame) else Path(images) if isinstance(images, (str, Path)) else None
         if manifest is None or (not isinstance(manifest, pd.DataFrame) and manifest.suffix.lower() != ".csv"):
             raise InputError("predict by groups: give one manifest (a CSV or a DataFrame with path and the group columns)")
+        high_threshold(high, "rgs" if self.meta.get("task") == "au" else "pain_probability")  # checked before scoring
+        quality = read_quality(manifest, required=overlay is not None)
+        scores = pd.concat(list(self.batches(images, batch_size, explain)), ignore_index=True)
         frames = join(scores, manifest)
-        return Grouped(scores, summarise(frames, None, by), frames)
+        summary = summarise(frames, None, by, high=high, quality=quality)
+        if overlay is not None:
+            from ..video.overlay import write_overlays
+
+            write_overlays(frames, quality, overlay)
+        return Grouped(scores, summary, frames)
 
 
 def open_folder(folder: Path, device: str = "auto", sandbox=None) -> TrainedModel:

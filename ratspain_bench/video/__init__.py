@@ -6,4 +6,5 @@
 - `groups.compare`: the groups compared with the animal as the unit (permutation tests, mixed model, effect size).
 - `report.write_report`: what `predict --by` writes (`write_outputs`: summary and frame tables, time courses per
   animal, the group comparison, one self-contained HTML report).
+- `overlay.write_overlays`: each video annotated with the face box, why a frame was not scorable and the latest score.
 """

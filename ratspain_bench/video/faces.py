@@ -1,7 +1,7 @@
-"""Where the face is on each frame, from keypoints a lab already tracks (issue 33, first step).
+"""Where the face is on each frame, from keypoints a lab already tracks.
 
-Sources: a DeepLabCut CSV (three header rows: scorer, bodyparts, coords x/y/likelihood; one row per frame) and a
-SLEAP analysis HDF5 (`tracks` (tracks, 2, nodes, frames), `node_names`, `track_occupancy` (frames, tracks) and, where
+Sources: a DeepLabCut CSV (three header rows: scorer, bodyparts, coords x/y/likelihood; one row per frame) or `.h5`
+(the same table, written by pandas with PyTables), and a SLEAP analysis HDF5 (`tracks` (tracks, 2, nodes, frames), `node_names`, `track_occupancy` (frames, tracks) and, where
 present, `point_scores` (tracks, nodes, frames)). Both become a `Track`: per frame and body part, x, y and a
 likelihood (SLEAP's point score; 1 where the file has none; NaN x/y where the part is untracked).
 
@@ -61,6 +61,8 @@ class Track:
 def read_dlc_csv(path) -> Track:
     """A DeepLabCut CSV: rows 1-3 scorer / bodyparts / coords, then one row per frame (its index first)."""
     path = Path(path)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return read_dlc_h5(path)
     try:
         rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
     except (OSError, UnicodeDecodeError) as e:
@@ -109,6 +111,33 @@ def write_dlc_csv(path, track: Track, scorer: str = "synthetic") -> None:
                 x, y = track.xy[i, k]
                 vals += ["" if np.isnan(x) else f"{x:.3f}", "" if np.isnan(y) else f"{y:.3f}", f"{track.likelihood[i, k]:.4f}"]
             w.writerow([i, *vals])
+
+
+def read_dlc_h5(path) -> Track:
+    """A DeepLabCut `.h5`: the same table as its CSV, stored by pandas (`to_hdf`, PyTables) with the column levels
+    scorer / bodyparts / coords."""
+    import pandas as pd
+
+    try:
+        table = pd.read_hdf(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a DeepLabCut .h5 ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    cols = getattr(table, "columns", None)
+    if not isinstance(cols, pd.MultiIndex) or cols.nlevels not in (3, 4):
+        raise InputError(f"{path}: not a DeepLabCut .h5 (expected the column levels scorer, bodyparts, coords)")
+    if cols.nlevels == 4:
+        raise InputError(f"{path}: a multi-animal DeepLabCut file (an `individuals` level): export one animal's file")
+    names = list(dict.fromkeys(cols.get_level_values(1)))
+    xy = np.full((len(table), len(names), 2), np.nan)
+    lk = np.zeros((len(table), len(names)))
+    for k, part in enumerate(names):
+        got = {c.lower(): table.xs(part, axis=1, level=1).xs(c, axis=1, level=1).iloc[:, 0].to_numpy(float)
+               for c in cols.get_level_values(2).unique() if c.lower() in ("x", "y", "likelihood")}
+        if len(got) < 3:
+            raise InputError(f"{path}: body part {part} lacks x, y or likelihood")
+        xy[:, k, 0], xy[:, k, 1] = got["x"], got["y"]
+        lk[:, k] = np.nan_to_num(got["likelihood"])
+    return Track(tuple(names), xy, lk, str(path))
 
 
 def read_sleap_h5(path, track: int | None = None) -> Track:
@@ -245,12 +274,14 @@ def iou(a, b) -> np.ndarray:
 # ---------------------------------------------------------------- `frames --faces SOURCE`
 
 POSE_FRONTAL, POSE_MODERATE = 15.0, 40.0  # |yaw| bins of the replica (`data.synth.pose_bin`)
+NO_FACE, UNSURE = "no face found", "keypoints below the likelihood threshold"  # the quality gate's reasons (`frames`)
 
 
 @dataclass(frozen=True)
 class FaceSource:
-    """Where `frames` finds the face: `fixed` (one rectangle, today's `--crop`), or keypoints per frame from `dlc` or
-    `sleap` files: `path` is the file (one video) or a folder holding `<video stem>.csv` / `.h5` per video."""
+    """Where `frames` finds the face: `fixed` (one rectangle, today's `--crop`), keypoints per frame from `dlc` or
+    `sleap` files (`path`: the file, for one video, or a folder holding `<video stem>.csv` / `.h5` per video), or a
+    `detector` trained by `detector train` (`path`: its model folder), run on each frame examined."""
 
     kind: str
     path: Path | None = None
@@ -264,18 +295,27 @@ class FaceSource:
             raise ValueError("a fixed source has no file")
         if self.path.is_file():
             return self.path
-        f = self.path / f"{Path(video).stem}{'.csv' if self.kind == 'dlc' else '.h5'}"
-        if not f.is_file():
-            raise InputError(f"--faces {self.kind}:{self.path}: no {f.name} for the video {video}")
-        return f
+        for suffix in (".csv", ".h5") if self.kind == "dlc" else (".h5",):  # a folder of DeepLabCut CSVs holds no SLEAP file
+            f = self.path / f"{Path(video).stem}{suffix}"
+            if f.is_file():
+                return f
+        raise InputError(f"--faces {self.kind}:{self.path}: no {Path(video).stem}.{'csv' if self.kind == 'dlc' else 'h5'} "
+                         f"for the video {video}")
 
     def frames_of(self, video: Path) -> dict:
-        """Per frame of `video`: `box` (F, 4) squares, NaN where the face is not found, `yaw` and `roll` (F,)."""
+        """Per frame of `video`: `box` (F, 4) squares, NaN where the face is not found, `yaw` and `roll` (F,), and
+        `missing` (F,): "" where all five parts are seen, else why the frame cannot be scored (`NO_FACE`: fewer than 3
+        parts tracked at all; `UNSURE`: a part under `min_likelihood`: the box may still be known, from 3 or 4 parts,
+        but a grade needs both eyes, both ears and the nose)."""
         f = self.file_for(video)
         track = read_dlc_csv(f) if self.kind == "dlc" else read_sleap_h5(f, self.track)
         track = select(track, dict(self.mapping))
         yaw, roll = head_pose(track, self.min_likelihood)
-        return {"box": face_boxes(track, self.min_likelihood), "yaw": yaw, "roll": roll, "file": f, "n": len(track)}
+        tracked = (~np.isnan(track.xy[..., 0])).sum(axis=1)
+        seen = _seen(track, self.min_likelihood).sum(axis=1)
+        missing = np.where(seen == len(PARTS), "", np.where(tracked >= 3, UNSURE, NO_FACE))
+        box = face_boxes(track, self.min_likelihood)
+        return {"box": box, "yaw": yaw, "roll": roll, "missing": missing, "file": f, "n": len(track)}
 
     def stamp(self) -> dict:
         return {"kind": self.kind, "path": str(self.path) if self.path else None, "box": list(self.box) if self.box else None,
@@ -283,15 +323,13 @@ class FaceSource:
 
 
 def parse_source(text: str | None, keypoints: str | None = None, min_likelihood: float = 0.6, track: int | None = None):
-    """`dlc:PATH`, `sleap:PATH` or `fixed:x,y,w,h` (None: no source) as a FaceSource; InputError in one line."""
+    """`dlc:PATH`, `sleap:PATH`, `detector:MODEL` or `fixed:x,y,w,h` (None: no source) as a FaceSource; InputError in
+    one line."""
     if text is None:
         return None
     kind, sep, rest = str(text).partition(":")
     if not sep or kind not in ("dlc", "sleap", "fixed", "detector"):
-        raise InputError(f"--faces {text!r}: expected dlc:PATH, sleap:PATH or fixed:x,y,w,h")
-    if kind == "detector":
-        raise InputError("--faces detector: not available yet (a trained face detector is the next step of this feature); "
-                         "use dlc:, sleap: or fixed:")
+        raise InputError(f"--faces {text!r}: expected dlc:PATH, sleap:PATH, detector:MODEL or fixed:x,y,w,h")
     if not 0 <= min_likelihood <= 1:
         raise InputError(f"--min-likelihood {min_likelihood}: want a number between 0 and 1")
     if kind == "fixed":
@@ -305,6 +343,8 @@ def parse_source(text: str | None, keypoints: str | None = None, min_likelihood:
     path = Path(rest).expanduser()
     if not path.exists():
         raise InputError(f"--faces {text!r}: no such file or folder")
+    if kind == "detector":
+        return FaceSource(kind, path)
     return FaceSource(kind, path, mapping=tuple(sorted(parse_mapping(keypoints).items())), min_likelihood=float(min_likelihood),
                       track=track)
 

@@ -124,18 +124,21 @@ def write_outputs(summary: pd.DataFrame, frames: pd.DataFrame, out_dir, comparis
     return paths
 
 
-def write_report(scores, manifest, by, out_dir, on_warning=None) -> tuple[dict[str, Path], int]:
+def write_report(scores, manifest, by, out_dir, on_warning=None, high: float | None = None,
+                 overlay: bool = False) -> tuple[dict[str, Path], int]:
     """What `predict --by` writes beside its scores: `scores` (a DataFrame or CSV of a model's predict) joined to
-    the frames `manifest`, summarised per group of `by` (`summary.summarise`), compared by `groups.compare` when
-    `by` holds `subject` and the manifest's `group` column names two groups, and written by `write_outputs` into
-    `out_dir`. Returns (the files written, the number of groups); a comparison that cannot be made is one line to
-    `on_warning` and the rest is written."""
+    the frames `manifest`, summarised per group of `by` (`summary.summarise`, with the manifest's `quality.csv` and
+    the `high` threshold), compared by `groups.compare` when `by` holds `subject` and the manifest's `group` column
+    names two groups, and written by `write_outputs` into `out_dir`; with `overlay`, an annotated copy of each video
+    in `out_dir/overlay/` (`overlay.write_overlays`; needs `quality.csv`). Returns (the files written, the number of
+    groups); a comparison that cannot be made is one line to `on_warning` and the rest is written."""
     from ..errors import InputError
     from .groups import compare
-    from .summary import join, summarise
+    from .summary import join, read_quality, summarise
 
+    quality = read_quality(manifest, required=overlay)
     frames = join(scores, manifest)
-    summary = summarise(frames, None, by)
+    summary = summarise(frames, None, by, high=high, quality=quality)
     comparison = None
     if "group" in summary.columns and "subject" in by and summary["group"].nunique() == 2:
         try:
@@ -143,7 +146,12 @@ def write_report(scores, manifest, by, out_dir, on_warning=None) -> tuple[dict[s
         except InputError as e:
             if on_warning is not None:
                 on_warning(f"no group comparison in the report: {e}")
-    return write_outputs(summary, frames, Path(out_dir), comparison), len(summary)
+    paths = write_outputs(summary, frames, Path(out_dir), comparison)
+    if overlay:
+        from .overlay import write_overlays
+
+        paths.update({f"overlay/{p.stem}": p for p in write_overlays(frames, quality, Path(out_dir) / "overlay")})
+    return paths, len(summary)
 
 
 def report_html(summary: pd.DataFrame, figures: list[tuple[str, bytes]], comparison=None, groups_png: bytes | None = None,

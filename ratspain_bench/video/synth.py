@@ -2,7 +2,8 @@
 
 Each rat keeps its replica look (`look_for`). The head pose follows a smooth random walk
 (Ornstein-Uhlenbeck steps of yaw, pitch and roll around the rat's own pose distribution) with episodes
-of a head turned away (|yaw| >= `TURNED_YAW`); the head sways sideways in the frame; some stretches are
+of a head turned away (|yaw| >= `TURNED_YAW`); the head, a square of `FACE_SHARE` of the frame's height, wanders over
+the whole frame (two sines per axis), so that no one fixed crop holds it for a whole clip; some stretches are
 strongly blurred (motion blur: a Gaussian of `BLUR_RADIUS` px over the whole frame). The four AU
 intensities drift slowly around the rat's resting face (about 0.3) and rise by `effect` (times a per-rat
 sensitivity in [0.8, 1.2]) in the `post` session of the `treated` group only: control post ~ pre. The default
@@ -37,6 +38,8 @@ SESSIONS = ("pre", "post")
 TURNED_YAW = 55.0  # |yaw| at or above which the head counts as turned away (eyes mostly hidden)
 BLUR_RADIUS = 3.0  # default Gaussian radius (px of a 120 px high frame, scaled with the height) of a blurred stretch
 NOISE_SD = 1.5  # per-frame sensor noise, 8-bit units
+FACE_SHARE = 0.6  # the face's side over the frame's height (1.0: the face fills the height and sways sideways only)
+REACH = 0.9  # how far the head wanders: a share of the free space on each side of the frame's middle
 # One thread and no macroblock-tree rate control: byte-identical clips for a seed (with mbtree, x264 encoded the
 # same frames differently on a second call in one process; with threads, output depends on the core count).
 X264 = {"crf": "20", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
@@ -47,14 +50,15 @@ TRUTH_FIELDS = ("video", "frame", "time_s", "blurred", "turned", "pose_yaw", "po
 
 def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 3, seconds: float = 60, fps: float = 10,
                   size=(160, 120), seed: int = 0, treated: str = "treated", effect: float = 1.0, key_fps: float = 2.0,
-                  blur: float = BLUR_RADIUS, codec: str = "libx264", sites: int | None = None) -> Path:
+                  blur: float = BLUR_RADIUS, codec: str = "libx264", sites: int | None = None,
+                  face: float = FACE_SHARE) -> Path:
     """Render one clip per rat and session into `out_dir/videos/<subject>_<session>.mp4`; returns `out_dir/videos.csv`.
 
     `videos.csv`: `video,subject,session,group` (video relative to the CSV), the sidecar `frames.extract` reads.
     `truth.csv`: one row per frame (`video,frame,time_s,blurred,turned,pose_*,au_*`): what the renderer drew;
     `faces.json`, `keypoints/<clip>.csv` and `.h5`: the true face boxes and a tracker's keypoints (`write_faces`).
     Subjects are `<group><n>` (control1, ...), the i-th rat over all groups having look `look_for(i)`.
-    size: (width, height) of the frames; the face is a square of the height. `effect`: the rise of every AU
+    size: (width, height) of the frames; the face is a square of `face` x the height, wandering over the frame. `effect`: the rise of every AU
     intensity in the treated group's post session. blur: the Gaussian radius of the blurred stretches (px of a
     120 px high frame). `sites`: the rats recorded in this many labs (`data.rat_face.SITES`, rats shared round-robin;
     a `site` column in `videos.csv`). Written in a temporary sibling, renamed when complete.
@@ -69,6 +73,8 @@ def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 
         raise InputError(f"size {width}x{height}: want even width >= height >= 32")
     if seconds <= 0 or fps <= 0 or not 0 < key_fps <= fps or rats_per_group < 1 or not groups:
         raise InputError("seconds, fps, key_fps (<= fps) and rats_per_group must be positive, and groups non-empty")
+    if not 0.25 <= face <= 1 or round(face * height) < 32:
+        raise InputError(f"face {face}: want a share of the height in [0.25, 1] and a face of at least 32 px")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -85,8 +91,8 @@ def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 
                     site = site_of(index, sites)
                     marks: list = []
                     rows = render_clip(tmp / name, seed, index, s, rise, seconds, fps, (width, height), key_fps,
-                                       blur, codec, site, marks)
-                    faces[name] = (marks, [r["time_s"] for r in rows], (seed, index, s))
+                                       blur, codec, site, marks, face)
+                    faces[name] = (marks, [r["time_s"] for r in rows], (seed, index, s), subject)
                     videos.append({"video": name, "subject": subject, "session": session, "group": group,
                                    **({} if site is None else {"site": site_name(site)})})
                     truth += [{"video": name, **row} for row in rows]
@@ -123,7 +129,8 @@ def tracked(marks: list, rng: np.random.Generator):
 def write_faces(root: Path, faces: dict, size) -> None:
     """The ground truth for finding faces, beside `videos.csv`: `faces.json` (COCO boxes of every frame's face, each
     image naming its video, frame and `time_s`), and per clip what trackers would give for its keypoints:
-    `keypoints/<clip>.csv` (DeepLabCut's CSV) and `keypoints/<clip>.h5` (SLEAP's analysis file)."""
+    `keypoints/<clip>.csv` (DeepLabCut's CSV) and `keypoints/<clip>.h5` (SLEAP's analysis file). `faces`: {clip:
+    (marks, times, random key, subject)}; each COCO image names its `subject` (the animal)."""
     import json
 
     from .faces import PARTS, Track, write_dlc_csv, write_sleap_h5
@@ -131,10 +138,10 @@ def write_faces(root: Path, faces: dict, size) -> None:
     width, height = size
     images, annotations = [], []
     (root / "keypoints").mkdir()
-    for video, (marks, times, key) in faces.items():
+    for video, (marks, times, key, subject) in faces.items():
         for i, (m, t) in enumerate(zip(marks, times)):
             images.append({"id": len(images) + 1, "file_name": video, "video": video, "frame": i, "time_s": t,
-                           "width": width, "height": height})
+                           "width": width, "height": height, "subject": subject})
             x, y, w, h = (round(float(v), 2) for v in m["face"])
             annotations.append({"id": len(annotations) + 1, "image_id": len(images), "category_id": 1, "bbox": [x, y, w, h],
                                 "area": round(w * h, 2), "iscrowd": 0})
@@ -206,10 +213,11 @@ def timeline(seed: int, index: int, session: int, rise: float, n_keys: int, key_
 
 def render_clip(path: Path, seed: int, index: int, session: int, rise: float, seconds: float, fps: float, size,
                 key_fps: float = 2.0, blur: float = BLUR_RADIUS, codec: str = "libx264", site: int | None = None,
-                marks: list | None = None) -> list[dict]:
+                marks: list | None = None, face_share: float = FACE_SHARE) -> list[dict]:
     """Encode one clip; returns its truth rows (without `video`). `marks`, where given, gets one entry a frame: the
     true face box and keypoints in the frame's pixels (`rat_face._Face.landmarks`, `face_box`)."""
     width, height = size
+    side = int(round(face_share * height / 2)) * 2
     n_frames = max(1, int(round(seconds * fps)))
     n_keys = int(np.floor((n_frames - 1) / fps * key_fps)) + 1
     tl = timeline(seed, index, session, rise, n_keys, key_fps, site)
@@ -222,14 +230,14 @@ def render_clip(path: Path, seed: int, index: int, session: int, rise: float, se
         # A fresh draw per keyframe, as the replica's images: fur strokes, camera jitter and the cage behind the head
         # change with it (draw_face paints them from one generator), so no one draw decides how a rat looks to a model.
         draw = np.random.default_rng(np.random.SeedSequence([seed, index, session, 2, k]))
-        data, _, drawn = draw_face(look, dict(zip(AUS, tl["au"][k])), tuple(tl["pose"][k]), draw, height, quality,
-                                   look.blur * height / 256, 1.0, float(tl["light"][k]), landmarks=True)
+        data, _, drawn = draw_face(look, dict(zip(AUS, tl["au"][k])), tuple(tl["pose"][k]), draw, side, quality,
+                                   look.blur * side / 256, 1.0, float(tl["light"][k]), landmarks=True)
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), drawn
 
     first, first_marks = face(0)
     canvas = np.asarray(Image.fromarray(first).resize((width, height), Image.BILINEAR).filter(ImageFilter.GaussianBlur(6)))
-    span = (width - height) / 2
-    phase, period = rng.uniform(0, 2 * np.pi, 2), rng.uniform(9, 23, 2)
+    span = np.array([width - side, height - side]) / 2  # the free space on each side of the middle, x and y
+    phase, period = rng.uniform(0, 2 * np.pi, (2, 2)), rng.uniform(9, 23, (2, 2))  # (axis, component)
     # sensor noise from a bank of fields taken in turn: consecutive frames never share one, and 7 draws are cheap
     noise = (rng.standard_normal((7, height, width, 3), np.float32) * NOISE_SD).round().astype(np.int16)
     rows, key, current, drawn = [], -1, first, first_marks
@@ -243,10 +251,10 @@ def render_clip(path: Path, seed: int, index: int, session: int, rise: float, se
             k = min(n_keys - 1, int(np.floor(t * key_fps + 1e-9)))
             if k != key:
                 key, (current, drawn) = k, face(k) if k else (first, first_marks)
-            x = int(round(span + span * 0.5 * (np.sin(2 * np.pi * t / period[0] + phase[0]) * 0.6
-                                                + np.sin(2 * np.pi * t / period[1] + phase[1]) * 0.4)))
+            wander = np.sin(2 * np.pi * t / period + phase) @ [0.6, 0.4]  # in [-1, 1] per axis
+            x, y = (int(v) for v in np.round(span + span * REACH * wander))
             frame = canvas.copy()
-            frame[:, x:x + height] = current
+            frame[y:y + side, x:x + side] = current
             if tl["blurred"][k]:
                 frame = np.asarray(Image.fromarray(frame).filter(ImageFilter.GaussianBlur(radius)))
             noisy = frame.astype(np.int16) + noise[i % len(noise)]
@@ -254,10 +262,10 @@ def render_clip(path: Path, seed: int, index: int, session: int, rise: float, se
             vf.pts = i
             for packet in stream.encode(vf):
                 out.mux(packet)
-            if marks is not None:  # the face pasted at x: its box and keypoints, moved with it
+            if marks is not None:  # the face pasted at (x, y): its box and keypoints, moved with it
                 fx, fy, fw, fh = drawn["face"]
-                marks.append({"face": [fx + x, fy, fw, fh],
-                              "parts": {p: (px + x, py, seen) for p, (px, py, seen) in drawn["parts"].items()}})
+                marks.append({"face": [fx + x, fy + y, fw, fh],
+                              "parts": {p: (px + x, py + y, seen) for p, (px, py, seen) in drawn["parts"].items()}})
             yaw, pitch, roll = tl["pose"][k]
             rows.append({"frame": i, "time_s": round(t, 4), "blurred": int(tl["blurred"][k]),
                          "turned": int(abs(yaw) >= TURNED_YAW), "pose_yaw": yaw, "pose_pitch": pitch, "pose_roll": roll,
