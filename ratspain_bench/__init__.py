@@ -10,7 +10,8 @@ The Python API (`ratspain_bench.api`) is available at the package root, loaded o
 __version__ = "0.2.0"
 
 API = ("load_dataset", "list_methods", "list_protocols", "get_method", "suites", "run", "score", "compare", "leaderboard", "sensitivity", "tune",
-       "validate", "check_data", "imbalance", "synth", "contact_sheet", "train", "load_model", "frames", "groups", "Results")
+       "validate", "check_data", "imbalance", "synth", "contact_sheet", "train", "load_model", "frames", "groups",
+       "detector_train", "detector_predict", "Results")
 __all__ = ["__version__", *API]
 
 

@@ -417,26 +417,27 @@ def load_model(uri, runs_dir="ratspain-runs", tracking_uri: str | None = None, d
                                                                                    out_mb=out_mb))
 
 
-def detector_train(boxes, images=None, *, out, holdout=(), folds: bool = True, animal: str | None = None,
+def detector_train(boxes, images=None, *, out, holdout=(), folds: bool = True, animal: str | None = None, every: int = 1,
                    runs_dir="ratspain-runs", tracking_uri: str | None = None, quiet: bool = True, **settings) -> dict:
     """Train a face detector on the COCO boxes `boxes` (image files under `images`, default the COCO file's folder;
     `synth --video`'s `faces.json` works as is) and save it in the model folder `out`, logged to MLflow (experiment
     `ratspain-detector`). Leave-one-animal-out first, unless `folds=False`; `holdout` (animal names): that one fold
     only, and the model saved is the one trained without them. `animal`: a regex whose first group names an image's
-    animal (default: its `subject`/`animal` key, else its first folder). `settings`: the fields of
+    animal (default: its `subject`/`animal` key, else its first folder); `every`: only every N-th image. `settings`: the fields of
     `video.detector.Settings` (image_size, epochs, batch_size, lr, seed, min_score). Returns the model's
     `detector.json` (settings, per-animal metrics, MLflow run). Load it with `video.detector.load(out)`."""
     from .video.detector import train as _train
 
-    return _train(boxes, images, out, holdout=holdout, folds=folds, animal=animal, runs_dir=runs_dir,
+    return _train(boxes, images, out, holdout=holdout, folds=folds, animal=animal, every=every, runs_dir=runs_dir,
                   tracking_uri=tracking_uri, quiet=quiet, **settings)
 
 
-def detector_predict(model, source, out, *, images_dir=None, animal: str | None = None, min_score: float | None = None) -> dict:
+def detector_predict(model, source, out, *, images_dir=None, animal: str | None = None, min_score: float | None = None,
+                     every: int = 1) -> dict:
     """The best face box of each image of `source` (a folder of images, or a COCO file whose images are under
     `images_dir`) found by the detector folder `model`, written to `out` as COCO JSON (bbox and score per face);
     returns {"out", "images", "found", "metrics"}, `metrics` (AP@0.5, mean IoU, share with IoU >= 0.7) where the
-    COCO file has true boxes."""
+    COCO file has true boxes. `every`: only every N-th image."""
     from .video.detector import predict as _predict
 
-    return _predict(model, source, out, images_dir=images_dir, animal=animal, min_score=min_score)
+    return _predict(model, source, out, images_dir=images_dir, animal=animal, min_score=min_score, every=every)

@@ -38,7 +38,7 @@ def test_every_command_has_examples_debug_and_no_abbreviations():
 def test_the_same_commands_as_before():
     (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     assert list(action.choices) == ["synth", "data", "methods", "protocols", "run", "score", "leaderboard", "study", "submit", "train",
-                                   "predict", "frames", "groups", "serve", "server"]
+                                   "predict", "frames", "detector", "groups", "serve", "server"]
 
 
 def test_debug_after_the_subcommand_and_before(capsys):

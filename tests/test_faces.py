@@ -231,8 +231,8 @@ def test_every_reason_of_the_quality_gate_comes_from_a_frame_built_for_it(tmp_pa
     built to fail one check; the first frame is the good one."""
     import io
 
-    import av
     from PIL import Image, ImageFilter
+    from test_video import write_video
 
     from ratspain_bench.cli import main
     from ratspain_bench.video.faces import DEPTH
@@ -260,17 +260,7 @@ def test_every_reason_of_the_quality_gate_comes_from_a_frame_built_for_it(tmp_pa
         "blurred": (blurred, parts, 1.0),
     }
     assert set(frames) - {""} == set(REASONS)
-    video = tmp_path / "built.mp4"
-    with av.open(str(video), "w") as out:
-        s = out.add_stream("libx264", rate=5)
-        s.width, s.height, s.pix_fmt, s.options = 160, 120, "yuv420p", {"crf": "12"}
-        for i, (pixels, _, _) in enumerate(frames.values()):
-            f = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+    video = write_video(tmp_path / "built.mp4", [pixels for pixels, _, _ in frames.values()], fps=5, crf=12)
     xy = np.stack([np.asarray(k, float) for _, k, _ in frames.values()])
     lk = np.stack([np.broadcast_to(np.asarray(q, float), (5,)) for _, _, q in frames.values()])
     write_dlc_csv(tmp_path / "built.csv", Track(PARTS, xy, lk, "built"))

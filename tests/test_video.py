@@ -59,11 +59,11 @@ def with_truth(manifest, sidecar) -> pd.DataFrame:
     return m.merge(truth_of(sidecar).drop(columns="time_s"), on=["video", "frame"], how="left", validate="one_to_one")
 
 
-def write_video(path, images, fps=5):
+def write_video(path, images, fps=5, crf=23):
     """Encode RGB arrays as an H.264 clip (one array per frame)."""
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = images[0].shape[1], images[0].shape[0], "yuv420p"
+        s.width, s.height, s.pix_fmt, s.options = images[0].shape[1], images[0].shape[0], "yuv420p", {"crf": str(crf)}
         for i, a in enumerate(images):
             f = av.VideoFrame.from_ndarray(a, format="rgb24")
             f.pts = i

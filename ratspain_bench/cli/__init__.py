@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import InputError
 from .common import EXAMPLES_FORMAT, debug_parent
 
-COMMANDS = ["synth", "data", "methods", "protocols", "run", "score", "leaderboard", "study", "submit", "train", "predict", "frames", "groups", "serve", "server"]
+COMMANDS = ["synth", "data", "methods", "protocols", "run", "score", "leaderboard", "study", "submit", "train", "predict", "frames", "detector", "groups", "serve", "server"]
 EXAMPLES = """examples:
   ratspain-bench run                                  # the quick suite on the synthetic replica
   ratspain-bench run --methods lbp-r1p8-8x8 --data ~/ratspain

@@ -82,19 +82,23 @@ def read_dlc_csv(path) -> Track:
     if missing:
         raise InputError(f"{path}:3: no column for {', '.join(missing[:4])}")
     data = rows[3:]
-    xy = np.full((len(data), len(names), 2), np.nan)
-    lk = np.zeros((len(data), len(names)))
     for i, r in enumerate(data):
         if len(r) != len(parts_row):
             raise InputError(f"{path}:{i + 4}: {len(r)} fields, the header has {len(parts_row)}")
-        for k, p in enumerate(names):
-            try:
-                x, y, q = (float(r[col[(p, c)]]) if r[col[(p, c)]].strip() else np.nan for c in ("x", "y", "likelihood"))
-            except ValueError:
-                raise InputError(f"{path}:{i + 4}: {p}: x, y and likelihood must be numbers") from None
-            xy[i, k] = (x, y)
-            lk[i, k] = 0.0 if np.isnan(q) else q
-    return Track(tuple(names), xy, lk, str(path))
+    cells = np.array(data, dtype=str).reshape(len(data), len(parts_row))
+    cells = np.where(np.char.strip(cells) == "", "nan", cells)
+    index = [[col[(p, c)] for c in ("x", "y", "likelihood")] for p in names]
+    try:
+        values = cells[:, index].astype(float)  # (frames, parts, 3)
+    except ValueError:
+        for i, r in enumerate(cells):  # the first row that is not numbers, for the message
+            for k, p in enumerate(names):
+                try:
+                    r[index[k]].astype(float)
+                except ValueError:
+                    raise InputError(f"{path}:{i + 4}: {p}: x, y and likelihood must be numbers") from None
+        raise
+    return Track(tuple(names), values[..., :2], np.nan_to_num(values[..., 2]), str(path))
 
 
 def write_dlc_csv(path, track: Track, scorer: str = "synthetic") -> None:

@@ -333,8 +333,9 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool, face: d
                 if t < next_probe - 1e-6:
                     continue
                 next_probe = t + PROBE_S
-                if face is not None:
-                    box, yaw, missing = face["box"][i] if i < face["n"] else (np.nan,) * 4, face["yaw"][i], face["missing"][i]
+                if face is not None:  # (a keypoint file shorter than its video: no face past its end)
+                    box, yaw, missing = ((face["box"][i], face["yaw"][i], face["missing"][i]) if i < face["n"]
+                                         else ((np.nan,) * 4, np.nan, "no face found"))
                 elif detector is not None:
                     found = detector.detect([frame.to_ndarray(format="rgb24")])[0]  # the square around its box
                     side = max(found[2], found[3]) if found else np.nan

@@ -127,8 +127,8 @@ def tracked(marks: list, rng: np.random.Generator):
 
 
 def write_faces(root: Path, faces: dict, size) -> None:
-    """The ground truth for finding faces, beside `videos.csv`: `faces.json` (COCO boxes of every frame's face, each
-    image naming its video, frame and `time_s`), and per clip what trackers would give for its keypoints:
+    """The ground truth for finding faces, beside `videos.csv`: `faces.json` (COCO boxes of every frame's face, cut to
+    the frame, each image naming its video, frame and `time_s`), and per clip what trackers would give for its keypoints:
     `keypoints/<clip>.csv` (DeepLabCut's CSV) and `keypoints/<clip>.h5` (SLEAP's analysis file). `faces`: {clip:
     (marks, times, random key, subject)}; each COCO image names its `subject` (the animal)."""
     import json
@@ -142,7 +142,9 @@ def write_faces(root: Path, faces: dict, size) -> None:
         for i, (m, t) in enumerate(zip(marks, times)):
             images.append({"id": len(images) + 1, "file_name": video, "video": video, "frame": i, "time_s": t,
                            "width": width, "height": height, "subject": subject})
-            x, y, w, h = (round(float(v), 2) for v in m["face"])
+            fx, fy, fw, fh = m["face"]  # the head's box, cut to the frame (a box a lab draws is inside the image)
+            x0, y0 = max(fx, 0.0), max(fy, 0.0)
+            x, y, w, h = (round(float(v), 2) for v in (x0, y0, min(fx + fw, width) - x0, min(fy + fh, height) - y0))
             annotations.append({"id": len(annotations) + 1, "image_id": len(images), "category_id": 1, "bbox": [x, y, w, h],
                                 "area": round(w * h, 2), "iscrowd": 0})
         xy, lk = tracked(marks, np.random.default_rng(np.random.SeedSequence([*key, 3])))
