@@ -497,8 +497,8 @@ def predict(model, source, out, *, images_dir=None, animal: str | None = None, m
             every: int = 1) -> dict:
     """Each image's best face box from `model` (a folder or a FaceDetector) for a folder of images or the images of a
     COCO file (`source`), written to `out` as COCO JSON: the input's image entries and one annotation per face found
-    with its `score` (category 1, `face`); `every`: only every N-th image. Returns {"out", "images", "found", "metrics"}: `metrics` (`evaluate`) where
-    the COCO file has true boxes, else None."""
+    with its `score` (category 1, `face`); `every`: only every N-th image. Returns {"out", "images", "found",
+    "metrics"}: `metrics` (`evaluate`) where the COCO file has true boxes, else None."""
     detector = model if isinstance(model, FaceDetector) else load(model, min_score)
     source, out = Path(source), Path(out)
     items = (read_folder(source) if source.is_dir() else read_coco(source, images_dir, animal))[::_every(every)]

@@ -165,7 +165,8 @@ def extract(videos, out_dir, per_minute: int = 5, min_sharpness: float = MIN_SHA
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)
     settings = {"version": VERSION, "per_minute": int(per_minute), "min_sharpness": float(min_sharpness),
                 "crop": list(crop) if crop else None, "quality": int(quality), "probe_s": PROBE_S, "min_face": int(min_face),
-                "max_yaw": max_yaw, "margin": float(margin) if faces is not None else 0.0, **({"faces": faces.stamp()} if faces is not None else {}),
+                "max_yaw": max_yaw, "margin": float(margin) if faces is not None else 0.0,
+                **({"faces": faces.stamp()} if faces is not None else {}),
                 **({"detector": detector.stamp()} if detector is not None else {})}
     report = on_error or (lambda line: print(line, file=sys.stderr))
     rows, judged, failed = [], [], []
@@ -184,7 +185,8 @@ def extract(videos, out_dir, per_minute: int = 5, min_sharpness: float = MIN_SHA
     fields = [*FIELDS, *(FACE_FIELDS if faces is not None or crop else ())]
     extras = [k for k in jobs[0].meta if k not in fields]
     manifest = out_dir / "manifest.csv"
-    atomic_write_text(out_dir / "quality.csv", _csv_text([*QUALITY_FIELDS, *[k for k in extras if k not in QUALITY_FIELDS]], judged))
+    quality_fields = [*QUALITY_FIELDS, *[k for k in extras if k not in QUALITY_FIELDS]]
+    atomic_write_text(out_dir / "quality.csv", _csv_text(quality_fields, judged))
     atomic_write_text(manifest, _csv_text([*fields, *extras], rows))
     return manifest
 
@@ -339,7 +341,8 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool, face: d
                 elif detector is not None:
                     found = detector.detect([frame.to_ndarray(format="rgb24")])[0]  # the square around its box
                     side = max(found[2], found[3]) if found else np.nan
-                    box = (found[0] + found[2] / 2 - side / 2, found[1] + found[3] / 2 - side / 2, side, side) if found else (np.nan,) * 4
+                    box = ((found[0] + found[2] / 2 - side / 2, found[1] + found[3] / 2 - side / 2, side, side) if found
+                           else (np.nan,) * 4)
                     yaw, missing = np.nan, "" if found else "no face found"
                 else:
                     box, yaw, missing = crop or (0, 0, width, height), np.nan, ""

@@ -58,8 +58,8 @@ def render_videos(out_dir, groups=("control", "treated"), rats_per_group: int = 
     `truth.csv`: one row per frame (`video,frame,time_s,blurred,turned,pose_*,au_*`): what the renderer drew;
     `faces.json`, `keypoints/<clip>.csv` and `.h5`: the true face boxes and a tracker's keypoints (`write_faces`).
     Subjects are `<group><n>` (control1, ...), the i-th rat over all groups having look `look_for(i)`.
-    size: (width, height) of the frames; the face is a square of `face` x the height, wandering over the frame. `effect`: the rise of every AU
-    intensity in the treated group's post session. blur: the Gaussian radius of the blurred stretches (px of a
+    size: (width, height) of the frames; the face is a square of `face` x the height, wandering over the frame.
+    `effect`: the rise of every AU intensity in the treated group's post session. blur: the Gaussian radius of the blurred stretches (px of a
     120 px high frame). `sites`: the rats recorded in this many labs (`data.rat_face.SITES`, rats shared round-robin;
     a `site` column in `videos.csv`). Written in a temporary sibling, renamed when complete.
     """
