@@ -142,7 +142,8 @@ BENCHMARKS = ("make bench", "python benchmarks/", ".venv/bin/python benchmarks/"
 SLOW = ("ratspain-bench run --methods lbp-r3p8-4x4,timm:efficientnet_b0", "ratspain-bench run --methods painseeker --set",
         "ratspain-bench study sensitivity --finetune frozen", "ratspain-bench synth two-labs/", "ratspain-bench run --data two-labs/",
         "ratspain-bench detector ", "ratspain-bench frames --sidecar clips/videos.csv --faces detector:",
-        "ratspain-bench predict m/ frames/manifest.csv --by subject,session --high")  # minutes; tests/test_detector.py, test_overlay.py
+        "ratspain-bench predict m/ frames/manifest.csv --by subject,session --high",  # minutes; tests/test_detector.py, test_overlay.py
+        "make demo", "mlflow ui")  # the demo's steps are documented commands of their own; test_servers runs an MLflow server
 
 
 @pytest.mark.parametrize("page,cmd", [pytest.param(p, c, marks=[pytest.mark.slow] if c.startswith(BENCHMARKS + SLOW) else [])
