@@ -2,8 +2,9 @@
 
 Sources: a DeepLabCut CSV (three header rows: scorer, bodyparts, coords x/y/likelihood; one row per frame) or `.h5`
 (the same table, written by pandas with PyTables), and a SLEAP analysis HDF5 (`tracks` (tracks, 2, nodes, frames),
-`node_names`, `track_occupancy` (frames, tracks) and, where present, `point_scores` (tracks, nodes, frames)). Both become a `Track`: per frame and body part, x, y and a
-likelihood (SLEAP's point score; 1 where the file has none; NaN x/y where the part is untracked).
+`node_names`, `track_occupancy` (frames, tracks) and, where present, `point_scores` (tracks, nodes, frames)). Each
+becomes a `Track`: per frame and body part, x, y and a likelihood (SLEAP's point score; 1 where the file has none;
+NaN x/y where the part is untracked).
 
 The face needs five parts, the rat's own left and right: `nose`, `left_eye`, `right_eye`, `left_ear`, `right_ear`,
 mapped from the file's names by `--keypoints nose=snout,left_eye=eyeL,...` or found among common spellings.

@@ -45,6 +45,7 @@ from tqdm import tqdm
 from ..data.check import HASH_THRESHOLD, perceptual_hashes
 from ..errors import InputError, where
 from ..paths import atomic_write_text
+from .faces import NO_FACE, UNSURE, pose_bin, square_in_frame
 
 # Default sharpness floor (`frame_sharpness`). Measured on the synthetic videos (`synth.render_videos` defaults: 12
 # clips of 60 s at 10 fps, 160x120, H.264 crf 20, 7,200 frames): sharp frames 282-1,650 (per-clip medians 480-1,172),
@@ -72,8 +73,8 @@ CUT_SHARE = 0.1  # a face with more than this share of its box outside the frame
 # framing the face as the replica's images (what models are trained on) do: the renderer's face box (head and ears)
 # is 0.75 of the image's side, its centre 0.116 of the side above the image's (medians over poses and rats).
 MARGIN, DROP = 0.17, 0.155
-REASONS = ("no face found", "keypoints below the likelihood threshold", "face cut by the frame edge",
-           "face smaller than min-face", "pose beyond max-yaw", "too dark", "too bright", "blurred")
+REASONS = (NO_FACE, UNSURE, "face cut by the frame edge", "face smaller than min-face", "pose beyond max-yaw", "too dark",
+           "too bright", "blurred")
 PLANAR_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv411p", "yuv410p",
                "nv12", "nv21", "gray"}
 
@@ -310,8 +311,6 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool, face: d
          detector=None) -> tuple[list[dict], list[dict]]:
     """Decode the video once, judging a frame every `PROBE_S` s from each slot's start and keeping the first scorable
     one of each slot that is not a near-duplicate; JPEGs written into `tmp`. Returns (kept, examined)."""
-    from .faces import pose_bin
-
     per_minute = settings["per_minute"]
     kept, examined, hashes = [], [], []
     with av.open(str(job.file)) as container:
@@ -337,13 +336,13 @@ def scan(job: Job, tmp: Path, name: str, settings: dict, progress: bool, face: d
                 next_probe = t + PROBE_S
                 if face is not None:  # (a keypoint file shorter than its video: no face past its end)
                     box, yaw, missing = ((face["box"][i], face["yaw"][i], face["missing"][i]) if i < face["n"]
-                                         else ((np.nan,) * 4, np.nan, "no face found"))
+                                         else ((np.nan,) * 4, np.nan, NO_FACE))
                 elif detector is not None:
                     found = detector.detect([frame.to_ndarray(format="rgb24")])[0]  # the square around its box
                     side = max(found[2], found[3]) if found else np.nan
                     box = ((found[0] + found[2] / 2 - side / 2, found[1] + found[3] / 2 - side / 2, side, side) if found
                            else (np.nan,) * 4)
-                    yaw, missing = np.nan, "" if found else "no face found"
+                    yaw, missing = np.nan, "" if found else NO_FACE
                 else:
                     box, yaw, missing = crop or (0, 0, width, height), np.nan, ""
                 row, region = judge(frame, box, yaw, missing, settings, width, height)
@@ -378,12 +377,10 @@ def judge(frame: av.VideoFrame, box, yaw: float, missing: str, settings: dict, w
     The first failing check is the reason, in `REASONS` order: no face, the face cut by the frame edge (more than
     `CUT_SHARE` of its box outside), smaller than `min_face` px, |yaw| above `max_yaw`, too dark or too bright (the
     region's mean luma under `DARK` or over `BRIGHT`), blurred (sharpness under `min_sharpness`)."""
-    from .faces import square_in_frame
-
     row = {"scorable": False, "reason": missing, "sharpness": "", "light": "", "box_x": "", "box_y": "", "box_w": "",
            "box_h": "", "pose_yaw": "" if np.isnan(yaw) else round(float(yaw), 1)}
     if np.isnan(box[0]):
-        row["reason"] = missing or "no face found"
+        row["reason"] = missing or NO_FACE
         return row, None
     inside = square_in_frame(box, width, height)
     m, drop = settings["margin"] * max(box[2], box[3]), (DROP * max(box[2], box[3]) if settings["margin"] else 0.0)
