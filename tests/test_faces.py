@@ -122,12 +122,34 @@ def test_the_box_and_pose_from_keypoints_match_what_the_renderer_drew():
     track, truth, poses = _drawn()
     got = face_boxes(track)
     overlap = iou(got, truth)
-    assert np.mean(overlap >= 0.8) >= 0.9 and np.nanmin(overlap) > 0.5, np.sort(overlap)[:10]  # measured: 0.933, min 0.565
+    assert np.mean(overlap >= 0.8) >= 0.95 and np.nanmin(overlap) > 0.6, np.sort(overlap)[:10]  # measured: 0.983, min 0.652
     yaw, roll = head_pose(track)
     front = np.abs(poses[:, 0]) <= 45
     err = np.abs(yaw[front] - poses[front, 0])
     assert np.nanmedian(err) < 6 and np.nanmax(err) < 16, err  # measured: median 4.7, max 14.3 degrees
     assert np.nanmedian(np.abs(roll[np.abs(poses[:, 0]) <= 30] - poses[np.abs(poses[:, 0]) <= 30, 2])) < 5
+
+
+def test_the_box_model_is_a_ridge_regression_on_normalised_parts():
+    """`face_box.fit` against scikit-learn's Ridge on the same features, and `predict` inverting the normalisation:
+    boxes made by known coefficients come back (the coefficients themselves are not unique: the normalised parts sum
+    to zero and their squares to 5)."""
+    from sklearn.linear_model import Ridge
+
+    from ratspain_bench.video import face_box
+
+    rng = np.random.default_rng(4)
+    points = rng.normal(0, 1, (300, 5, 2)) * [[8, 5]] + rng.uniform(20, 200, (300, 1, 2))
+    known = rng.normal(0, 0.05, (66, 3)) + np.r_[[[0.2, -0.1, 1.0]], np.zeros((65, 3))]
+    boxes = face_box.predict(points, known)
+    np.testing.assert_allclose(face_box.predict(points, face_box.fit(points, boxes, ridge=1e-12)), boxes, rtol=1e-6)
+    x, origin, unit = face_box.features(points)
+    centre = boxes[:, :2] + boxes[:, 2:] / 2
+    y = np.column_stack([(centre - origin) / unit[:, None], np.log(boxes[:, 2] / unit)])
+    ref = Ridge(alpha=0.01 * len(x), fit_intercept=False).fit(x, y).coef_.T
+    np.testing.assert_allclose(face_box.fit(points, boxes, ridge=0.01), ref, rtol=1e-6, atol=1e-9)
+    shifted = face_box.predict(points * 2 + 7, known)  # blind to where the face is and how large
+    np.testing.assert_allclose(shifted, np.column_stack([boxes[:, :2] * 2 + 7, boxes[:, 2:] * 2]), rtol=1e-9)
 
 
 def test_parts_under_the_likelihood_threshold_are_not_used():
@@ -180,9 +202,9 @@ def test_frames_crop_each_face_from_its_keypoints(clips, tmp_path, kind):
     truth = _truth(clips)
     overlap = iou(ok[["box_x", "box_y", "box_w", "box_h"]].to_numpy(float),
                   np.array([truth[(v, int(f))] for v, f in zip(ok["video"], ok["frame"])]))
-    # measured on these clips (two rats): dlc and sleap alike 0.97, all >= 0.6; on 12 clips of 30 s (six rats) 0.83,
-    # under the issue's 0.95: see docs/video.md
-    assert len(ok) > 200 and np.mean(overlap >= 0.8) >= 0.8 and np.mean(overlap >= 0.6) >= 0.98, np.sort(overlap)[:10]
+    # the issue's bar; measured on these clips (two rats): dlc and sleap alike 0.987, all >= 0.74; on 12 clips of 30 s
+    # (six rats, seeds 0 and 1) 0.976 and 0.974
+    assert len(ok) > 200 and np.mean(overlap >= 0.8) >= 0.95 and np.mean(overlap >= 0.7) >= 0.99, np.sort(overlap)[:10]
     m = pd.read_csv(manifest)
     assert len(m) > 60 and set(m["time_s"]) <= set(ok["time_s"].astype(float))  # only scorable frames are kept
     sizes = [Image.open(manifest.parent / p).size for p in m["path"]]
@@ -236,7 +258,6 @@ def test_every_reason_of_the_quality_gate_comes_from_a_frame_built_for_it(tmp_pa
     from test_video import write_video
 
     from ratspain_bench.cli import main
-    from ratspain_bench.video.faces import DEPTH
     from ratspain_bench.video.frames import REASONS
 
     data, _, marks = draw_face(look_for(0), {a: 0.5 for a in AUS}, (0.0, 0.0, 0.0), np.random.default_rng(1), 64, 95, 0.3,
@@ -246,8 +267,11 @@ def test_every_reason_of_the_quality_gate_comes_from_a_frame_built_for_it(tmp_pa
     base[28:92, 48:112] = face
     parts = np.array([marks["parts"][p][:2] for p in PARTS]) + [48, 28]
     c = parts.mean(axis=0)
-    turned = parts.copy()
-    turned[0, 0] = (parts[3, 0] + parts[4, 0]) / 2 + np.tan(np.radians(70)) * DEPTH * abs(parts[3, 0] - parts[4, 0])
+    data, _, marks = draw_face(look_for(0), {a: 0.5 for a in AUS}, (75.0, 0.0, 0.0), np.random.default_rng(1), 64, 95, 0.3,
+                               1.0, 1.0, landmarks=True)  # turned away, every part tracked with confidence
+    away = base.copy()
+    away[28:92, 48:112] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    turned = np.array([marks["parts"][p][:2] for p in PARTS]) + [48, 28]
     blurred = np.asarray(Image.fromarray(base).filter(ImageFilter.GaussianBlur(3)))
     frames = {  # reason: (pixels, keypoints, likelihood)
         "": (base, parts, 1.0),
@@ -255,7 +279,7 @@ def test_every_reason_of_the_quality_gate_comes_from_a_frame_built_for_it(tmp_pa
         "keypoints below the likelihood threshold": (base, parts, [1, 1, 0.2, 1, 0.3]),
         "face cut by the frame edge": (base, parts - [c[0] - 4, 0], 1.0),
         "face smaller than min-face": (base, c + (parts - c) * 0.4, 1.0),
-        "pose beyond max-yaw": (base, turned, 1.0),
+        "pose beyond max-yaw": (away, turned, 1.0),
         "too dark": ((base * 0.1).astype(np.uint8), parts, 1.0),
         "too bright": (np.full_like(base, 250), parts, 1.0),
         "blurred": (blurred, parts, 1.0),

@@ -8,16 +8,15 @@ NaN x/y where the part is untracked).
 
 The face needs five parts, the rat's own left and right: `nose`, `left_eye`, `right_eye`, `left_ear`, `right_ear`,
 mapped from the file's names by `--keypoints nose=snout,left_eye=eyeL,...` or found among common spellings.
-From the parts above `min_likelihood` on a frame:
-- the face box: a square, its side `scale` x (WIDE x the parts' width + TALL x their height), centred on their bounding
-  box moved back by LAG of the nose's offset from the middle of the ears (a turned head's outline lags behind its
-  nose) and up by RAISE of the extent; NaN where fewer than 3 parts are seen. The constants are fitted on the
-  replica renderer's rats (the box around the head and ears, `rat_face._Face.face_box`), a lab's own rats may want
-  another `scale`;
-- the head's yaw and roll: roll is the angle of the line between the eyes (or the ears); yaw is atan(dx / (DEPTH x
-  spread)), dx the nose's offset from the middle of the ears and spread the ears' distance apart: a nose DEPTH ear
-  spreads ahead of the ears (the renderer's rats: 1.4) moves sideways by DEPTH x spread x tan(yaw) over a spread
-  shrinking by cos(yaw). Signed as the renderer's pose (positive: the nose to the image's right).
+On each frame:
+- the face box: a square from all five parts (`face_box.predict`, a quadratic regression fitted on the replica
+  renderer's rats, whose true box is the square around the head and ears), where at least 3 parts are seen and all
+  five are tracked (a part under `min_likelihood` enters at its tracked place); NaN elsewhere;
+- the head's yaw and roll, from the parts at or above `min_likelihood`: roll is the angle of the line between the eyes
+  (or the ears); yaw is atan(dx / (DEPTH x spread)), dx the nose's offset from the middle of the ears and spread the
+  ears' distance apart: a nose DEPTH ear spreads ahead of the ears (the renderer's rats: 1.4) moves sideways by DEPTH x
+  spread x tan(yaw) over a spread shrinking by cos(yaw). Signed as the renderer's pose (positive: the nose to the
+  image's right).
 """
 from __future__ import annotations
 
@@ -37,9 +36,6 @@ ALIASES = {
     "left_ear": ("left_ear", "leftear", "ear_left", "l_ear", "lear", "earl"),
     "right_ear": ("right_ear", "rightear", "ear_right", "r_ear", "rear", "earr"),
 }
-SCALE = 1.0
-WIDE, TALL = 0.59, 0.97  # the face's side from the parts' width and height (fitted on the renderer's rats)
-LAG, RAISE = 0.171, -0.043  # the face's centre from the parts' box: back from the nose's offset, up (renderer's rats)
 DEPTH = 1.4  # how far the nose sits ahead of the ears, over the ears' spread (the renderer's rats)
 
 
@@ -227,22 +223,15 @@ def _seen(track: Track, min_likelihood: float) -> np.ndarray:
     return (track.likelihood >= min_likelihood) & ~np.isnan(track.xy[..., 0])
 
 
-def face_boxes(track: Track, min_likelihood: float = 0.6, scale: float = SCALE) -> np.ndarray:
-    """(frames, 4) square boxes x, y, w, h (pixels, floats) around the parts seen; NaN rows with fewer than 3."""
-    seen = _seen(track, min_likelihood)
+def face_boxes(track: Track, min_likelihood: float = 0.6) -> np.ndarray:
+    """(frames, 4) square boxes x, y, w, h (pixels, floats) of the face; NaN rows with fewer than 3 parts seen or a part
+    untracked (see the module doc)."""
+    from . import face_box
+
     out = np.full((len(track), 4), np.nan)
-    nose, _, _, lear, rear = range(5)
-    for i in np.flatnonzero(seen.sum(axis=1) >= 3):
-        pts = track.xy[i, seen[i]]
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
-        extent = float((hi - lo).max())
-        c = (lo + hi) / 2
-        if seen[i, nose]:  # a turned head's outline lags behind its nose: shift back by a share of the nose's offset
-            mid = (track.xy[i, lear, 0] + track.xy[i, rear, 0]) / 2 if seen[i, lear] and seen[i, rear] else c[0]
-            c[0] -= LAG * (track.xy[i, nose, 0] - mid)
-        c[1] += RAISE * extent
-        side = scale * float(WIDE * (hi - lo)[0] + TALL * (hi - lo)[1])
-        out[i] = (c[0] - side / 2, c[1] - side / 2, side, side)
+    found = (_seen(track, min_likelihood).sum(axis=1) >= 3) & ~np.isnan(track.xy).any(axis=(1, 2))
+    if found.any():
+        out[found] = face_box.predict(track.xy[found])
     return out
 
 
