@@ -32,7 +32,7 @@ from ratspain_bench.video.detector import (
 )
 
 HOLDOUT = ("control3", "treated3")
-FAST = ["--epochs", "4", "--image-size", "96"]  # about 30 s on a core: AP@0.5 1.0, not yet the IoU of longer training
+FAST = ["--epochs", "8", "--image-size", "112"]  # about 55 s on a core: IoU >= 0.7 on 97% and 94% of the held-out frames
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def clips(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fold(clips, tmp_path_factory):
-    """`detector train --holdout control3,treated3 --epochs 4 --image-size 96` (trained on the four other animals): its
+    """`detector train --holdout control3,treated3 --epochs 8 --image-size 112` (trained on the four other animals): its
     folder, printout, store."""
     tmp = tmp_path_factory.mktemp("fold")
     uri = f"sqlite:///{tmp / 'runs' / 'mlflow.db'}"
@@ -77,6 +77,7 @@ def _overlaps(detector, items, images) -> np.ndarray:
 
 
 def test_briefly_trained_on_four_animals_it_finds_the_other_two_faces(clips, fold, one_thread):
+    """The issue's bar with small images and few epochs: IoU >= 0.7 on 90% of each held-out animal's frames."""
     model, printed, _ = fold
     meta = json.loads((model / META).read_text())
     assert meta["holdout"] == list(HOLDOUT) and sorted(meta["animals"]) == ["control1", "control2", "treated1", "treated2"]
@@ -86,7 +87,7 @@ def test_briefly_trained_on_four_animals_it_finds_the_other_two_faces(clips, fol
         mine = np.array([it.animal == animal for it in items])
         assert mine.sum() == 32
         m = meta["metrics"]["per_animal"][animal]
-        assert m["ap50"] >= 0.9 and (overlap[mine] >= 0.5).mean() >= 0.9
+        assert m["ap50"] >= 0.95 and (overlap[mine] >= 0.7).mean() >= 0.9, (animal, np.sort(overlap[mine])[:5])
         assert m["mean_iou"] == pytest.approx(overlap[mine].mean(), abs=1e-6)  # the saved model's boxes are those measured
         assert m["iou70"] == pytest.approx((overlap[mine] >= 0.7).mean())
         assert f"\n{animal}" in printed and f"{m['mean_iou']:.3f}" in printed
@@ -94,7 +95,8 @@ def test_briefly_trained_on_four_animals_it_finds_the_other_two_faces(clips, fol
 
 @pytest.mark.slow
 def test_trained_on_four_animals_it_finds_the_other_two_faces_to_iou_07(clips, tmp_path, one_thread):
-    """The default settings (about 90 s on a core): IoU >= 0.7 on 90% of the held-out frames."""
+    """The default settings (12 epochs at 128 px, about 90 s on a core): IoU >= 0.7 on 90% of the held-out frames
+    (measured: all of them)."""
     meta = train(clips, out=tmp_path / "model", holdout=HOLDOUT, runs_dir=tmp_path / "runs",
                  tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     items, images = _held_out(clips)
@@ -108,7 +110,7 @@ def test_trained_on_four_animals_it_finds_the_other_two_faces_to_iou_07(clips, t
 def test_the_folder_loads_with_its_weights_and_stamp(clips, fold, one_thread):
     model, _, _ = fold
     meta = json.loads((model / META).read_text())
-    assert meta["classes"] == ["face"] and meta["settings"] == {**asdict(Settings()), "epochs": 4, "image_size": 96}
+    assert meta["classes"] == ["face"] and meta["settings"] == {**asdict(Settings()), "epochs": 8, "image_size": 112}
     assert meta["code"]["ratspain_bench"] and meta["code"]["detector_py_sha256"]
     detector = load(model)
     assert detector.stamp()["weights_sha256"] == meta["weights_sha256"]
@@ -155,7 +157,7 @@ def test_the_mlflow_run_has_the_metrics_and_the_folder(fold):
     for animal in HOLDOUT:
         for k in ("ap50", "mean_iou", "iou70"):
             assert run.data.metrics[f"{animal}.{k}"] == pytest.approx(meta["metrics"]["per_animal"][animal][k])
-    assert run.data.params["holdout"] == ",".join(HOLDOUT) and run.data.params["epochs"] == "4"
+    assert run.data.params["holdout"] == ",".join(HOLDOUT) and run.data.params["epochs"] == "8"
     assert sorted(f.path for f in client.list_artifacts(run.info.run_id, "detector")) == [f"detector/{META}", f"detector/{WEIGHTS}"]
 
 

@@ -110,6 +110,27 @@ def test_score_text_names_the_score():
     assert score_text(0.734, rgs=False) == "P(pain) 0.73" and score_text(1.23, rgs=True) == "RGS 1.2"
 
 
+def test_a_long_reason_wraps_within_a_small_frame():
+    """On 160 px the longest reason takes two lines inside the frame; on 480 px one."""
+    from PIL import ImageFont
+
+    from ratspain_bench.video.frames import REASONS
+    from ratspain_bench.video.overlay import annotate
+
+    longest = max(REASONS, key=len)
+    for width, lines in ((160, 2), (480, 1)):
+        image = Image.new("RGB", (width, width * 3 // 4), (128, 128, 128))
+        font = ImageFont.load_default(max(10, image.height // 24))
+        annotate(image, font, 2, (False, longest, np.full(4, np.nan)), None)
+        a = np.asarray(image)
+        band = (a == 0).all(axis=2)  # the black band under the text
+        rows, cols = np.flatnonzero(band.any(axis=1)), np.flatnonzero(band.any(axis=0))
+        assert cols.max() < width - 1 and rows.max() < image.height - 1  # nothing runs off the frame
+        white = (a[rows.min():rows.max() + 1, cols.min():cols.max() + 1] > 160).all(axis=2)
+        ink = np.flatnonzero(white.any(axis=1))  # text rows; a gap between two lines of text
+        assert (np.diff(ink) > 1).sum() == lines - 1, (width, ink)
+
+
 def test_overlays_refuse_what_they_cannot_draw(clip, tmp_path, capsys):
     _, manifest, scores = clip
     q = pd.read_csv(manifest.parent / "quality.csv")

@@ -125,7 +125,18 @@ def annotate(image: Image.Image, font, line: int, candidate, text: str | None) -
 
 
 def label(draw: ImageDraw.ImageDraw, xy, text: str, font, anchor: str) -> None:
-    """White text on a black band, readable over any fur."""
-    x0, y0, x1, y1 = draw.textbbox(xy, text, font=font, anchor=anchor)
-    draw.rectangle([x0 - 2, y0 - 2, x1 + 1, y1 + 1], fill=(0, 0, 0))
-    draw.text(xy, text, fill=(255, 255, 255), font=font, anchor=anchor)
+    """White text on a black band, readable over any fur; wrapped at spaces to the image's width, from `xy` down
+    (anchor "la") or up ("ld")."""
+    room = draw.im.size[0] - 2 * xy[0]
+    lines = [""]
+    for word in text.split():
+        wider = f"{lines[-1]} {word}".strip()
+        if lines[-1] and draw.textlength(wider, font=font) > room:
+            lines.append(word)
+        else:
+            lines[-1] = wider
+    text = "\n".join(lines)
+    x0, y0, x1, y1 = draw.multiline_textbbox((0, 0), text, font=font)
+    x, y = xy[0], xy[1] if anchor == "la" else xy[1] - y1
+    draw.rectangle([x + x0 - 2, y + y0 - 2, x + x1 + 1, y + y1 + 1], fill=(0, 0, 0))
+    draw.multiline_text((x, y), text, fill=(255, 255, 255), font=font)
