@@ -144,7 +144,8 @@ SLOW = ("ratspain-bench run --methods lbp-r3p8-4x4,timm:efficientnet_b0", "ratsp
         "ratspain-bench detector ", "ratspain-bench frames --sidecar clips/videos.csv --faces detector:",
         "ratspain-bench predict m/ frames/manifest.csv --by subject,session --high",  # minutes; tests/test_detector.py, test_overlay.py
         "make demo", "mlflow ui",  # the demo's steps are documented commands of their own; test_servers runs an MLflow server
-        "ratspain-bench synth held-out/")  # test_side_doors renders a hidden replica
+        "ratspain-bench synth held-out/",  # test_side_doors renders a hidden replica
+        ".venv/bin/python -m pytest tests/")  # a test file of this suite, run again
 
 
 @pytest.mark.parametrize("page,cmd", [pytest.param(p, c, marks=[pytest.mark.slow] if c.startswith(BENCHMARKS + SLOW) else [])

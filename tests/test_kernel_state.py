@@ -23,11 +23,12 @@ pytestmark = pytest.mark.skipif(bool(bwrap_missing or runsc_missing),
                                 reason=f"needs both sandboxes: {bwrap_missing or runsc_missing}")
 
 
-def big_library() -> str:
-    """The largest shared library of the installation that no fold loads: none that `import torch` maps (torch maps
-    cuBLASLt eagerly, so every worker and every other test's process touched its pages, and the channel drowned in
-    them when another test file ran beside this one)."""
-    import torch  # noqa: F401  (what every fold imports)
+def big_file() -> str:
+    """The largest shared library of the installation that no fold or test maps: none that `import torch,
+    torchvision` maps (torch maps cuBLASLt eagerly, torchvision Triton; every worker and every other test's process
+    touched their pages, and the channel drowned in them when another test file ran beside this one)."""
+    import torch  # noqa: F401  (what every deep fold imports)
+    import torchvision  # noqa: F401  (the detector's tests)
 
     maps = Path("/proc/self/maps").read_text()
     files = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages", "**", "*.so*"), recursive=True)
@@ -113,13 +114,13 @@ def test_the_page_cache_is_read_exactly_under_bwrap_and_not_under_runsc(lab, how
     """Within a run (fold k's worker trains on the next rats' labels), and across runs and submissions (a reader that
     stores nothing, run later, reads what the first left)."""
     tmp, data, cheat, run = lab
-    module = PAGE_CACHE.format(file=big_library())
+    module = PAGE_CACHE.format(file=big_file())
     cheat(fit="write(train)", predict=f"known = read(test, {how!r})", module=module, name="cheat")
     cheat(predict=f"known = read(test, {how!r})", module=module, name="reader")
-    evict(big_library())
+    evict(big_file())
     assert f1(run(["cheat"], "bwrap")) > 0.5  # rats after the first: read off the shared page cache
     assert f1(run(["reader"], "bwrap"), "reader") > 0.5  # every rat: the other submission's folds left them all
-    evict(big_library())
+    evict(big_file())
     assert blocked(run(["cheat"], "runsc"))
     assert blocked(run(["reader"], "runsc"), method="reader")
 

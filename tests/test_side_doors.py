@@ -227,9 +227,7 @@ def test_only_workers_that_share_the_kernel_take_the_machine_lock(lab, kind):
 
 
 PAGE_CACHE = '''
-import sys
-FILE = max(glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages", "**", "*.so*"), recursive=True),
-           key=os.path.getsize)  # a big library of the shared installation that no fold loads
+FILE = {file!r}  # a big file of the shared installation that no process maps (test_kernel_state.big_file)
 SLOTS = 128
 SPACING = os.path.getsize(FILE) // (2 * SLOTS) // 4096 * 4096  # far apart: a probe's readahead reaches no other slot
 
@@ -259,8 +257,10 @@ def test_the_page_cache_is_no_exact_store_between_folds(lab):
     """A red-team submission: evict pages of a shared library, load one page per training image (which page says its
     label), and let the next fold's worker test them without loading them. Exact between folds and between runs
     unsandboxed; sandboxed, eviction does nothing and the probe fails (seccomp)."""
+    from test_kernel_state import big_file
+
     tmp, data, cheat, run = lab
-    cheat(predict=READ_THEN_WRITE, module=PAGE_CACHE)
+    cheat(predict=READ_THEN_WRITE, module=PAGE_CACHE.format(file=big_file()))
     assert f1(run(["cheat"], "no-sandbox")) > 0.5  # rats after the first: read off the page cache
     assert blocked(run(["cheat"], "bwrap"))  # the seccomp filter (gVisor has no host page cache to probe: test_kernel_state)
 
