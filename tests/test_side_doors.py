@@ -521,12 +521,16 @@ rb.run(["cheat"], sys.argv[1], runs_dir=sys.argv[2], time_limit=300)
 """
 
 
-def test_a_killed_harness_leaves_nothing_the_next_run_does_not_clean(lab):
+def test_a_killed_harness_leaves_nothing_the_next_run_does_not_clean(lab, monkeypatch):
+    """The harness has a $TMPDIR of its own: a run in another test process sweeps the shared one, and once did so
+    between the kill and the look."""
     tmp, data, cheat, run = lab
     cheat(fit="time.sleep(300)")
-    harness = subprocess.Popen([sys.executable, "-c", KILLED, str(data), str(tmp / "killed")], env=dict(os.environ),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    mine = lambda: list(Path(tempfile.gettempdir()).glob(f"ratspain-fold-{harness.pid}-*"))  # noqa: E731
+    scratch = tmp / "tmpdir"
+    scratch.mkdir()
+    harness = subprocess.Popen([sys.executable, "-c", KILLED, str(data), str(tmp / "killed")],
+                               env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mine = lambda: list(scratch.glob(f"ratspain-fold-{harness.pid}-*"))  # noqa: E731
     groups = lambda: [d for _, _, p in cgroup.parents() for d in p.glob(f"ratspain-{harness.pid}-*")]  # noqa: E731
     deadline = time.monotonic() + 120
     while not (mine() and (groups() or not cgroup.cgroups_available())) and time.monotonic() < deadline:
@@ -536,6 +540,7 @@ def test_a_killed_harness_leaves_nothing_the_next_run_does_not_clean(lab):
     harness.wait()
     time.sleep(0.5)
     assert mine()  # left behind: nobody removed them
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     sandbox.sweep.cache_clear()
     sandbox.sweep()  # what the next run's first worker does
     assert not mine() and not groups()

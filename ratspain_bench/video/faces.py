@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from . import face_box
 
 PARTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 ALIASES = {
@@ -226,8 +227,6 @@ def _seen(track: Track, min_likelihood: float) -> np.ndarray:
 def face_boxes(track: Track, min_likelihood: float = 0.6) -> np.ndarray:
     """(frames, 4) square boxes x, y, w, h (pixels, floats) of the face; NaN rows with fewer than 3 parts seen or a part
     untracked (see the module doc)."""
-    from . import face_box
-
     out = np.full((len(track), 4), np.nan)
     found = (_seen(track, min_likelihood).sum(axis=1) >= 3) & ~np.isnan(track.xy).any(axis=(1, 2))
     if found.any():

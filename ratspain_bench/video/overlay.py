@@ -119,15 +119,15 @@ def annotate(image: Image.Image, font, line: int, candidate, text: str | None) -
             x, y, w, h = (round(v) for v in box)
             draw.rectangle([x, y, x + w - 1, y + h - 1], outline=COLOURS[ok], width=line)
         if not ok:
-            label(draw, (pad, image.height - pad), reason, font, "ld")
+            label(draw, (pad, image.height - pad), reason, font, "ld", image.width)
     if text is not None:
-        label(draw, (pad, pad), text, font, "la")
+        label(draw, (pad, pad), text, font, "la", image.width)
 
 
-def label(draw: ImageDraw.ImageDraw, xy, text: str, font, anchor: str) -> None:
-    """White text on a black band, readable over any fur; wrapped at spaces to the image's width, from `xy` down
-    (anchor "la") or up ("ld")."""
-    room = draw.im.size[0] - 2 * xy[0]
+def label(draw: ImageDraw.ImageDraw, xy, text: str, font, anchor: str, width: int) -> None:
+    """White text on a black band, readable over any fur; wrapped at spaces to fit an image `width` px wide, from `xy`
+    down (anchor "la") or up ("ld")."""
+    room = width - 2 * xy[0]
     lines = [""]
     for word in text.split():
         wider = f"{lines[-1]} {word}".strip()
