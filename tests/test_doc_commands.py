@@ -145,7 +145,9 @@ SLOW = ("ratspain-bench run --methods lbp-r3p8-4x4,timm:efficientnet_b0", "ratsp
         "ratspain-bench predict m/ frames/manifest.csv --by subject,session --high",  # minutes; tests/test_detector.py, test_overlay.py
         "make demo", "mlflow ui",  # the demo's steps are documented commands of their own; test_servers runs an MLflow server
         "ratspain-bench synth held-out/",  # test_side_doors renders a hidden replica
-        ".venv/bin/python -m pytest tests/")  # a test file of this suite, run again
+        ".venv/bin/python -m pytest tests/",  # a test file of this suite, run again
+        "ratspain-bench train --method painseeker --out ps/", "ratspain-bench predict ps/",  # test_model explains PainSeeker
+        "ratspain-bench run --suite au --task au")  # run --task au --suite au, its arguments in the other order
 
 
 @pytest.mark.parametrize("page,cmd", [pytest.param(p, c, marks=[pytest.mark.slow] if c.startswith(BENCHMARKS + SLOW) else [])
