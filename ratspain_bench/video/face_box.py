@@ -23,7 +23,7 @@ RIDGE = 1e-3  # the ridge penalty, x the number of faces
 
 
 def features(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(X (N, 66): 1, the ten normalised coordinates and their pairwise products; origin (N, 2); unit (N,))."""
+    """(X (N, 66): 1, the ten normalised coordinates, their squares and pairwise products; origin (N, 2); unit (N,))."""
     points = np.asarray(points, float)
     origin = points.mean(axis=1)
     unit = np.sqrt(((points - origin[:, None]) ** 2).sum(-1).mean(axis=1))

@@ -31,9 +31,9 @@ def renderer_pairs(first: int = FIRST, rats: int = RATS, keys: int = KEYS, seed:
             rise = float(np.random.default_rng([seed, index]).uniform(0.8, 1.2)) if session and index % 2 else 0.0
             tl = timeline(seed, index, session, rise, keys, 2.0)
             for k in range(keys):
-                _, _, drawn = draw_face(look, dict(zip(AUS, tl["au"][k])), tuple(tl["pose"][k]),
-                                        np.random.default_rng([seed, index, session, k]), SIZE, 92, look.blur * SIZE / 256,
-                                        1.0, float(tl["light"][k]), landmarks=True)
+                rng = np.random.default_rng([seed, index, session, k])
+                _, _, drawn = draw_face(look, dict(zip(AUS, tl["au"][k])), tuple(tl["pose"][k]), rng, SIZE, 92,
+                                        look.blur * SIZE / 256, 1.0, float(tl["light"][k]), landmarks=True)
                 parts = drawn["parts"]
                 points.append([parts[p][:2] if p in parts else (np.nan, np.nan) for p in PARTS])
                 seen.append([p in parts and parts[p][2] for p in PARTS])
@@ -48,7 +48,8 @@ def main() -> None:
     noisy = np.vstack([points + rng.standard_normal(points.shape) * JITTER * SIZE for _ in range(COPIES)])
     coef = face_box.fit(noisy, np.vstack([boxes] * COPIES))
     out = face_box.features(noisy)[0] @ coef
-    doc = {"about": "the face box from five keypoints (ratspain_bench.video.face_box), refit by python -m ratspain_bench.video.face_box_fit", "faces": len(points),
+    doc = {"about": "the face box from five keypoints (ratspain_bench.video.face_box), refit by "
+                    "python -m ratspain_bench.video.face_box_fit", "faces": len(points),
            "coef": [[float(f"{v:.6g}") for v in row] for row in coef],
            "range": [[float(f"{v:.6g}") for v in out.min(axis=0)], [float(f"{v:.6g}") for v in out.max(axis=0)]]}
     tmp = face_box.MODEL.with_suffix(".tmp")
