@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..paths import atomic_write_text
 from .faces import iou
 
 FORMAT = "ratspain-detector/1"
@@ -510,8 +511,7 @@ def predict(model, source, out, *, images_dir=None, animal: str | None = None, m
                                 "bbox": [round(v, 2) for v in f[:4]], "area": round(f[2] * f[3], 2), "score": round(f[4], 4)})
     coco = {"info": {"description": f"ratspain_bench detector predictions on {source}"}, "images": [it.entry for it in items],
             "annotations": annotations, "categories": [{"id": 1, "name": CLASSES[0]}]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(coco, separators=(",", ":")) + "\n", encoding="utf-8")
+    atomic_write_text(out, json.dumps(coco, separators=(",", ":")) + "\n")
     truth = [it.box for it in items]
     metrics = evaluate(found, truth) if any(b is not None for b in truth) else None
     return {"out": out, "images": len(items), "found": len(annotations), "metrics": metrics}

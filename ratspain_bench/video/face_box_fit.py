@@ -13,6 +13,7 @@ import json
 import numpy as np
 
 from ..data.rat_face import draw_face
+from ..paths import atomic_write_text
 from ..tasks import AUS
 from . import face_box
 from .faces import PARTS
@@ -52,9 +53,7 @@ def main() -> None:
                     "python -m ratspain_bench.video.face_box_fit", "faces": len(points),
            "coef": [[float(f"{v:.6g}") for v in row] for row in coef],
            "range": [[float(f"{v:.6g}") for v in out.min(axis=0)], [float(f"{v:.6g}") for v in out.max(axis=0)]]}
-    tmp = face_box.MODEL.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc) + "\n", encoding="utf-8")
-    tmp.replace(face_box.MODEL)
+    atomic_write_text(face_box.MODEL, json.dumps(doc) + "\n")
     print(f"{face_box.MODEL}: fitted on {len(points)} faces")
 
 
