@@ -5,10 +5,12 @@ The attacker is given more than a real one has: the pixels of every image (not t
 split), so it can name the images whose labels it wants. The submission (EXFILTRATE) predicts "pain" on every test
 image, except in the fold that holds out the rat `writer` (8 public images): there it predicts "no pain" on the first
 `value` test images (in pixel-hash order), `value` = the three target labels it found in its training set as a
-three-bit number (0 for a target it did not see). The driver knows only what its code does; it decodes each team view by trying every number of
-public images N and of positives P and every count of flipped positives a and negatives c, keeping what reproduces
-the view (under the Ladder: the released score, rounded, only on an improvement): `ratspain_bench.server.leakage`,
-whose simulation of the views is checked here against the real service's, view by view.
+three-bit number (0 for a target it did not see). The driver knows only what its code does; it spends a first
+submission calling exactly one image "no pain" (the calibration: without it 10 to 20% of splits read halved values),
+then decodes each team view by trying every number of public images N and of positives P and every count of flipped
+positives a and negatives c, keeping what reproduces the view (under the Ladder: the released score, rounded, only on
+an improvement): `ratspain_bench.server.leakage`, whose simulation of the views is checked here against the real
+service's, view by view, and whose decoding is checked here on many splits.
 
 Measured with the same submissions through two front ends of one service: one releasing full-precision scores (the
 test-only `ladder = "none"`), one with the default Ladder. The figures are printed (pytest -s) and stated in SECURITY.md.
@@ -32,10 +34,9 @@ from ratspain_bench.evaluation import sandbox
 from ratspain_bench.server import leakage
 
 unavailable = sandbox.unavailable("runsc")
-pytestmark = pytest.mark.skipif(bool(unavailable), reason=f"the service's workers run under gVisor: {unavailable}")
 
 VICTIM, WRITER, PER = "r1", "r2", 3  # whose labels are read, which fold writes them, targets per submission
-ROUNDS = 4  # submissions per team: the victim's 10 images, three at a time (its public and private ones, unknown which)
+ROUNDS = 4  # submissions per team after the calibration: the victim's 10 images, three at a time (public and private)
 COUNTS = {"r1": {"no_pain": 5, "moderate": 5}, "r2": {"no_pain": 8, "moderate": 8}, "r3": {"no_pain": 5, "moderate": 5}}
 
 EXFILTRATE = '''"""Writes three training labels into the number of test images it calls "no pain" in one fold."""
@@ -65,7 +66,7 @@ class Exfiltrate(Method):
     def fit(self, train):
         plan = json.loads((Path(__file__).parent / "plan.json").read_text())
         seen = dict(zip(map(key, train.images), (int(v) for v in train.labels)))
-        self.value = sum(seen.get(t, 0) << i for i, t in enumerate(plan["targets"]))
+        self.value = plan.get("value", sum(seen.get(t, 0) << i for i, t in enumerate(plan["targets"])))
         self.writes = plan["writer"] not in set(map(str, train.subjects))  # this fold holds the writer rat out
 
     def predict(self, test):
@@ -80,11 +81,13 @@ class Exfiltrate(Method):
 def attack(service, url: str, team: str, targets: list[str], tmp: Path, out: dict) -> None:
     token = service.team(team)
     views = []
-    for r in range(ROUNDS):
+    plans = [{"writer": WRITER, "targets": [], "value": 1}]  # the calibration
+    plans += [{"writer": WRITER, "targets": targets[r * PER:(r + 1) * PER]} for r in range(ROUNDS)]
+    for r, plan in enumerate(plans):
         folder = tmp / f"{team}-{r}"
         shutil.copytree(TEMPLATE, folder)
         (folder / "exfil.py").write_text(EXFILTRATE)
-        (folder / "plan.json").write_text(json.dumps({"writer": WRITER, "targets": targets[r * PER:(r + 1) * PER]}))
+        (folder / "plan.json").write_text(json.dumps(plan))
         (folder / "submission.toml").write_text(
             f'kind = "method"\nname = "{team}-{r}"\ndescription = "reads labels"\nauthors = ["Mallory"]\n'
             'contact = "m@example.org"\npaper = "unpublished"\nlicence = "MIT"\nentry_point = "exfil:Exfiltrate"\n')
@@ -95,10 +98,39 @@ def attack(service, url: str, team: str, targets: list[str], tmp: Path, out: dic
     out[team] = (token, views)
 
 
+def test_the_calibration_makes_full_precision_decoding_exact_on_every_split():
+    """On the test's replica (simulated views; the service's are checked against them below): with the calibration
+    every public label is read on each of 60 splits; without it some splits read halved values."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from ratspain_bench.server.partition import draw
+
+    rows = pd.DataFrame([(f"{rat}-{label}-{i}", rat, int(label == "moderate")) for rat, by in COUNTS.items()
+                         for label, n in by.items() for i in range(n)], columns=["image", "subject", "label"])
+    labels, subject = dict(zip(rows["image"], rows["label"])), dict(zip(rows["image"], rows["subject"]))
+    targets = sorted(k for k in labels if subject[k] == VICTIM)
+    batches = [targets[r * PER:(r + 1) * PER] for r in range(ROUNDS)]
+    every = [(p, n) for n in range(2, len(labels) + 1) for p in range(1, n)]
+    wrong = 0
+    for seed in range(60):
+        public = set(draw(SimpleNamespace(table=rows), 0.5, seed))
+        for calibrate in (True, False):
+            seen = leakage.views(labels, public, subject, batches, WRITER, "none", calibrate=calibrate)
+            got = leakage.recovery(leakage.decode(seen, "none", 0.02, every, PER, calibrate), targets, labels, public)
+            if calibrate:
+                assert got["public"] == 1.0, seed
+            else:
+                wrong += got["public"] < 1.0
+    assert wrong > 0, "no split read wrong without the calibration: the test no longer shows why it is needed"
+
+
+@pytest.mark.skipif(bool(unavailable), reason=f"the service's workers run under gVisor: {unavailable}")
 def test_the_score_channel_reads_public_labels_without_the_ladder_and_never_private_ones(tmp_path_factory, tmp_path):
     from ratspain_bench.data.cache import load_images
 
-    config = CONFIG.replace("quota_per_day = 5", "quota_per_day = 6")  # 4 rounds and a final submission
+    config = CONFIG.replace("quota_per_day = 5", "quota_per_day = 7")  # the calibration, 4 rounds, a final submission
     with hosted(tmp_path_factory.mktemp("exfil"), config, COUNTS) as service:
         ds = rb.load_dataset(service.data)
         keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in load_images(ds, 32)[0]]
@@ -122,12 +154,12 @@ def test_the_score_channel_reads_public_labels_without_the_ladder_and_never_priv
         for team, ladder in (("full-precision", "none"), ("laddered", "step")):
             seen = [{k: v[k] for k in ("released", "f1", "accuracy") if k in v} for v in views[team][1]]
             # the simulation is the service, view by view; and what a team is shown never depends on a private label
-            simulated = leakage.views(labels, public, subject, batches, WRITER, ladder)
+            simulated = leakage.views(labels, public, subject, batches, WRITER, ladder, calibrate=True)
             assert [sorted(v) for v in seen] == [sorted(v) for v in simulated]
             assert all(v[k] == pytest.approx(w[k], abs=1e-9) for v, w in zip(seen, simulated) for k in v), (seen, simulated)
             flipped = {k: (1 - y if k not in public else y) for k, y in labels.items()}
-            assert leakage.views(flipped, public, subject, batches, WRITER, ladder) == simulated
-            guess = leakage.decode(seen, ladder, 0.02, every, PER)
+            assert leakage.views(flipped, public, subject, batches, WRITER, ladder, calibrate=True) == simulated
+            guess = leakage.decode(seen, ladder, 0.02, every, PER, calibrated=True)
             figures[team] = leakage.recovery(guess, targets, labels, public)
         print("label recovery (public, private): " + ", ".join(f"{t} {f['public']:.2f}, {f['private']:.2f}" for t, f in figures.items()))
 
