@@ -5,9 +5,9 @@ The attacker is given more than a real one has: the pixels of every image (not t
 split), so it can name the images whose labels it wants. The submission (EXFILTRATE) predicts "pain" on every test
 image, except in the fold that holds out the rat `writer` (8 public images): there it predicts "no pain" on the first
 `value` test images (in pixel-hash order), `value` = the three target labels it found in its training set as a
-three-bit number (0 for a target it did not see). The driver knows only what its code does; it spends a first
-submission calling exactly one image "no pain" (the calibration: without it 10 to 20% of splits read halved values),
-then decodes each team view by trying every number of public images N and of positives P and every count of flipped
+three-bit number (0 for a target it did not see). The driver knows only what its code does; it spends two
+submissions first (the calibration: "pain" everywhere, then exactly one image "no pain"; without them the driver read
+halved or shifted values on some splits), then decodes each team view by trying every number of public images N and of positives P and every count of flipped
 positives a and negatives c, keeping what reproduces the view (under the Ladder: the released score, rounded, only on
 an improvement): `ratspain_bench.server.leakage`, whose simulation of the views is checked here against the real
 service's, view by view, and whose decoding is checked here on many splits.
@@ -36,8 +36,8 @@ from ratspain_bench.server import leakage
 unavailable = sandbox.unavailable("runsc")
 
 VICTIM, WRITER, PER = "r1", "r2", 3  # whose labels are read, which fold writes them, targets per submission
-ROUNDS = 4  # submissions per team after the calibration: the victim's 10 images, three at a time (public and private)
-COUNTS = {"r1": {"no_pain": 5, "moderate": 5}, "r2": {"no_pain": 8, "moderate": 8}, "r3": {"no_pain": 5, "moderate": 5}}
+ROUNDS = 2  # submissions per team after the calibration: the victim's 6 images, three at a time (public and private)
+COUNTS = {"r1": {"no_pain": 3, "moderate": 3}, "r2": {"no_pain": 8, "moderate": 8}, "r3": {"no_pain": 5, "moderate": 5}}
 
 EXFILTRATE = '''"""Writes three training labels into the number of test images it calls "no pain" in one fold."""
 import hashlib
@@ -81,7 +81,7 @@ class Exfiltrate(Method):
 def attack(service, url: str, team: str, targets: list[str], tmp: Path, out: dict) -> None:
     token = service.team(team)
     views = []
-    plans = [{"writer": WRITER, "targets": [], "value": 1}]  # the calibration
+    plans = [{"writer": WRITER, "targets": [], "value": v} for v in leakage.CALIBRATION]
     plans += [{"writer": WRITER, "targets": targets[r * PER:(r + 1) * PER]} for r in range(ROUNDS)]
     for r, plan in enumerate(plans):
         folder = tmp / f"{team}-{r}"
@@ -100,7 +100,7 @@ def attack(service, url: str, team: str, targets: list[str], tmp: Path, out: dic
 
 def test_the_calibration_makes_full_precision_decoding_exact_on_every_split():
     """On the test's replica (simulated views; the service's are checked against them below): with the calibration
-    every public label is read on each of 60 splits; without it some splits read halved values."""
+    every public label is read on each of 60 splits; without it some splits read halved or shifted values."""
     from types import SimpleNamespace
 
     import pandas as pd
@@ -130,7 +130,7 @@ def test_the_calibration_makes_full_precision_decoding_exact_on_every_split():
 def test_the_score_channel_reads_public_labels_without_the_ladder_and_never_private_ones(tmp_path_factory, tmp_path):
     from ratspain_bench.data.cache import load_images
 
-    config = CONFIG.replace("quota_per_day = 5", "quota_per_day = 7")  # the calibration, 4 rounds, a final submission
+    config = CONFIG  # 5 submissions a day: the calibration's 2, ROUNDS, a final one
     with hosted(tmp_path_factory.mktemp("exfil"), config, COUNTS) as service:
         ds = rb.load_dataset(service.data)
         keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in load_images(ds, 32)[0]]

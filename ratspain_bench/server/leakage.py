@@ -10,10 +10,11 @@ gives the pooled F1 2(P - a) / (P + N - a - c) and accuracy (P - a + c) / N over
 `views` is what the team reads after each submission (the host's scoring of those predictions, through the Ladder);
 `decode` is the attacker's side: for each hypothesis (P, N) it keeps, per submission, the counts (a, c) that reproduce
 the view, and guesses each target's bit as the majority over the surviving values. A driver that does not know (P, N)
-spends a first submission that calls exactly one image "no pain" (`calibrate`): with only even counts (a, c) in
-every view, (P/2, N/2) reproduces the views as well as (P, N) and halves every value read (10 to 20% of the
-test's replica's splits did so before the calibration; an odd count rules out every (P/k, N/k)). `python benchmarks/exfiltration.py`
-runs it over many splits of the replica; the figures are in SECURITY.md.
+spends two submissions first (`calibrate`, values `CALIBRATION`): "pain" everywhere (accuracy P/N), then exactly one
+image "no pain" (accuracy (P - 1)/N or (P + 1)/N); at full precision the two fix N and P, hence every later (a, c).
+Without them several (P, N) can fit every view: (P/2, N/2) where every count is even, (P - 1, N) where every view
+flips a positive; the driver then reads halved or shifted values (on 10 to 50% of the test replica's splits).
+`python benchmarks/exfiltration.py` runs the attack over many splits of the replica; the figures are in SECURITY.md.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 
 from .ladder import State, advance
+
+CALIBRATION = (0, 1)  # the values of the driver's first two submissions: no image flipped, then one
 
 
 def counts(value: int, writer_keys: Sequence[str], labels: Mapping[str, int]) -> tuple[int, int]:
@@ -46,15 +49,15 @@ def written(batch: Sequence[str], labels: Mapping[str, int], seen: set[str]) -> 
 
 def views(labels: Mapping[str, int], public: set[str], subject: Mapping[str, str], batches: Sequence[Sequence[str]],
           writer: str, ladder: str = "step", eta: float = 0.02, calibrate: bool = False) -> list[dict]:
-    """The team's view after each submission of `batches` (in order, after the calibration submission of value 1 with
-    `calibrate`): `released`, and under `ladder = "none"` the full-precision `f1` and `accuracy` too. `labels` and
+    """The team's view after each submission of `batches` (in order, after the two of `CALIBRATION` with `calibrate`):
+    `released`, and under `ladder = "none"` the full-precision `f1` and `accuracy` too. `labels` and
     `subject` cover every image; only `public` ones are scored."""
     n = len(public)
     p = sum(labels[k] for k in public)
     writer_keys = [k for k in public if subject[k] == writer]
     seen = {k for k in public if subject[k] != writer}  # the writer fold's training images
     state, out = State(), []
-    for value in [1] * calibrate + [written(batch, labels, seen) for batch in batches]:
+    for value in [*CALIBRATION] * calibrate + [written(batch, labels, seen) for batch in batches]:
         a, c = counts(value, writer_keys, labels)
         f1 = float(f1_after(p, n, a, c))
         state = advance(ladder, state, f1, eta=eta)
@@ -67,17 +70,21 @@ def views(labels: Mapping[str, int], public: set[str], subject: Mapping[str, str
 
 def decode(seen_views: Sequence[dict], ladder: str, eta: float, hypotheses: Iterable[tuple[int, int]], per: int,
            calibrated: bool = False) -> list[int]:
-    """The attacker's guess of every target's label (batch by batch, `per` a batch) from its team's views (the first
-    one the calibration's where `calibrated`). Of the hypotheses (P, N) that reproduce every view, the one leaving the
-    fewest candidates wins (ties: the first given); each bit is the majority of its surviving candidates (ties: 0)."""
+    """The attacker's guess of every target's label (batch by batch, `per` a batch) from its team's views (where
+    `calibrated`, the first ones are the submissions of `CALIBRATION`, whose a + c it knows). Of the hypotheses (P, N)
+    that reproduce every view, the one leaving the fewest candidates wins (ties: the first given); each bit is the
+    majority of its surviving candidates (ties: 0)."""
     most = (1 << per) - 1
     best = None
     for p, n in hypotheses:
         state, kept = State(), []
-        for view in seen_views:
+        for i, view in enumerate(seen_views):
+            known = CALIBRATION[i] if calibrated and i < len(CALIBRATION) else None  # a calibration's a + c
             fits, nxt = [], state
             for a in range(min(p, most) + 1):
                 for c in range(min(n - p, most - a) + 1):
+                    if known is not None and a + c != known:
+                        continue
                     f1 = f1_after(p, n, a, c)
                     if ladder == "none":
                         ok = (abs(float(f1) - view["f1"]) < 1e-9
@@ -98,7 +105,8 @@ def decode(seen_views: Sequence[dict], ladder: str, eta: float, hypotheses: Iter
                 best = (size, kept)
     if best is None:
         raise ValueError("no hypothesis (P, N) reproduces the views")
-    return [int(2 * sum((m >> i) & 1 for m in fits) > len(fits)) for fits in best[1][calibrated:] for i in range(per)]
+    return [int(2 * sum((m >> i) & 1 for m in fits) > len(fits)) for fits in best[1][len(CALIBRATION) * calibrated:]
+            for i in range(per)]
 
 
 def recovery(guess: Sequence[int], targets: Sequence[str], labels: Mapping[str, int], public: set[str]) -> dict[str, float]:
