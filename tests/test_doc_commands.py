@@ -8,8 +8,9 @@ environment's .venv). The built-in replica there is a tiny one (3 rats) rendered
 so at the end of its line (`# needs a GPU`, `# needs a cluster`; the hosted board's `# runs until stopped`, `# needs a
 running server`, which tests/test_server.py runs) and is only checked to parse; the two
 commands that are these tests (`make test`, `make test-all`) are not run again; servers (`mlflow ui`,
-`make docs-serve`) are started, asked for a page, and stopped. The benchmarks' commands take minutes each, and a few
-commands half a minute of what other tests already run (`SLOW`): they are `slow` (`make test-all` runs them).
+`make docs-serve`) are started, asked for a page, and stopped. The benchmarks' commands take minutes each, a few
+commands half a minute of what other tests already run (`SLOW`), and a few are what another command or test runs
+already (`SAME`): they are `slow` (`make test-all` runs them).
 """
 from __future__ import annotations
 
@@ -148,9 +149,13 @@ SLOW = ("ratspain-bench run --methods lbp-r3p8-4x4,timm:efficientnet_b0", "ratsp
         ".venv/bin/python -m pytest tests/",  # a test file of this suite, run again
         "ratspain-bench train --method painseeker --out ps/", "ratspain-bench predict ps/",  # test_model explains PainSeeker
         "ratspain-bench run --suite au --task au")  # run --task au --suite au, its arguments in the other order
+SAME = {"ratspain-bench run --suite quick": "`ratspain-bench run` (quick is the default suite)",  # exact commands
+        "ratspain-bench leaderboard --out leaderboard": "`ratspain-bench leaderboard`; test_leaderboard runs `--out`",
+        "ratspain-bench methods --task au --format json": "test_au_task runs it",
+        "ratspain-bench submit validate submissions/_template": "test_submit validates the template through the CLI"}
 
 
-@pytest.mark.parametrize("page,cmd", [pytest.param(p, c, marks=[pytest.mark.slow] if c.startswith(BENCHMARKS + SLOW) else [])
+@pytest.mark.parametrize("page,cmd", [pytest.param(p, c, marks=[pytest.mark.slow] if c.startswith(BENCHMARKS + SLOW) or c in SAME else [])
                                       for p, c in COMMANDS], ids=[c for _, c in COMMANDS])
 def test_documented_command(lab, page, cmd):
     lab, env = lab

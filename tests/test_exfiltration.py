@@ -5,15 +5,15 @@ The attacker is given more than a real one has: the pixels of every image (not t
 split), so it can name the images whose labels it wants. The submission (EXFILTRATE) predicts "pain" on every test
 image, except in the fold that holds out the rat `writer` (8 public images): there it predicts "no pain" on the first
 `value` test images (in pixel-hash order), `value` = the three target labels it found in its training set as a
-three-bit number (0 for a target it did not see). The driver knows only what its code does; it spends two
-submissions first (the calibration: "pain" everywhere, then exactly one image "no pain"; without them the driver read
-halved or shifted values on some splits), then decodes each team view by trying every number of public images N and of positives P and every count of flipped
-positives a and negatives c, keeping what reproduces the view (under the Ladder: the released score, rounded, only on
-an improvement): `ratspain_bench.server.leakage`, whose simulation of the views is checked here against the real
-service's, view by view, and whose decoding is checked here on many splits.
+three-bit number (0 for a target it did not see). The driver knows only what its code does. It spends two submissions
+first (the calibration: "pain" everywhere, then exactly one image "no pain"; without them it read halved or shifted
+values on some splits), then decodes each team view by trying every number of public images N and of positives P and
+every count of flipped positives a and negatives c, keeping what reproduces the view (under the Ladder: the released
+score, rounded, only on an improvement): `ratspain_bench.server.leakage`, whose simulation of the views is checked
+here against the real service's, view by view, and whose decoding is checked here on many splits.
 
 Measured with the same submissions through two front ends of one service: one releasing full-precision scores (the
-test-only `ladder = "none"`), one with the default Ladder. The figures are printed (pytest -s) and stated in SECURITY.md.
+test-only `ladder = "none"`), one with the default Ladder. The figures are printed (pytest -s -n0) and stated in SECURITY.md.
 """
 from __future__ import annotations
 
@@ -130,8 +130,8 @@ def test_the_calibration_makes_full_precision_decoding_exact_on_every_split():
 def test_the_score_channel_reads_public_labels_without_the_ladder_and_never_private_ones(tmp_path_factory, tmp_path):
     from ratspain_bench.data.cache import load_images
 
-    config = CONFIG  # 5 submissions a day: the calibration's 2, ROUNDS, a final one
-    with hosted(tmp_path_factory.mktemp("exfil"), config, COUNTS) as service:
+    # CONFIG's 5 submissions a day: the calibration's 2, ROUNDS, a final one
+    with hosted(tmp_path_factory.mktemp("exfil"), CONFIG, COUNTS) as service:
         ds = rb.load_dataset(service.data)
         keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in load_images(ds, 32)[0]]
         labels = dict(zip(keys, ds.table["label"].astype(int)))
@@ -140,7 +140,7 @@ def test_the_score_channel_reads_public_labels_without_the_ladder_and_never_priv
         targets = sorted(k for k in keys if subject[k] == VICTIM)
         batches = [targets[r * PER:(r + 1) * PER] for r in range(ROUNDS)]
 
-        full = service.front(config + 'ladder = "none"\n')
+        full = service.front(CONFIG + 'ladder = "none"\n')
         views: dict = {}
         runs = [threading.Thread(target=attack, args=(service, u, team, targets, tmp_path, views))
                 for u, team in ((full, "full-precision"), (service.url, "laddered"))]
