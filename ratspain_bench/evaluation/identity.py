@@ -48,12 +48,24 @@ def config_hash(family: str, params: dict) -> str:
 
 
 def _module_file(name: str) -> Path | None:
+    """The source file of module `name`, found without importing it or its packages (`find_spec` of a dotted name
+    imports the parents, torch with some of ours): the top-level package is located, then the path under it."""
+    top, _, rest = name.partition(".")
     try:
-        spec = importlib.util.find_spec(name)
+        spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         return None
-    origin = getattr(spec, "origin", None) if spec else None
-    return Path(origin) if origin and origin.endswith(".py") else None
+    if spec is None:
+        return None
+    if not rest:
+        origin = spec.origin
+        return Path(origin) if origin and origin.endswith(".py") else None
+    for base in spec.submodule_search_locations or ():
+        path = Path(base, *rest.split("."))
+        for file in (path / "__init__.py", path.with_name(path.name + ".py")):  # a package first, as Python's finder
+            if file.is_file():
+                return file
+    return None
 
 
 def _imports(file: Path, module: str, package_root: str) -> set[str]:
