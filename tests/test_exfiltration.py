@@ -78,11 +78,21 @@ class Exfiltrate(Method):
 '''
 
 
+def rounds(targets: list[str]) -> list[list[str]]:
+    """The targets of each submission after the calibration, `PER` at a time."""
+    return [targets[r * PER:(r + 1) * PER] for r in range(ROUNDS)]
+
+
+def hypotheses(images: int) -> list[tuple[int, int]]:
+    """Every (P, N) the driver tries: it knows neither the number of public images nor of positives among them."""
+    return [(p, n) for n in range(2, images + 1) for p in range(1, n)]
+
+
 def attack(service, url: str, team: str, targets: list[str], tmp: Path, out: dict) -> None:
     token = service.team(team)
     views = []
     plans = [{"writer": WRITER, "targets": [], "value": v} for v in leakage.CALIBRATION]
-    plans += [{"writer": WRITER, "targets": targets[r * PER:(r + 1) * PER]} for r in range(ROUNDS)]
+    plans += [{"writer": WRITER, "targets": batch} for batch in rounds(targets)]
     for r, plan in enumerate(plans):
         folder = tmp / f"{team}-{r}"
         shutil.copytree(TEMPLATE, folder)
@@ -111,8 +121,7 @@ def test_the_calibration_makes_full_precision_decoding_exact_on_every_split():
                          for label, n in by.items() for i in range(n)], columns=["image", "subject", "label"])
     labels, subject = dict(zip(rows["image"], rows["label"])), dict(zip(rows["image"], rows["subject"]))
     targets = sorted(k for k in labels if subject[k] == VICTIM)
-    batches = [targets[r * PER:(r + 1) * PER] for r in range(ROUNDS)]
-    every = [(p, n) for n in range(2, len(labels) + 1) for p in range(1, n)]
+    batches, every = rounds(targets), hypotheses(len(labels))
     wrong = 0
     for seed in range(60):
         public = set(draw(SimpleNamespace(table=rows), 0.5, seed))
@@ -138,7 +147,7 @@ def test_the_score_channel_reads_public_labels_without_the_ladder_and_never_priv
         subject = dict(zip(keys, ds.table["subject"].astype(str)))
         public = {k for k, image in zip(keys, ds.table["image"]) if image in set(service.split["ids"])}
         targets = sorted(k for k in keys if subject[k] == VICTIM)
-        batches = [targets[r * PER:(r + 1) * PER] for r in range(ROUNDS)]
+        batches = rounds(targets)
 
         full = service.front(CONFIG + 'ladder = "none"\n')
         views: dict = {}
@@ -150,7 +159,7 @@ def test_the_score_channel_reads_public_labels_without_the_ladder_and_never_priv
             t.join()
         assert set(views) == {"full-precision", "laddered"}, "an attack did not finish (see the assertion above)"
 
-        figures, every = {}, [(p, n) for n in range(2, len(keys) + 1) for p in range(1, n)]  # the driver does not know N, P
+        figures, every = {}, hypotheses(len(keys))
         for team, ladder in (("full-precision", "none"), ("laddered", "step")):
             seen = [{k: v[k] for k in ("released", "f1", "accuracy") if k in v} for v in views[team][1]]
             # the simulation is the service, view by view; and what a team is shown never depends on a private label
