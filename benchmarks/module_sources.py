@@ -7,32 +7,39 @@ parent packages, torch among them), each in a fresh process, as a command starts
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import subprocess
 import sys
-
-CODE = """
-import importlib.util, sys, time
+import time
 from pathlib import Path
-t = time.perf_counter()
-from ratspain_bench import api
-from ratspain_bench.evaluation import identity
-if {reference}:
-    def by_find_spec(name):
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            return None
-        origin = getattr(spec, "origin", None) if spec else None
-        return Path(origin) if origin and origin.endswith(".py") else None
-    identity._module_file = by_find_spec
-files = {{s.name: identity.module_sources(s.target.partition(":")[0]) for s in api.list_methods(None) if isinstance(s.target, str)}}
-print(time.perf_counter() - t, sum(map(len, files.values())), "torch" in sys.modules)
-"""
+
+
+def by_find_spec(name: str) -> Path | None:
+    """The reference lookup: Python's finder."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None) if spec else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def child(reference: bool) -> None:
+    """In a fresh process: the identities of every registered method; prints seconds, files, whether torch came in."""
+    t = time.perf_counter()
+    from ratspain_bench import api
+    from ratspain_bench.evaluation import identity
+
+    if reference:
+        identity._module_file = by_find_spec
+    files = {s.name: identity.module_sources(s.target.partition(":")[0]) for s in api.list_methods(None) if isinstance(s.target, str)}
+    print(time.perf_counter() - t, sum(map(len, files.values())), "torch" in sys.modules)
 
 
 def once(reference: bool) -> tuple[float, int, bool]:
-    out = subprocess.run([sys.executable, "-c", CODE.format(reference=reference)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, "--child", "reference" if reference else "import-free"],
+                         capture_output=True, text=True, check=True)
     seconds, files, torch = out.stdout.split()
     return float(seconds), int(files), torch == "True"
 
@@ -40,7 +47,10 @@ def once(reference: bool) -> tuple[float, int, bool]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--child", choices=("reference", "import-free"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        return child(args.child == "reference")
     times = {True: [], False: []}
     for _ in range(args.repeats):
         for reference in (True, False):  # interleaved: both see the same machine load
